@@ -1,0 +1,104 @@
+"""The one place that converts images between their two representations.
+
+- At the edges (files, arrays, UI): uint8, NHWC, values 0..255.
+- Inside models: float32, NCHW, values in [-1, 1].
+Also: grids, strips and PNG writing used by sampling and reports.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_model(images: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 NHWC (or HWC) -> float32 NCHW in [-1, 1]."""
+    tensor = torch.as_tensor(images)
+    if tensor.dtype != torch.uint8:
+        raise TypeError(f"to_model expects uint8 images, got {tensor.dtype}")
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    if device is not None:
+        tensor = tensor.to(device, non_blocking=True)
+    # (N, H, W, C) -> (N, C, H, W); the permute is a view, the division materialises it.
+    return tensor.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float NCHW in [-1, 1] -> uint8 NHWC on the CPU (values outside [-1, 1] are clipped)."""
+    if images.ndim != 4:
+        raise ValueError(f"to_uint8 expects (N, C, H, W), got shape {tuple(images.shape)}")
+    scaled = (images.detach().float() + 1.0) * 127.5
+    # Round half away from zero once, so the same float image always gives the same bytes.
+    return scaled.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
+
+
+def make_grid(images: np.ndarray, num_columns: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
+    """Tile uint8 NHWC images into one uint8 HWC image (row-major)."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError("make_grid expects uint8 (N, H, W, C)")
+    count, height, width, channels = images.shape
+    if count == 0:
+        raise ValueError("make_grid needs at least one image")
+    if num_columns is None:
+        num_columns = int(np.ceil(np.sqrt(count)))
+    num_columns = max(1, min(num_columns, count))
+    num_rows = int(np.ceil(count / num_columns))
+    grid = np.full(
+        (num_rows * (height + padding) + padding, num_columns * (width + padding) + padding, channels),
+        pad_value,
+        dtype=np.uint8,
+    )
+    for index in range(count):
+        row, column = divmod(index, num_columns)
+        top = padding + row * (height + padding)
+        left = padding + column * (width + padding)
+        grid[top : top + height, left : left + width] = images[index]
+    return grid
+
+
+def to_pil(image: np.ndarray):
+    """uint8 HWC (C = 1 or 3) -> PIL image."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return Image.fromarray(image[:, :, 0], mode="L")
+    return Image.fromarray(image)
+
+
+def upscale_nearest(image: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """Enlarge small images by an integer factor so a person can see them (pixel-exact)."""
+    factor = max(1, int(np.ceil(min_side / max(1, min(image.shape[0], image.shape[1])))))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Encode uint8 HWC as PNG bytes."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write uint8 HWC to a PNG atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, png_bytes(image))
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
+    """Write bytes to `path` so a reader sees either the old or the new file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
