@@ -1,0 +1,1 @@
+"""Report card: figures and sections built from runs, metrics and audits."""
