@@ -117,7 +117,7 @@ class Trainer:
         self.augment = DiffAugment(config.augment, self.augment_rng)
 
         # Preload the uint8 images once: no decoding, no per-epoch work (on the GPU when they fit).
-        images = torch.from_numpy(np.ascontiguousarray(dataset.images))  # (N, H, W, C) uint8
+        images = torch.from_numpy(np.array(dataset.images))  # (N, H, W, C) uint8, copied out of the memmap once
         if device.type == "cuda" and images.numel() < 2**30:
             images = images.to(device)
         self.images = images

@@ -1,0 +1,75 @@
+"""`facegan data prepare|info|split`: build and inspect prepared face datasets."""
+from __future__ import annotations
+
+import argparse
+
+from facegan.cli.common import ExamplesFormatter
+
+PREPARE_EXAMPLES = """\
+examples:
+  facegan data prepare builtin:lfw-subset data/lfw32 --size 32     # the 100 built-in LFW faces
+  facegan data prepare ~/photos data/faces64 --size 64 --align dlib   # detect + align with dlib
+  facegan data prepare ~/celeba data/celeba64 --size 64 --align center  # CelebA: keeps attributes, identities, split
+  facegan data prepare ~/lfw data/lfw64 --size 64 --align dlib      # LFW: keeps identities
+"""
+
+
+def register(commands) -> None:
+    data = commands.add_parser("data", help="prepare, inspect and split face datasets")
+    verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
+
+    prepare = verbs.add_parser("prepare", help="decode, align and cache face images once", epilog=PREPARE_EXAMPLES, formatter_class=ExamplesFormatter)
+    prepare.add_argument("source", metavar="SOURCE", help="image folder, CelebA folder, LFW folder, or builtin:lfw-subset")
+    prepare.add_argument("out", metavar="OUT", help="dataset folder to write")
+    prepare.add_argument("--size", type=int, default=64, help="output side in pixels")
+    prepare.add_argument("--align", choices=["dlib", "center", "none"], default="center",
+                         help="dlib: detect the largest face and align with 5 landmarks; center: centre crop; none: resize")
+    prepare.add_argument("--channels", type=int, choices=[1, 3], default=None, help="force gray (1) or RGB (3)")
+    prepare.add_argument("--workers", type=int, default=None, help="processes for decoding (default: all cores)")
+    prepare.add_argument("--limit", type=int, default=None, help="use at most this many source images")
+    prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
+    prepare.set_defaults(handler=run_prepare)
+
+    info = verbs.add_parser("info", help="print what is in a prepared dataset")
+    info.add_argument("dataset", metavar="DATASET")
+    info.set_defaults(handler=run_info)
+
+    split = verbs.add_parser("split", help="disjoint train/holdout sets (by identity when labelled)")
+    split.add_argument("dataset", metavar="DATASET")
+    split.add_argument("--holdout", type=float, default=0.2, help="fraction held out")
+    split.add_argument("--by", choices=["image", "identity"], default="image", help="split unit")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--train-out", default=None, help="default: DATASET-train")
+    split.add_argument("--holdout-out", default=None, help="default: DATASET-holdout")
+    split.set_defaults(handler=run_split)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from facegan.data.prepare import prepare_dataset
+
+    dataset = prepare_dataset(args.source, args.out, size=args.size, align=args.align, channels=args.channels,
+                              workers=args.workers, limit=args.limit, progress=not args.no_progress)
+    print(dataset.describe())
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from facegan.data.dataset import FaceDataset
+
+    print(FaceDataset.load(args.dataset).describe())
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facegan.data.dataset import FaceDataset
+
+    dataset = FaceDataset.load(args.dataset)
+    train_set, holdout_set = dataset.split(args.holdout, by_identity=args.by == "identity", seed=args.seed)
+    base = Path(args.dataset)
+    train_path = train_set.save(args.train_out or base.with_name(base.name + "-train"))
+    holdout_path = holdout_set.save(args.holdout_out or base.with_name(base.name + "-holdout"))
+    print(f"train   {len(train_set)} images -> {train_path}")
+    print(f"holdout {len(holdout_set)} images -> {holdout_path}")
+    return 0

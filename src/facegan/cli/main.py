@@ -1,0 +1,54 @@
+"""`facegan` entry point: dispatches to one module per subcommand and turns user errors into one line."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from facegan import __version__
+from facegan.cli.common import ExamplesFormatter
+from facegan.errors import FaceganError
+
+EXAMPLES = """\
+examples:
+  facegan data prepare builtin:lfw-subset data/lfw32 --size 32
+  facegan data prepare ~/photos data/faces64 --size 64 --align dlib
+  facegan train --data data/lfw32 --out runs/lfw32 --kimg 50
+  facegan train --data data/lfw32 --out runs/dcgan --preset seed-dcgan --kimg 50
+  facegan train --out runs/lfw32 --resume --kimg 100
+  facegan sample runs/lfw32 --seeds 0-63 --grid grid.png
+  facegan interpolate runs/lfw32 --seeds 3,7 --steps 8 --out strip.png
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from facegan.cli import data, sample, train
+
+    parser = argparse.ArgumentParser(
+        prog="facegan",
+        description="Privacy-aware synthetic faces: prepare data, train GANs, sample, measure.",
+        epilog=EXAMPLES,
+        formatter_class=ExamplesFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"facegan {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (data, train, sample):
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print `error: ...` on one line and exit with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except FaceganError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`facegan train`: train or resume a GAN."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from facegan.cli.common import ExamplesFormatter
+
+EXAMPLES = """\
+examples:
+  facegan train --data data/lfw32 --out runs/lfw32 --kimg 50
+  facegan train --data data/lfw32 --out runs/dcgan --preset seed-dcgan
+  facegan train --data data/lfw32 --out runs/wide --set model.g_channels=256 --set loss.kind=hinge
+  facegan train --data data/lfw32 --out runs/x --dry-run      # print the resolved config, do nothing
+  facegan train --out runs/lfw32 --resume --kimg 100          # continue exactly where it stopped
+  torchrun --nproc_per_node 2 -m facegan train --data data/lfw32 --out runs/ddp
+"""
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("train", help="train (or resume) a GAN on a prepared dataset", epilog=EXAMPLES, formatter_class=ExamplesFormatter)
+    parser.add_argument("--data", help="prepared dataset folder (from `facegan data prepare`)")
+    parser.add_argument("--out", required=True, help="run folder (runs/NAME)")
+    parser.add_argument("--preset", default=None, help="default | seed-dcgan (default: default)")
+    parser.add_argument("--kimg", type=float, default=None, help="training length in thousands of real images shown (default: 100)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step")
+    parser.add_argument("--seed", type=int, default=None, help="seed for weights, data order, noise and augmentation")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set loss.r1_gamma=1 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def build_config(args: argparse.Namespace):
+    """Defaults < preset < flags; on --resume the saved run's config is the base instead."""
+    from facegan.config import apply_overrides, merge, to_dict
+    from facegan.training.config import resolve_config
+    from facegan.training.loop import load_run_config
+
+    updates = {key: value for key, value in (("data", args.data), ("kimg", args.kimg), ("batch_size", args.batch_size), ("seed", args.seed)) if value is not None}
+    updates["out"] = args.out
+    if args.resume and (Path(args.out) / "config.json").is_file():
+        saved = load_run_config(args.out)
+        if args.preset and args.preset != saved.preset:
+            updates["preset"] = args.preset  # refused by the resume check with a clear message
+        config = apply_overrides(merge(saved, updates), args.overrides)
+        return config
+    return resolve_config(args.preset or "default", updates, args.overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facegan.config import to_dict
+    from facegan.training.loop import train
+
+    config = build_config(args)
+    if args.dry_run:
+        config.validate()
+        print(json.dumps(to_dict(config), indent=2, sort_keys=True))
+        return 0
+    result = train(config, resume=args.resume, progress=not args.no_progress)
+    state = "interrupted at" if result.interrupted else "finished"
+    print(f"{state} {result.kimg:.1f} kimg in {result.seconds:.0f} s ({result.img_per_s:.0f} img/s)")
+    print(f"run folder: {result.run_dir}")
+    print(f"export:     {result.export_dir}")
+    if result.interrupted:
+        print(f"resume with: facegan train --out {result.run_dir} --resume")
+    return 0

@@ -1,0 +1,68 @@
+"""The seed-dcgan preset has exactly the classic layer shapes."""
+import pytest
+import torch
+from torch import nn
+
+from facegan.models import build_discriminator, build_generator
+from facegan.training.config import resolve_config
+
+
+def _seed_model(resolution: int, channels: int = 3):
+    model = resolve_config("seed-dcgan").model
+    model.resolution, model.channels = resolution, channels
+    return model
+
+
+def test_seed_dcgan_generator_layers_at_32px():
+    generator = build_generator(_seed_model(32))
+    # z (100) -> Dense to 4x4x256 (no bias) -> BatchNorm -> LeakyReLU
+    assert generator.dense.in_features == 100 and generator.dense.out_features == 4 * 4 * 256
+    assert generator.dense.bias is None
+    assert isinstance(generator.dense_norm, nn.BatchNorm1d) and generator.dense_norm.num_features == 4096
+    convs = [m for m in generator.upsample if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(256, 128), (128, 64), (64, 3)]
+    assert all(c.kernel_size == (5, 5) and c.stride == (2, 2) for c in convs)
+    norms = [m.num_features for m in generator.upsample if isinstance(m, nn.BatchNorm2d)]
+    assert norms == [128, 64]  # every transposed conv but the last is followed by BatchNorm
+    acts = [m for m in generator.upsample if isinstance(m, nn.LeakyReLU)]
+    assert len(acts) == 2 and acts[0].negative_slope == pytest.approx(0.3)
+    out = generator(torch.randn(2, 100))
+    assert out.shape == (2, 3, 32, 32)
+    assert out.abs().max() <= 1.0  # tanh
+
+
+@pytest.mark.parametrize("resolution, expected", [
+    (64, [(256, 256), (256, 128), (128, 64), (64, 1)]),
+    (128, [(256, 256), (256, 256), (256, 128), (128, 64), (64, 1)]),
+])
+def test_seed_dcgan_resolution_adds_upsampling_stages(resolution, expected):
+    generator = build_generator(_seed_model(resolution, channels=1))
+    convs = [m for m in generator.upsample if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == expected
+    with torch.no_grad():
+        assert generator.eval()(torch.randn(1, 100)).shape == (1, 1, resolution, resolution)
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_seed_dcgan_discriminator_goes_down_to_one_logit(resolution):
+    discriminator = build_discriminator(_seed_model(resolution))
+    convs = [m for m in discriminator.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 256][: len(convs)]
+    assert all(c.stride == (2, 2) and c.kernel_size == (5, 5) for c in convs)
+    assert sum(isinstance(m, nn.Dropout) and m.p == pytest.approx(0.3) for m in discriminator.features) == len(convs)
+    assert discriminator.logit.out_features == 1
+    assert discriminator(torch.randn(4, 3, resolution, resolution)).shape == (4,)
+
+
+def test_seed_dcgan_recipe_is_bce_adam_1e4():
+    config = resolve_config("seed-dcgan")
+    assert config.loss.kind == "logistic" and config.loss.r1_gamma == 0
+    assert config.optimizer.lr_g == config.optimizer.lr_d == pytest.approx(1e-4)
+    assert config.augment.policy == "" and not config.ema.enabled
+
+
+def test_dcgan_rejects_unsupported_resolution():
+    from facegan.errors import FaceganError
+
+    with pytest.raises(FaceganError, match="32, 64 or 128"):
+        build_generator(_seed_model(16))

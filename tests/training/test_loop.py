@@ -1,0 +1,103 @@
+"""The training loop on tiny models: files written, exact resume, divergence, refusals."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from facegan.errors import DivergenceError, FaceganError
+from facegan.training.loop import train
+
+
+def test_run_folder_contents(faces16, tiny_config, tmp_path):
+    result = train(tiny_config(faces16, tmp_path / "run", kimg=0.064, runtime={"tensorboard": True, "num_threads": 1}), progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "run.json", "stats.jsonl", "summary.json", "loss_curves.png", "checkpoints/state.pt",
+                 "export/config.json", "export/model.safetensors", "samples/reals.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run / "samples").glob("fakes*.png"))
+    lines = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [round(line["kimg"], 3) for line in lines] == [0.016, 0.032, 0.048, 0.064]
+    assert all({"loss_d", "loss_g", "img_per_s", "time_s", "step"} <= set(line) for line in lines)
+    assert result.kimg == pytest.approx(0.064) and result.num_steps == 8
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["resolution"] == 16 and saved["model"]["channels"] == 1  # resolved from the data
+
+
+def test_training_changes_weights_and_losses_are_finite(faces16, tiny_config, tmp_path):
+    import facegan
+
+    result = train(tiny_config(faces16, tmp_path / "run", kimg=0.048), progress=False)
+    assert all(np.isfinite(v) for k, v in result.last_stats.items() if k.startswith("loss"))
+    images = facegan.load_generator(tmp_path / "run").sample(range(4))
+    assert images.shape == (4, 16, 16, 1) and images.std() > 1  # not a constant image
+
+
+def _export_tensors(run):
+    return load_file(str(run / "export" / "model.safetensors"))
+
+
+def _state(run):
+    return torch.load(run / "checkpoints" / "state.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("preset, data", [("default", "faces16"), ("seed-dcgan", "faces32")])
+def test_resume_continues_exactly(preset, data, tiny_config, tmp_path, request):
+    dataset = request.getfixturevalue(data)
+    straight = tmp_path / "straight"
+    train(tiny_config(dataset, straight, preset=preset, kimg=0.064), progress=False)
+    split = tmp_path / "split"
+    train(tiny_config(dataset, split, preset=preset, kimg=0.032), progress=False)
+    train(tiny_config(dataset, split, preset=preset, kimg=0.064), resume=True, progress=False)
+    a, b = _state(straight), _state(split)
+    for net in ("G", "D") + (("G_ema",) if "G_ema" in a else ()):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs after resume"
+    assert a["num_images_seen"] == b["num_images_seen"] == 64
+    export_a, export_b = _export_tensors(straight), _export_tensors(split)
+    assert all(torch.equal(export_a[k], export_b[k]) for k in export_a)
+    lines = [json.loads(x)["kimg"] for x in (split / "stats.jsonl").read_text().splitlines()]
+    assert lines == sorted(lines) and len(lines) == 4  # no duplicated lines after resume
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(faces16, tiny_config, tmp_path):
+    config = tiny_config(faces16, tmp_path / "run", kimg=0.016)
+    train(config, progress=False)
+    with pytest.raises(FaceganError, match="already holds a run"):
+        train(config, progress=False)
+    with pytest.raises(FaceganError, match="nothing to resume"):
+        train(tiny_config(faces16, tmp_path / "other"), resume=True, progress=False)
+
+
+def test_resume_refuses_a_changed_recipe(faces16, tiny_config, tmp_path):
+    train(tiny_config(faces16, tmp_path / "run", kimg=0.016), progress=False)
+    changed = tiny_config(faces16, tmp_path / "run", kimg=0.032, loss={"kind": "hinge"})
+    with pytest.raises(FaceganError, match="loss.kind"):
+        train(changed, resume=True, progress=False)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(faces16, tiny_config, tmp_path, monkeypatch):
+    from facegan.training import loop
+
+    run = tmp_path / "run"
+    train(tiny_config(faces16, run, kimg=0.032), progress=False)
+    before = _state(run)["num_images_seen"]
+    real_loss = loop.discriminator_loss
+    monkeypatch.setattr(loop, "discriminator_loss", lambda *a: real_loss(*a) * float("nan"))
+    with pytest.raises(DivergenceError, match="diverged.*last good checkpoint"):
+        train(tiny_config(faces16, run, kimg=0.064), resume=True, progress=False)
+    state = _state(run)
+    assert state["num_images_seen"] == before  # nothing non-finite was saved
+    assert all(torch.isfinite(t).all() for t in state["G"].values() if t.is_floating_point())
+
+
+def test_dataset_resolution_mismatch_is_refused(faces16, tiny_config, tmp_path):
+    with pytest.raises(FaceganError, match="prepare it with --size 32"):
+        train(tiny_config(faces16, tmp_path / "run", model={"resolution": 32}), progress=False)
+
+
+def test_missing_dataset_is_one_clear_error(tiny_config, tmp_path):
+    with pytest.raises(FaceganError, match="dataset not found"):
+        train(tiny_config(tmp_path / "nope", tmp_path / "run"), progress=False)
