@@ -93,6 +93,26 @@ class RuntimeConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """Differentially private training of the discriminator (DP-SGD through Opacus); off by default."""
+
+    epsilon: float = 0.0
+    """Target epsilon of the whole run; 0 with noise_multiplier 0 means no DP."""
+    delta: float = 0.0
+    """Target delta; 0 picks 1 / (10 * number of training images)."""
+    noise_multiplier: float = 0.0
+    """Gaussian noise std as a multiple of max_grad_norm; 0 derives it from epsilon."""
+    max_grad_norm: float = 1.0
+    """Per-sample gradient clipping bound C."""
+    accountant: Literal["rdp", "prv"] = "prv"
+    """Opacus privacy accountant."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon > 0 or self.noise_multiplier > 0
+
+
+@dataclass
 class TrainConfig:
     """Everything a training run needs; saved resolved as the run's config.json."""
 
@@ -115,6 +135,7 @@ class TrainConfig:
     ema: EmaConfig = field(default_factory=EmaConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def validate(self) -> None:
         """Refuse impossible options before any work starts."""

@@ -47,7 +47,7 @@ from facegan.training.ema import ema_beta, update_ema
 from facegan.training.losses import discriminator_loss, generator_loss, r1_penalty
 
 # Fields that define what is being learned: a resumed run must agree with the saved run on all of them.
-RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema")
+RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema", "privacy")
 
 
 @dataclass
@@ -200,6 +200,19 @@ class Trainer:
             update_ema(self.G_ema, self.G, ema_beta(self.config.ema, self.config.batch_size, self.num_images_seen))
         return stats
 
+    # ---- extension points (the DP trainer overrides these) -----------------------------------------
+    def extra_stats(self) -> dict[str, float]:
+        """Values added to every stats.jsonl line (e.g. the privacy budget spent so far)."""
+        return {}
+
+    def export_metadata(self) -> dict[str, Any]:
+        """Entries added to the export's config.json (e.g. the DP guarantee)."""
+        return {}
+
+    def should_stop(self) -> str | None:
+        """A reason to end training before the kimg target (e.g. the privacy budget is spent), or None."""
+        return None
+
     # ---- state -------------------------------------------------------------------------------------
     @property
     def export_module(self) -> nn.Module:
@@ -247,6 +260,15 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.num_images_seen = int(state["num_images_seen"])
         self.num_steps = int(state["num_steps"])
+
+
+def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device, context: DistributedContext) -> Trainer:
+    """The plain trainer, or the differentially private one when `config.privacy` asks for DP."""
+    if config.privacy.enabled:
+        from facegan.privacy.dp import PrivateTrainer
+
+        return PrivateTrainer(config, dataset, device, context)
+    return Trainer(config, dataset, device, context)
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -349,7 +371,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     if device.type == "cuda" and context.enabled:
         device = torch.device("cuda", context.local_rank)
 
-    trainer = Trainer(config, dataset, device, context)
+    trainer = make_trainer(config, dataset, device, context)
     if state is not None:
         trainer.load_state_dict(state)
     main = context.is_main
@@ -401,6 +423,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             "preset": config.preset,
             "kimg": trainer.num_images_seen / 1000,
             "ema": config.ema.enabled,
+            **trainer.export_metadata(),
         })
 
     sums: dict[str, float] = {}
@@ -432,13 +455,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 seen = trainer.num_images_seen
                 if bar is not None:
                     bar.update(round(seen / 1000 - bar.n, 3))
-                finished = seen >= total_images
+                stop_reason = trainer.should_stop()
+                finished = seen >= total_images or stop_reason is not None
                 if seen >= next_tick["log"] or finished or stop.requested:
                     now = time.perf_counter()
                     seconds = elapsed_before + now - start_time
                     line = {"kimg": round(seen / 1000, 3), "step": trainer.num_steps, "time_s": round(seconds, 2),
                             "img_per_s": round((seen - tick_start_images) / max(now - tick_start_time, 1e-9), 1)}
                     line.update({name: round(all_reduce_mean(sums[name] / counts[name], context), 5) for name in sums})
+                    line.update(trainer.extra_stats())
                     sums, counts = {}, {}
                     tick_start_time, tick_start_images = now, seen
                     last_stats = line
@@ -461,6 +486,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                     next_tick["checkpoint"] = _next_multiple(seen, schedule.checkpoint_kimg)
                 if stop.requested:
                     interrupted = True
+                    break
+                if stop_reason is not None:
+                    print(f"stopping early: {stop_reason}", flush=True)
                     break
     finally:
         if bar is not None:
