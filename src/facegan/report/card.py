@@ -1,0 +1,238 @@
+"""`facegan report`: one self-contained HTML report card per run (images embedded, opens offline)."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegan.errors import FaceganError
+from facegan.images import make_grid, png_bytes, upscale_nearest, write_bytes_atomic
+from facegan.report.plots import plot_training_curves, read_stats
+from facegan.report.sections import Figure, ReportSection, Table, register_section, registered_sections
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ---- core sections -------------------------------------------------------------------------------
+@register_section("overview", order=10)
+def overview_section(run: Path) -> ReportSection | None:
+    config = _read_json(run / "config.json")
+    if config is None:
+        return None
+    summary = _read_json(run / "summary.json") or {}
+    environment = _read_json(run / "run.json") or {}
+    model = config.get("model", {})
+    rows = [
+        ["preset", config.get("preset")],
+        ["architecture", f"{model.get('architecture')} ({model.get('resolution')}px, {model.get('channels')} channel(s), z {model.get('z_dim')})"],
+        ["dataset", f"{config.get('data')} (hash {str(environment.get('dataset_hash', '?'))[:12]}, {environment.get('dataset_images', '?')} images)"],
+        ["trained", f"{summary.get('kimg', '?')} of {config.get('kimg')} kimg, {summary.get('seconds', '?')} s, {summary.get('img_per_s', '?')} img/s"],
+        ["loss", f"{config.get('loss', {}).get('kind')} (R1 gamma {config.get('loss', {}).get('r1_gamma')})"],
+        ["augmentation", config.get("augment", {}).get("policy") or "none"],
+        ["EMA", "on" if config.get("ema", {}).get("enabled") else "off"],
+        ["device", f"{environment.get('device', '?')}, {environment.get('num_processes', 1)} process(es), bf16 {environment.get('bf16_autocast')}"],
+        ["facegan / torch", f"{environment.get('facegan_version', '?')} / {environment.get('torch_version', '?')}"],
+    ]
+    privacy = config.get("privacy", {})
+    if privacy.get("epsilon", 0) > 0 or privacy.get("noise_multiplier", 0) > 0:
+        rows.append(["differential privacy", f"target epsilon {privacy.get('epsilon')}, delta {privacy.get('delta')}"])
+    readings = [f"This run trained the {config.get('preset')} recipe for {summary.get('kimg', '?')} kimg on {environment.get('dataset_images', '?')} faces."]
+    if summary.get("interrupted"):
+        readings.append("The run was interrupted; resume it with `facegan train --out RUN --resume`.")
+    return ReportSection("Run", readings, tables=[Table("Configuration", ["setting", "value"], rows)])
+
+
+@register_section("training", order=20)
+def training_section(run: Path) -> ReportSection | None:
+    rows = read_stats(run / "stats.jsonl")
+    if not rows:
+        return None
+    figures = []
+    curves = run / "loss_curves.png"
+    if not curves.is_file():
+        plot_training_curves(run / "stats.jsonl", curves)
+    figures.append(Figure("Training curves", curves.read_bytes(),
+                          "Losses and mean discriminator logits over training; steady, bounded curves are healthy, a D loss near 0 with G loss climbing means D has won (collapse risk)."))
+    metric_png = _metric_curves(rows)
+    if metric_png is not None:
+        figures.append(Figure("Quality during training", metric_png, "Fréchet distance measured during training; lower is better, and the best checkpoint is kept."))
+    last = rows[-1]
+    readings = [f"Final losses: D {last.get('loss_d', float('nan')):.3f}, G {last.get('loss_g', float('nan')):.3f} at {last['kimg']:.1f} kimg; throughput {last.get('img_per_s', 0):.0f} img/s."]
+    return ReportSection("Training", readings, figures=figures)
+
+
+def _metric_curves(rows: list[dict]) -> bytes | None:
+    points = [(row["kimg"], row["fd"]) for row in rows if "fd" in row]
+    if not points:
+        return None
+    import io
+
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.2))
+    axes.plot(*zip(*points), marker="o")
+    axes.set(xlabel="kimg", ylabel="FD (lower is better)", title="Fréchet distance during training")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+@register_section("samples", order=30)
+def samples_section(run: Path) -> ReportSection | None:
+    from facegan.models.export import load_generator
+
+    try:
+        generator = load_generator(run)
+    except FaceganError:
+        return None
+    grid = make_grid(generator.sample(range(64)), num_columns=8)
+    rows = [generator.interpolate(a, b, 8) for a, b in ((3, 7), (11, 19), (23, 42))]
+    strip = make_grid(np.concatenate(rows), num_columns=8)
+    return ReportSection(
+        "Samples",
+        [f"Images from the exported generator at seeds 0-63 ({generator.resolution}x{generator.resolution}); the same seed always gives the same face."],
+        figures=[
+            Figure("Sample grid (seeds 0-63)", png_bytes(upscale_nearest(grid, 512)), "Random faces from the generator; more variety and sharper faces are better."),
+            Figure("Interpolations (seeds 3→7, 11→19, 23→42)", png_bytes(upscale_nearest(strip, 512)),
+                   "Spherical interpolation in z; smooth, face-like transitions mean a well-behaved latent space, abrupt jumps suggest memorisation."),
+        ],
+    )
+
+
+@register_section("nearest", order=40)
+def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: int = 4) -> ReportSection | None:
+    from facegan.data.dataset import FaceDataset
+    from facegan.models.export import load_generator
+
+    config = _read_json(run / "config.json")
+    if config is None:
+        return None
+    try:
+        generator = load_generator(run)
+        dataset = FaceDataset.load(config["data"])
+    except (FaceganError, KeyError):
+        return None
+    fakes = generator.sample(range(num_queries))  # (Q, H, W, C)
+    reals = np.asarray(dataset.images)  # (N, H, W, C)
+    if reals.shape[1:] != fakes.shape[1:]:
+        return None
+    # Pixel-space L2 distance: crude but model-free, and exactly what a copy would minimise.
+    distances = ((fakes.reshape(len(fakes), 1, -1).astype(np.float32) - reals.reshape(1, len(reals), -1).astype(np.float32)) ** 2).mean(-1)
+    nearest = np.argsort(distances, axis=1)[:, :num_neighbours]  # (Q, K)
+    tiles = []
+    for query in range(num_queries):
+        tiles.append(fakes[query])
+        tiles.extend(reals[index] for index in nearest[query])
+    panel = make_grid(np.stack(tiles), num_columns=num_neighbours + 1)
+    rms = np.sqrt(distances[np.arange(num_queries), nearest[:, 0]]).mean()
+    return ReportSection(
+        "Nearest training faces",
+        [f"For each generated face (left column) the {num_neighbours} closest training faces in pixel space; mean RMS distance to the closest is {rms:.1f} grey levels."],
+        figures=[Figure("Generated vs nearest real", png_bytes(upscale_nearest(panel, 400)),
+                        "Left: generated; right: its closest training faces. Near-identical pairs would mean memorisation; similar-but-different faces are the goal.")],
+    )
+
+
+@register_section("metrics", order=50)
+def metrics_section(run: Path) -> ReportSection | None:
+    metrics = _read_json(run / "metrics.json")
+    if metrics is None:
+        return None
+    values = metrics.get("metrics", {})
+    protocol = metrics.get("protocol", {})
+    better = {"fd": "lower", "kid_mean": "lower", "kid_std": "-", "precision": "higher", "recall": "higher", "density": "higher", "coverage": "higher",
+              "face_rate": "higher (match real)", "face_rate_real": "reference"}
+    rows = [[name, _format(value), better.get(name, "")] for name, value in values.items()]
+    readings = []
+    if "fd" in values:
+        readings.append(f"Fréchet distance {values['fd']:.4g} in {protocol.get('extractor', protocol.get('features', '?'))} space (lower is better; 0 = identical statistics).")
+    if "face_rate" in values and "face_rate_real" in values:
+        readings.append(f"dlib finds a face in {values['face_rate']:.0%} of generated images vs {values['face_rate_real']:.0%} of real ones.")
+    return ReportSection(
+        "Quality metrics",
+        readings,
+        tables=[
+            Table("Metrics", ["metric", "value", "better"], rows, "Computed by `facegan eval`; see the protocol for what was compared."),
+            Table("Protocol", ["item", "value"], [[key, _format(value)] for key, value in protocol.items()]),
+        ],
+    )
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1d1d1f;background:#fafafa}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+section{background:#fff;border:1px solid #e5e5e5;border-radius:8px;padding:0.5em 1.5em 1.2em;margin:1.2em 0}
+.reading{font-size:1.05em} figure{margin:1em 0} figure img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}
+figcaption{color:#555;font-size:.92em;margin-top:.3em} table{border-collapse:collapse;margin:.6em 0}
+td,th{border:1px solid #ddd;padding:.25em .7em;text-align:left;font-size:.92em} th{background:#f3f3f3}
+.meta{color:#777;font-size:.9em}
+"""
+
+
+def render_html(title: str, sections: list[ReportSection]) -> str:
+    """Sections -> one HTML page with every image inlined as base64 (no external files)."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p class='meta'>facegan report card, generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
+    for section in sections:
+        parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
+        parts += [f"<p class='reading'>{html.escape(reading)}</p>" for reading in section.readings]
+        for table in section.tables:
+            parts.append(f"<h3>{html.escape(table.title)}</h3><table><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{html.escape(_format(v))}</td>" for v in row) + "</tr>" for row in table.rows]
+            parts.append("</table>")
+            if table.caption:
+                parts.append(f"<p class='meta'>{html.escape(table.caption)}</p>")
+        for figure in section.figures:
+            encoded = base64.b64encode(figure.png).decode()
+            parts.append(f"<figure><h3>{html.escape(figure.title)}</h3><img alt='{html.escape(figure.title)}' src='data:image/png;base64,{encoded}'>"
+                         f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Build every section that has data for this run and write one self-contained HTML file."""
+    _load_extension_sections()
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise FaceganError(f"{run} is not a facegan run folder (no config.json); pass the folder given to `facegan train --out`")
+    sections = []
+    for _order, name, builder in registered_sections():
+        section = builder(run)
+        if section is not None:
+            sections.append(section)
+    out_path = Path(out) if out else run / "report.html"
+    write_bytes_atomic(out_path, render_html(f"facegan report: {run.name}", sections).encode())
+    return out_path
+
+
+def _load_extension_sections() -> None:
+    """Import the packages that contribute sections (each registers on import; absent ones are skipped)."""
+    import importlib
+
+    for module in ("facegan.privacy.report",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
