@@ -39,7 +39,8 @@ def ensure_trained(config, progress: bool = True):
     summary_path = run / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
-        if summary.get("kimg", 0) >= config.kimg - 1e-9 and not summary.get("interrupted"):
+        done = summary.get("kimg", 0) >= config.kimg - 1e-9 or summary.get("stopped_early")
+        if done and not summary.get("interrupted"):
             print(f"reusing finished run {run} ({summary['kimg']:.1f} kimg)")
             return summary
     resume = (run / "checkpoints" / "state.pt").is_file()

@@ -72,6 +72,8 @@ class ScheduleConfig:
     """Write the resume state and the export every this many kimg."""
     num_snapshot_images: int = 64
     """Images in each snapshot grid (seeds 0..N-1)."""
+    max_minutes: float = 0.0
+    """Also stop after this much training time (0 = no limit); for equal-CPU-time comparisons."""
 
 
 @dataclass
@@ -121,7 +123,7 @@ class TrainConfig:
     out: str = ""
     """Run folder to create (or resume)."""
     preset: str = "default"
-    """Starting point for every other field: `default` or `seed-dcgan`."""
+    """Starting point for every other field: `default`, `seed-dcgan` or `dp`."""
     kimg: float = 100.0
     """Training length in thousands of real images shown."""
     batch_size: int = 32
@@ -165,6 +167,9 @@ class TrainConfig:
             if getattr(self.optimizer, name) <= 0:
                 raise FaceganError(f"optimizer.{name} must be positive")
         self.model.validate()
+        from facegan.privacy.validate import check_private_config
+
+        check_private_config(self)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -189,6 +194,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optimizer": {"lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.9, "beta2": 0.999},
         "augment": {"policy": ""},
         "ema": {"enabled": False},
+    },
+    # `default` made ready for differentially private training (--dp-epsilon): every discriminator
+    # layer must give per-sample gradients and no real-image gradient may bypass DP clipping, so no
+    # spectral norm (a parametrization Opacus cannot differentiate per sample), no minibatch std
+    # (mixes samples), GroupNorm instead, and no R1 penalty (an unclipped gradient on real images).
+    "dp": {
+        "model": {"spectral_norm": False, "d_norm": "group", "minibatch_std": False},
+        "loss": {"r1_gamma": 0.0},
     },
 }
 

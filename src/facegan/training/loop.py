@@ -432,6 +432,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     start_time = time.perf_counter()
     last_stats: dict[str, Any] = {}
     interrupted = False
+    stop_reason: str | None = None
     bar = None
     if main and progress:
         from tqdm import tqdm
@@ -456,6 +457,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 if bar is not None:
                     bar.update(round(seen / 1000 - bar.n, 3))
                 stop_reason = trainer.should_stop()
+                if schedule.max_minutes > 0 and elapsed_before + time.perf_counter() - start_time >= schedule.max_minutes * 60:
+                    stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
                 finished = seen >= total_images or stop_reason is not None
                 if seen >= next_tick["log"] or finished or stop.requested:
                     now = time.perf_counter()
@@ -513,7 +516,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         plot_training_curves(stats_path, run_dir / "loss_curves.png")
         save_json(
             {"kimg": result.kimg, "num_steps": result.num_steps, "seconds": round(seconds, 2), "img_per_s": round(result.img_per_s, 1),
-             "interrupted": interrupted, "last_stats": last_stats, "export": str(result.export_dir)},
+             "interrupted": interrupted, "stopped_early": stop_reason, "last_stats": last_stats, "export": str(result.export_dir)},
             run_dir / "summary.json",
         )
     return result
