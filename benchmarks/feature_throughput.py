@@ -98,10 +98,10 @@ def time_facegan(chips: np.ndarray, label: str, batch_size: int, repeats: int, c
 def time_dlib(chips: np.ndarray, repeats: int) -> tuple[Row, np.ndarray]:
     import dlib
 
-    from facegan.metrics.face_features import _dlib_model_path
+    from facegan.data.align import dlib_model_path
 
     start = time.perf_counter()
-    recognizer = dlib.face_recognition_model_v1(str(_dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+    recognizer = dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
     recognizer.compute_face_descriptor(chips[0])  # warm-up
     warmup = time.perf_counter() - start
     seconds = []

@@ -96,7 +96,7 @@ def run_reference(folder: Path, size: int, batch_size: int, num_images: int) -> 
 
 def run_facegan(folder: Path, workdir: Path, size: int, batch_size: int, num_images: int) -> tuple[float, float]:
     """facegan: prepare once, then train; returns (preparation seconds, training seconds)."""
-    from facegan.data.prepare import prepare_dataset
+    from facegan.data.pipeline import prepare_dataset
     from facegan.training.config import resolve_config
     from facegan.training.loop import train
 

@@ -20,7 +20,7 @@ BUILTIN_SOURCE = "builtin:lfw-subset"
 def ensure_builtin_dataset(path: Path, size: int) -> "FaceDataset":  # noqa: F821
     """The built-in faces prepared at `size`, reusing an earlier preparation."""
     from facegan.data.dataset import FaceDataset
-    from facegan.data.prepare import prepare_dataset
+    from facegan.data.pipeline import prepare_dataset
 
     if (path / "manifest.json").is_file():
         dataset = FaceDataset.load(path)

@@ -13,6 +13,7 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from PIL import Image  # noqa: E402
 
+from facegan.data.align import dlib_model_path  # noqa: E402
 from facegan.errors import FaceganError  # noqa: E402
 from facegan.metrics.dlib_format import (  # noqa: E402
     DlibFormatError,
@@ -23,7 +24,6 @@ from facegan.metrics.dlib_format import (  # noqa: E402
 from facegan.metrics.face_features import (  # noqa: E402
     MATCH_THRESHOLD,
     FaceDescriptorExtractor,
-    _dlib_model_path,
 )
 
 NUM_PARITY_FACES = 20  # of the 100 LFW faces; all 100 are measured by benchmarks/feature_throughput.py
@@ -40,7 +40,7 @@ def _dlib_descriptors(recognizer, chips: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def recognizer_path() -> str:
-    return str(_dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
+    return str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def astronaut_chip() -> np.ndarray:
     image = skimage_data.astronaut()
     detections, scores, _ = dlib.get_frontal_face_detector().run(image, 1)
     face = detections[int(np.argmax(scores))]
-    predictor = dlib.shape_predictor(str(_dlib_model_path("shape_predictor_5_face_landmarks.dat")))
+    predictor = dlib.shape_predictor(str(dlib_model_path("shape_predictor_5_face_landmarks.dat")))
     return dlib.get_face_chip(image, predictor(image, face), size=150, padding=0.25)
 
 

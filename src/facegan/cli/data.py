@@ -45,7 +45,7 @@ def register(commands) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from facegan.data.prepare import prepare_dataset
+    from facegan.data.pipeline import prepare_dataset
 
     dataset = prepare_dataset(args.source, args.out, size=args.size, align=args.align, channels=args.channels,
                               workers=args.workers, limit=args.limit, progress=not args.no_progress)

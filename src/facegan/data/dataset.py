@@ -39,6 +39,25 @@ def compute_content_hash(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """Refuse to write a dataset over anything but nothing, an empty folder, or an older dataset.
+
+    Saving replaces the folder whole, so pointing OUT at a photo folder (or a file) by mistake
+    would otherwise delete it.
+    """
+    folder = Path(path)
+    if not folder.exists():
+        return folder
+    if not folder.is_dir():
+        raise FaceganError(f"output {folder} is a file; give a folder path for the prepared dataset")
+    if (folder / MANIFEST_NAME).is_file() or not any(folder.iterdir()):
+        return folder
+    raise FaceganError(
+        f"output folder {folder} exists and is not a prepared dataset; "
+        "choose a new or empty folder (it would be replaced whole)"
+    )
+
+
 @dataclass
 class FaceDataset:
     """Prepared face images (uint8 NHWC) with optional labels and a manifest."""
@@ -134,7 +153,7 @@ class FaceDataset:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the dataset folder atomically: a temp folder beside it, then one rename."""
-        folder = Path(path)
+        folder = check_output_folder(path)
         folder.parent.mkdir(parents=True, exist_ok=True)
         manifest = dict(self.manifest)
         manifest.update(

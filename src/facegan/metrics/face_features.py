@@ -13,7 +13,6 @@ padding=0.25)`. Nothing here detects or aligns faces.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facegan.data.align import dlib_model_path
 from facegan.errors import FaceganError
 from facegan.metrics.dlib_format import read_face_recognizer_dat
 
@@ -44,20 +44,6 @@ CHIP_SIZE = 150
 """Side of the square RGB face chip the network was trained on (dlib's input_rgb_image_sized<150>)."""
 
 _MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-def _dlib_model_path(name: str) -> Path:
-    """Path of a model file shipped in the face_recognition_models package.
-
-    Found without importing the package: its __init__ imports pkg_resources, which may be absent.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise FaceganError("face_recognition_models is not installed; install it with `pip install face-recognition-models`")
-    path = Path(spec.origin).parent / "models" / name
-    if not path.is_file():
-        raise FaceganError(f"{path} is missing; reinstall face-recognition-models")
-    return path
 
 
 @functools.lru_cache(maxsize=4)
@@ -170,7 +156,7 @@ def load_dlib_face_recognizer(device: torch.device | str = "cpu", model_path: st
     Weights come from `model_path` or the face_recognition_models package; the parse is cached
     in-process, and each call returns a fresh module.
     """
-    path = Path(model_path) if model_path is not None else _dlib_model_path(_MODEL_FILE)
+    path = Path(model_path) if model_path is not None else dlib_model_path(_MODEL_FILE)
     model = DlibFaceRecognizer()
     model.load_dlib_arrays(_parsed_arrays(str(path.resolve())))
     model.requires_grad_(False)  # a fixed feature extractor: gradients flow to inputs only

@@ -1,0 +1,404 @@
+"""`facegan data prepare`: SOURCE (folder, CelebA, LFW, builtin:NAME) -> FaceDataset folder.
+
+Each file is decoded exactly once, here: list the source (cheap, sorted) -> decode + align +
+resize in a process pool (in order) -> write into one preallocated uint8 array -> save atomically.
+Bad files never stop the run; they are counted by reason in the manifest.
+
+This module must not import torch: workers then start fast, and a parent without torch can use
+fork (see _pool_context); one that already runs torch threads gets forkserver/spawn workers.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+import types
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from facegan.data.align import (
+    ALIGN_MODES,
+    DLIB_CHIP_PADDING,
+    LANDMARKS_5_NAME,
+    AlignMode,
+    align_image,
+    convert_channels,
+    load_dlib_models,
+)
+from facegan.data.builtin import builtin_names, is_builtin, load_builtin
+from facegan.data.dataset import FaceDataset, check_output_folder
+from facegan.data.decode import DEFAULT_MAX_PIXELS, SKIP_REASONS, SkippedImage, decode_image
+from facegan.data.sources import SourceListing, list_source
+from facegan.errors import FaceganError
+
+# Below this many files a pool costs more to start (up to ~0.5 s with forkserver/spawn) than it
+# saves; dlib spends ~0.01-0.3 s per file, so it is worth a pool much sooner.
+IN_PROCESS_MAX_FILES = {"center": 64, "none": 64, "dlib": 8}
+# Most files per pool task: enough to amortise pickling, few enough for a lively progress bar.
+MAX_FILES_PER_TASK = 16
+# Only the first this-many skipped files are listed by name; all are counted.
+MAX_LISTED_SKIPS = 1000
+WORKER_DIED_MESSAGE = (
+    "a decoding worker process stopped unexpectedly: if you call prepare_dataset from a script, put the "
+    "call under `if __name__ == '__main__':`; otherwise an image may have exhausted memory or crashed a "
+    "decoder (rerun with --workers 1 to find it)"
+)
+# Output arrays larger than this are filled in a scratch .npy on disk instead of in memory.
+IN_MEMORY_MAX_BYTES = 2 << 30
+
+
+@dataclass
+class PrepareConfig:
+    """How to turn a SOURCE into a FaceDataset (`facegan data prepare SOURCE OUT`)."""
+
+    source: str
+    """A folder of images (searched recursively), a CelebA folder (holding img_align_celeba/), an LFW
+    folder (<Person>/<Person>_0001.jpg), or builtin:NAME (e.g. builtin:lfw-subset)."""
+    size: int = 64
+    """Side of the square output images, in pixels."""
+    align: AlignMode = "center"
+    """center: central square crop; dlib: detect the largest face and align it on 5 landmarks (files
+    without a face are skipped); none: squeeze the whole image to a square. Built-in sets are
+    already face crops and ignore this."""
+    channels: int | None = None
+    """1 (grey) or 3 (RGB); None keeps the source's own (3 for image files, 1 for builtin:lfw-subset)."""
+    workers: int | None = None
+    """Decoding processes; None uses every available CPU core. Small jobs always run in-process."""
+    limit: int | None = None
+    """Only take the first LIMIT files of the source (in sorted order); None takes all."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Images with more pixels than this are skipped as `too_large` (decompression-bomb guard;
+    the default is Pillow's, about 89 million pixels)."""
+    min_side: int = 0
+    """Images whose shorter side is below this many pixels are skipped as `too_small`; 0 keeps all."""
+
+    def __post_init__(self) -> None:
+        self.source = str(self.source)
+        if not self.source:
+            raise FaceganError("no SOURCE given: pass a folder of images, a CelebA/LFW folder, or builtin:lfw-subset")
+        if not 4 <= self.size <= 4096:
+            raise FaceganError(f"--size must be between 4 and 4096 pixels, got {self.size}")
+        if self.align not in ALIGN_MODES:
+            raise FaceganError(f"--align must be one of {', '.join(ALIGN_MODES)}, got {self.align!r}")
+        if self.channels not in (None, 1, 3):
+            raise FaceganError(f"--channels must be 1 or 3, got {self.channels}")
+        if self.workers is not None and self.workers < 1:
+            raise FaceganError(f"--workers must be at least 1, got {self.workers}")
+        if self.limit is not None and self.limit < 1:
+            raise FaceganError(f"--limit must be at least 1, got {self.limit}")
+        if self.max_pixels < 1:
+            raise FaceganError(f"--max-pixels must be positive, got {self.max_pixels}")
+        if self.min_side < 0:
+            raise FaceganError(f"--min-side must be 0 or more, got {self.min_side}")
+
+
+def prepare_dataset(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    size: int = 64,
+    align: AlignMode = "center",
+    channels: int | None = None,
+    workers: int | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = 0,
+) -> FaceDataset:
+    """Prepare SOURCE into a dataset folder OUT and return it (opened from disk). See PrepareConfig."""
+    config = PrepareConfig(
+        source=str(source),
+        size=size,
+        align=align,
+        channels=channels,
+        workers=workers,
+        limit=limit,
+        progress=progress,
+        max_pixels=max_pixels,
+        min_side=min_side,
+    )
+    return prepare_from_config(config, out)
+
+
+def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDataset:
+    """Prepare a dataset as described by `config` into the folder `out`."""
+    from facegan import __version__
+
+    started = time.perf_counter()
+    out = check_output_folder(out)  # fail before the slow part, not after it
+    manifest: dict[str, Any] = {
+        "source": config.source,
+        "size": config.size,
+        "facegan_version": __version__,
+        "config": dataclasses.asdict(config),
+    }
+    labels: dict[str, np.ndarray | None] = {}
+    with contextlib.ExitStack() as cleanup:  # removes the scratch file, if one is made, however we leave
+        if is_builtin(config.source):
+            images = _prepare_builtin(config, manifest)
+        else:
+            listing = list_source(config.source)
+            if config.limit is not None:
+                listing = listing.head(config.limit)
+            if config.align == "dlib":
+                load_dlib_models()  # a missing dlib is one error now, not one per worker later
+            images = _prepare_listing(listing, config, out, manifest, labels, cleanup)
+        manifest["channels"] = int(images.shape[3])
+        manifest["prepare_seconds"] = round(time.perf_counter() - started, 3)
+        FaceDataset(images=images, manifest=manifest, **labels).save(out)
+    return FaceDataset.load(out)
+
+
+# ---- built-in data ----------------------------------------------------------------------------
+def _prepare_builtin(config: PrepareConfig, manifest: dict[str, Any]) -> np.ndarray:
+    name = config.source.split(":", 1)[1]
+    data = load_builtin(name, config.size, config.channels)
+    images = data.images[: config.limit] if config.limit is not None else data.images
+    manifest.update(
+        source_kind="builtin",
+        # Already face crops: --align is not applied, and the manifest says so.
+        alignment="builtin-crop",
+        requested_alignment=config.align,
+        paths=data.paths[: len(images)],
+        num_source_files=len(images),
+        skipped={},
+        num_skipped=0,
+        skipped_files=[],
+        **data.manifest,
+    )
+    return images
+
+
+# ---- image files ------------------------------------------------------------------------------
+def _prepare_listing(
+    listing: SourceListing,
+    config: PrepareConfig,
+    out: Path,
+    manifest: dict[str, Any],
+    labels: dict[str, np.ndarray | None],
+    cleanup: contextlib.ExitStack,
+) -> np.ndarray:
+    """Decode every listed file; fill `manifest` and `labels`; return the kept images."""
+    channels = 3 if config.channels is None else config.channels
+    num_files = len(listing)
+    num_workers = _resolve_workers(config.workers, num_files, config.align)
+    images = _allocate_images((num_files, config.size, config.size, channels), out, cleanup)
+
+    kept_indices: list[int] = []
+    skipped_counts: Counter[str] = Counter()
+    skipped_files: list[dict[str, str]] = []
+    paths = [str(path) for path in listing.files]
+    with (
+        _prepared_outcomes(paths, config, channels, num_workers) as outcomes,
+        tqdm(total=num_files, desc="prepare", unit="img", disable=not config.progress, dynamic_ncols=True) as bar,
+    ):
+        for index, (image, reason, detail) in enumerate(outcomes):
+            if image is not None:
+                images[len(kept_indices)] = image  # kept images are packed at the front, in source order
+                kept_indices.append(index)
+            else:
+                skipped_counts[reason] += 1
+                if len(skipped_files) < MAX_LISTED_SKIPS:
+                    skipped_files.append({"path": listing.relative_paths[index], "reason": reason, "detail": detail})
+                bar.set_postfix(skipped=sum(skipped_counts.values()), refresh=False)
+            bar.update(1)
+
+    if not kept_indices:
+        raise FaceganError(_nothing_kept_message(config.source, num_files, skipped_counts, config.align))
+
+    kept = np.asarray(kept_indices, dtype=np.int64)
+    manifest.update(
+        source_kind=listing.kind,
+        alignment=_alignment_name(config.align),
+        paths=[listing.relative_paths[index] for index in kept_indices],
+        num_source_files=num_files,
+        num_skipped=int(sum(skipped_counts.values())),
+        skipped=dict(sorted(skipped_counts.items())),
+        skipped_files=skipped_files,
+        num_workers=num_workers,
+        **listing.extra_manifest,
+    )
+    if config.align == "dlib":
+        manifest["alignment_details"] = {
+            "detector": "dlib HOG frontal_face_detector (largest face)",
+            "landmarks": LANDMARKS_5_NAME,
+            "chip_padding": DLIB_CHIP_PADDING,
+        }
+    if listing.identity_names is not None:
+        identity, identity_names = _encode_identities([listing.identity_names[index] for index in kept_indices])
+        labels["identity"] = identity
+        manifest["identity_names"] = identity_names
+    if listing.attributes is not None:
+        labels["attributes"] = np.ascontiguousarray(listing.attributes[kept], dtype=np.int8)
+        manifest["attribute_names"] = list(listing.attribute_names or [])
+    if listing.partition is not None:
+        labels["partition"] = np.ascontiguousarray(listing.partition[kept], dtype=np.int8)
+    return images[: len(kept_indices)]
+
+
+ImageOutcome = tuple[np.ndarray | None, str, str]  # (image or None, skip reason, detail)
+
+
+def prepare_image(
+    path: str | os.PathLike,
+    size: int,
+    align: AlignMode = "center",
+    channels: int = 3,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = 0,
+) -> np.ndarray:
+    """One file -> uint8 (size, size, channels); raises SkippedImage when it cannot be used."""
+    # Decoding JPEGs at a reduced DCT scale is nearly free and keeps >= 2x the output size for the
+    # antialiased resize; dlib needs the full resolution to place landmarks accurately.
+    draft_size = None if align == "dlib" else (2 * size, 2 * size)
+    rgb = decode_image(path, max_pixels=max_pixels, draft_size=draft_size, min_side=min_side)
+    aligned = align_image(rgb, size, align)
+    if aligned is None:
+        raise SkippedImage("no_face")
+    return convert_channels(aligned, channels)
+
+
+def _prepare_one(path: str, config: PrepareConfig, channels: int) -> ImageOutcome:
+    try:
+        image = prepare_image(path, config.size, config.align, channels, config.max_pixels, config.min_side)
+    except SkippedImage as skipped:
+        return None, skipped.reason, skipped.detail
+    return image, "", ""
+
+
+# Set once per worker process by _init_worker, so each task ships only file paths.
+_WORKER_STATE: tuple[PrepareConfig, int] | None = None
+
+
+def _init_worker(config: PrepareConfig, channels: int) -> None:
+    global _WORKER_STATE
+    _WORKER_STATE = (config, channels)
+
+
+def _prepare_chunk(paths: list[str]) -> list[ImageOutcome]:
+    assert _WORKER_STATE is not None, "worker used without _init_worker"
+    config, channels = _WORKER_STATE
+    return [_prepare_one(path, config, channels) for path in paths]
+
+
+@contextlib.contextmanager
+def _prepared_outcomes(
+    paths: list[str], config: PrepareConfig, channels: int, num_workers: int
+) -> Iterator[Iterator[ImageOutcome]]:
+    """Outcomes in the order of `paths`, whatever the number of workers.
+
+    Enter it before starting a progress bar: the worker processes are started on entry, while
+    the parent may still be single-threaded (see _pool_context).
+    """
+    if num_workers <= 1:
+        yield (_prepare_one(path, config, channels) for path in paths)
+        return
+    # At least ~4 tasks per worker, so a small job still spreads over every worker.
+    files_per_task = max(1, min(MAX_FILES_PER_TASK, len(paths) // (4 * num_workers)))
+    chunks = [paths[start : start + files_per_task] for start in range(0, len(paths), files_per_task)]
+    # ProcessPoolExecutor rather than multiprocessing.Pool: when a worker dies (killed for memory,
+    # a crash in a native decoder) it raises BrokenProcessPool instead of waiting forever.
+    executor = ProcessPoolExecutor(
+        num_workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(config, channels)
+    )
+    try:
+        try:
+            # map (not as_completed): results come back in source order, so the output does not
+            # depend on the number of workers or on scheduling. It submits every chunk now.
+            chunk_outcomes = executor.map(_prepare_chunk, chunks)
+        except BrokenProcessPool:
+            raise FaceganError(WORKER_DIED_MESSAGE) from None
+        yield _flatten_chunks(chunk_outcomes)
+    finally:
+        # On an error or Ctrl-C, drop the queued chunks instead of finishing them.
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _flatten_chunks(chunk_outcomes: Iterator[list[ImageOutcome]]) -> Iterator[ImageOutcome]:
+    try:
+        for outcomes in chunk_outcomes:
+            yield from outcomes
+    except BrokenProcessPool:
+        raise FaceganError(WORKER_DIED_MESSAGE) from None
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """fork where it is safe (fastest, and scripts need no __main__ guard), else forkserver/spawn.
+
+    A forked child inherits every lock other threads hold at that instant, so fork only a
+    single-threaded parent that has not loaded torch (whose OpenMP pool lives outside `threading`).
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "torch" not in sys.modules and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _resolve_workers(requested: int | None, num_files: int, align: AlignMode) -> int:
+    """Worker processes to use; 1 means decode in this process."""
+    if num_files < IN_PROCESS_MAX_FILES[align]:
+        return 1
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(requested or available, num_files))
+
+
+def _allocate_images(shape: tuple[int, int, int, int], out: Path, cleanup: contextlib.ExitStack) -> np.ndarray:
+    """An uninitialised uint8 array of `shape`; beyond IN_MEMORY_MAX_BYTES, a scratch .npy beside OUT
+    (deleted by `cleanup`), so preparing a large set needs disk rather than RAM."""
+    if math.prod(shape) <= IN_MEMORY_MAX_BYTES:
+        return np.empty(shape, dtype=np.uint8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{out.name}.scratch-", suffix=".npy", dir=out.parent)
+    os.close(handle)
+    cleanup.callback(Path(name).unlink, missing_ok=True)
+    return np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+
+
+def _alignment_name(align: AlignMode) -> str:
+    return {"dlib": "dlib-5point", "center": "center-crop", "none": "resize"}[align]
+
+
+def _encode_identities(names: list[str | None]) -> tuple[np.ndarray, list[str]]:
+    """Person names (None = unknown) -> int64 codes (-1 = unknown) and the sorted list of names."""
+    unique = sorted({name for name in names if name is not None}, key=_identity_sort_key)
+    code_of = {name: code for code, name in enumerate(unique)}
+    identity = np.array([-1 if name is None else code_of[name] for name in names], dtype=np.int64)
+    return identity, unique
+
+
+def _identity_sort_key(name: str) -> tuple[bool, int, str]:
+    # Numeric ids (CelebA) sort as numbers (9 before 17), names (LFW) alphabetically after them.
+    return (not name.isdigit(), int(name) if name.isdigit() else 0, name)
+
+
+def _nothing_kept_message(source: str, num_files: int, skipped: Counter[str], align: str) -> str:
+    reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.most_common(3))
+    hint = "check that SOURCE holds readable JPEG/PNG/WebP/BMP images"
+    if skipped.most_common(1)[0][0] == "no_face" and align == "dlib":
+        hint = "dlib found no faces; try --align center if the images are already face crops"
+    return f"no usable images in {source}: all {num_files} files were skipped ({reasons}); {hint}"
+
+
+__all__ = [
+    "PrepareConfig",
+    "prepare_dataset",
+    "prepare_from_config",
+    "prepare_image",
+    "SKIP_REASONS",
+    "builtin_names",
+]
