@@ -1,0 +1,26 @@
+"""Shared helpers for the privacy tests: a PrivateTrainer built without running the loop."""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from facegan.data.dataset import FaceDataset
+from facegan.training.distributed import DistributedContext
+
+
+def build_trainer(config, context: DistributedContext | None = None):
+    """The trainer `train()` would build for `config` (model size resolved from the data), on the CPU."""
+    from facegan.training.loop import _prepare_model_config, make_trainer
+
+    config = copy.deepcopy(config)
+    config.validate()
+    dataset = FaceDataset.load(config.data)
+    config = _prepare_model_config(config, dataset)
+    return make_trainer(config, dataset, torch.device("cpu"), context or DistributedContext())
+
+
+def private_config(tiny_config, data, out, kimg=0.064, noise_multiplier=1.0, accountant="rdp", **updates):
+    """A tiny `dp`-preset config with DP on at a fixed noise multiplier (no epsilon search)."""
+    privacy = {"noise_multiplier": noise_multiplier, "accountant": accountant, **updates.pop("privacy", {})}
+    return tiny_config(data, out, preset="dp", kimg=kimg, privacy=privacy, **updates)

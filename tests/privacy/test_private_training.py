@@ -1,0 +1,144 @@
+"""Private training end to end on tiny models: accounting, fakes, Poisson batches, resume, budget, saved keys."""
+import copy
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from facegan.errors import FaceganError
+from facegan.models import build_discriminator
+from facegan.privacy.dp import clip_and_noise, fake_batch_loss, per_sample_gradients
+from facegan.training.loop import load_run_config, train
+from tests.privacy.helpers import build_trainer, private_config
+
+
+def _stats(run):
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def _dp_block(run):
+    return json.loads((run / "export" / "config.json").read_text())["dp"]
+
+
+def _state(run):
+    return torch.load(run / "checkpoints" / "state.pt", weights_only=True)
+
+
+def _independent_epsilon(accountant, noise_multiplier, sample_rate, steps, delta):
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    fresh = {"rdp": RDPAccountant, "prv": PRVAccountant}[accountant]()
+    fresh.history = [(noise_multiplier, sample_rate, steps)]
+    return fresh.get_epsilon(delta=delta)
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_reported_epsilon_matches_an_independent_opacus_computation(accountant, faces16, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    result = train(private_config(tiny_config, faces16, run, kimg=0.064, noise_multiplier=1.0, accountant=accountant), progress=False)
+    dp = _dp_block(run)
+    # One accountant step per D step (fakes are not charged), at q = batch / N, delta = 1 / (10 N).
+    assert result.num_steps == dp["steps"] == 8
+    assert dp["sample_rate"] == pytest.approx(8 / 100) and dp["delta"] == pytest.approx(1e-3)
+    assert dp["noise_multiplier"] == 1.0 and dp["max_grad_norm"] == 1.0 and dp["accountant"] == accountant
+    assert dp["mechanism"] == "DP-SGD on discriminator real-sample gradients"
+    expected = _independent_epsilon(accountant, 1.0, 8 / 100, 8, 1e-3)
+    assert dp["epsilon"] == pytest.approx(expected, rel=0.01)
+    assert _stats(run)[-1]["epsilon"] == pytest.approx(expected, rel=0.01)
+    epsilons = [line["epsilon"] for line in _stats(run)]
+    assert epsilons == sorted(epsilons) and epsilons[0] > 0  # spent step by step, never reset
+    history = _state(run)["privacy"]["history"]
+    assert sum(steps for *_, steps in history) == 8 and all(rate == pytest.approx(0.08) for _, rate, _ in history)
+    # Saved weights keep their plain names: no Opacus `_module.` prefix, the same keys as a non-private D.
+    plain_keys = set(build_discriminator(load_run_config(run).model).state_dict())
+    assert set(_state(run)["D"]) == plain_keys
+    assert not [key for key in load_file(str(run / "export" / "model.safetensors")) if "_module" in key]
+
+
+def test_epsilon_target_derives_the_noise_and_is_not_exceeded(faces16, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    config = tiny_config(faces16, run, preset="dp", kimg=0.064, privacy={"epsilon": 3.0, "accountant": "rdp"})
+    result = train(config, progress=False)
+    dp = _dp_block(run)
+    assert result.num_steps == 8 and dp["target_epsilon"] == 3.0
+    assert dp["noise_multiplier"] > 0
+    assert 2.9 <= dp["epsilon"] <= 3.0  # get_noise_multiplier's tolerance is 0.01 in epsilon
+    assert dp["epsilon"] == pytest.approx(_independent_epsilon("rdp", dp["noise_multiplier"], 0.08, 8, 1e-3), rel=0.01)
+
+
+def test_budget_stops_training_before_the_target_is_exceeded(faces16, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    config = private_config(tiny_config, faces16, run, kimg=2.0, noise_multiplier=1.0, privacy={"epsilon": 1.5})
+    result = train(config, progress=False)
+    dp = _dp_block(run)
+    assert result.num_steps == dp["steps"] < 250  # stopped long before the kimg target
+    assert dp["epsilon"] <= 1.5
+    assert _independent_epsilon("rdp", 1.0, 0.08, dp["steps"] + 1, 1e-3) > 1.5  # one more step would exceed it
+    summary = json.loads((run / "summary.json").read_text())
+    assert "privacy budget reached" in summary["stopped_early"]
+    # Resuming for longer cannot spend more: the very first step is refused.
+    with pytest.raises(FaceganError, match="privacy budget of this run is spent"):
+        train(private_config(tiny_config, faces16, run, kimg=4.0, noise_multiplier=1.0, privacy={"epsilon": 1.5}), resume=True, progress=False)
+    assert _dp_block(run)["steps"] == dp["steps"]
+
+
+def test_resume_keeps_the_budget_and_continues_exactly(faces16, tiny_config, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(private_config(tiny_config, faces16, straight, kimg=0.064), progress=False)
+    train(private_config(tiny_config, faces16, split, kimg=0.032), progress=False)
+    half = _dp_block(split)["epsilon"]
+    train(private_config(tiny_config, faces16, split, kimg=0.064), resume=True, progress=False)
+    a, b = _dp_block(straight), _dp_block(split)
+    assert b["steps"] == 8 and b["epsilon"] == pytest.approx(a["epsilon"], rel=1e-9) and b["epsilon"] > half
+    state_a, state_b = _state(straight), _state(split)
+    assert state_a["privacy"]["history"] == state_b["privacy"]["history"]
+    for key in state_a["D"]:  # same Poisson batches and the same noise after resume
+        assert torch.equal(state_a["D"][key], state_b["D"][key]), key
+    assert [line["epsilon"] for line in _stats(split)] == [line["epsilon"] for line in _stats(straight)]
+
+
+def test_fake_gradient_is_added_exactly_and_unclipped(faces16, tiny_config, tmp_path):
+    max_grad_norm = 1e-4  # tiny: a clipped or rescaled fake gradient could not reach the size asserted below
+    config = private_config(tiny_config, faces16, tmp_path / "run", privacy={"max_grad_norm": max_grad_norm},
+                            augment={"policy": ""}, runtime={"amp": False, "tensorboard": False, "num_threads": 1})
+    trainer = build_trainer(config)
+    trainer.ledger.noise_multiplier = 0.0  # a test hook: the noiseless private gradient, to compare exactly
+    assert trainer.expected_batch_size == pytest.approx(8)  # q N, not the drawn batch size
+    real = trainer.next_real_batch()
+    fake = trainer.G(torch.randn(8, trainer.config.model.z_dim)).detach()
+    trainer.opt_D.zero_grad(set_to_none=True)
+    trainer.accumulate_discriminator_gradients(real, fake)
+    total = {name: p.grad.clone() for name, p in trainer.D.named_parameters()}
+
+    per_sample, _ = per_sample_gradients(trainer.D, real, "logistic")
+    private = clip_and_noise(per_sample, max_grad_norm, 0.0, trainer.expected_batch_size)
+    plain = copy.deepcopy(trainer.D)
+    plain.zero_grad()
+    fake_batch_loss("logistic", plain(fake)).backward()
+    for name, param in plain.named_parameters():
+        torch.testing.assert_close(total[name] - private[name], param.grad, atol=1e-6, rtol=1e-4)
+    fake_norm = torch.cat([p.grad.flatten() for p in plain.parameters()]).norm().item()
+    private_norm = torch.cat([value.flatten() for value in private.values()]).norm().item()
+    assert private_norm <= max_grad_norm * len(real) / trainer.expected_batch_size * (1 + 1e-4)
+    assert fake_norm > 1000 * max_grad_norm  # fakes move D far beyond any per-face bound: they are not clipped
+    assert not any(hasattr(p, "grad_sample") for p in trainer.D.parameters())
+
+
+def test_poisson_batches_vary_and_an_empty_batch_still_costs_a_noisy_step(faces16, tiny_config, tmp_path):
+    trainer = build_trainer(private_config(tiny_config, faces16, tmp_path / "run"))
+    sizes = [len(trainer.next_real_batch()) for _ in range(300)]
+    assert abs(sum(sizes) / len(sizes) - 8) < 0.6 and len(set(sizes)) >= 5  # Binomial(100, 0.08)
+    before = {name: p.detach().clone() for name, p in trainer.D.named_parameters()}
+    fake = trainer.G(torch.randn(8, trainer.config.model.z_dim)).detach()
+    stats = trainer.discriminator_step(trainer.next_real_batch()[:0], fake)
+    assert "logit_real" not in stats and "logit_fake" in stats
+    assert trainer.ledger.num_steps == 1  # charged although no face was read
+    assert any(not torch.equal(before[name], p) for name, p in trainer.D.named_parameters())
+
+
+def test_dropout_discriminator_trains_privately(faces32, tiny_config, tmp_path):
+    """seed-dcgan's D (dropout, no BatchNorm) is DP-compatible: dropout masks are drawn per face."""
+    run = tmp_path / "run"
+    train(tiny_config(faces32, run, preset="seed-dcgan", kimg=0.016, privacy={"noise_multiplier": 1.0, "accountant": "rdp"}), progress=False)
+    assert _dp_block(run)["steps"] == 2
