@@ -17,9 +17,9 @@ class ModelConfig:
     """Image side in pixels (power of two); 0 takes it from the dataset."""
     channels: int = 0
     """Image channels (1 gray, 3 RGB); 0 takes it from the dataset."""
-    g_channels: int = 128
+    g_channels: int = 64
     """Widest generator feature maps (at 4x4); later stages halve down to `min_channels`."""
-    d_channels: int = 128
+    d_channels: int = 64
     """Widest discriminator feature maps (at its last, coarsest stage)."""
     min_channels: int = 32
     """Narrowest feature maps of the `stable` architecture at full resolution."""

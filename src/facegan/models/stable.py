@@ -35,6 +35,27 @@ def init_he(module: nn.Module, slope: float) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+class ScaledSpectralNorm(nn.Module):
+    """A spectrally normalised layer times a fixed gain: its initial spectral norm.
+
+    Plain spectral norm divides each He-initialised layer by its largest singular value, about four
+    times its typical gain, so a ten-layer discriminator starts a million times attenuated and barely
+    separates real from fake within a CPU budget. A fixed (not learned) gain restores the He scale at
+    initialisation while the network stays Lipschitz with a known constant (the product of the gains).
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        with torch.no_grad():
+            weight = layer.weight.flatten(1)
+            gain = torch.linalg.matrix_norm(weight, ord=2)
+        self.layer = apply_spectral_norm(layer)
+        self.register_buffer("gain", gain.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x) * self.gain
+
+
 class PixelNorm(nn.Module):
     """Normalise each pixel's feature vector to unit RMS (ProGAN); per sample, no batch statistics."""
 
@@ -110,7 +131,7 @@ class StableDiscriminator(nn.Module):
         def wrap(layer: nn.Module) -> nn.Module:
             # He init first: spectral norm then rescales the weight it finds at wrap time.
             init_he(layer, slope)
-            return apply_spectral_norm(layer) if config.spectral_norm else layer
+            return ScaledSpectralNorm(layer) if config.spectral_norm else layer
 
         def norm(width: int) -> list[nn.Module]:
             # GroupNorm is per-sample, hence compatible with per-sample gradients (DP-SGD).

@@ -51,11 +51,11 @@ def check_private_discriminator(discriminator: nn.Module) -> None:
     """Refuse a built discriminator with a layer that has no correct per-sample gradient."""
     from opacus.validators import ModuleValidator
 
-    from facegan.models.stable import MinibatchStd
+    from facegan.models.stable import MinibatchStd, ScaledSpectralNorm
 
     for name, module in discriminator.named_modules():
         where = f"discriminator layer '{name or type(module).__name__}' ({type(module).__name__})"
-        if parametrize.is_parametrized(module):
+        if isinstance(module, ScaledSpectralNorm) or parametrize.is_parametrized(module):
             raise FaceganError(f"{where} is parametrized (spectral norm) and has no per-sample gradient; {FIX} or --set model.spectral_norm=false")
         if isinstance(module, MinibatchStd):
             raise FaceganError(f"{where} mixes the samples of a batch; {FIX} or --set model.minibatch_std=false")

@@ -126,7 +126,7 @@ class TrainConfig:
     """Starting point for every other field: `default`, `seed-dcgan` or `dp`."""
     kimg: float = 100.0
     """Training length in thousands of real images shown."""
-    batch_size: int = 32
+    batch_size: int = 64
     """Images per step (over all processes)."""
     seed: int = 0
     """Seed for weights, data order, noise and augmentation."""
