@@ -1,0 +1,167 @@
+"""Feature extractors: the protocol every metric's input space follows, and a registry by name.
+
+A metric never knows which network made its features; it receives float32 (N, D) arrays. Extractors
+are looked up by a short name ("face", "inception") so a CLI flag, a config value or a test can pick
+one, and a test can register a tiny random extractor in one line:
+
+    register_extractor("tiny", lambda **options: TinyExtractor())
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+
+import numpy as np
+
+from facegan.errors import FaceganError
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """uint8 NHWC images -> float32 (N, dim) features, identified by (name, version).
+
+    `name` and `version` key the real-feature cache: bump `version` whenever the same images would
+    give different features (new weights, new resize), so stale caches are never reused.
+    An extractor loaded from a weights file may also expose `weights_sha256: str | None`; the cache
+    key includes it, so a different file never reuses features of another.
+    """
+
+    name: str
+    version: str
+    dim: int
+
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 (N, H, W, C) -> float32 (N, dim)."""
+        ...
+
+
+ExtractorFactory = Callable[..., FeatureExtractor]
+
+
+class _Entry:
+    """A registered factory and the one-line input convention shown in a result's protocol."""
+
+    def __init__(self, factory: ExtractorFactory, input_convention: str) -> None:
+        self.factory = factory
+        self.input_convention = input_convention
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_extractor(name: str, factory: ExtractorFactory, input_convention: str = "") -> ExtractorFactory:
+    """Make `get_extractor(name, **options)` call `factory(**options)`; re-registering a name replaces it.
+
+    `factory` must accept (and may ignore) any keyword options, because one option set (e.g.
+    `inception_weights`) is passed to whichever extractor the user picked. `input_convention`
+    says how images are resized/normalised before the network, for the result's protocol.
+    Returns `factory` unchanged.
+    """
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"extractor names are short words (letters, digits, - and _), got {name!r}")
+    _REGISTRY[name] = _Entry(factory, input_convention)
+    return factory
+
+
+def unregister_extractor(name: str) -> None:
+    """Remove a registered extractor (tests use this to clean up); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def available_extractors() -> list[str]:
+    """Registered extractor names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def check_extractor_name(name: str) -> None:
+    """Raise FaceganError (one line, listing the choices) if `name` is not registered."""
+    if name not in _REGISTRY:
+        raise FaceganError(f"unknown features '{name}'; choose one of: {', '.join(available_extractors())}")
+
+
+def input_convention(name: str) -> str:
+    """How the named extractor resizes/normalises its input (for protocols); '' if not stated."""
+    check_extractor_name(name)
+    return _REGISTRY[name].input_convention
+
+
+def get_extractor(name: str, **options: Any) -> FeatureExtractor:
+    """Build the extractor registered as `name`; unknown names are a one-line FaceganError."""
+    check_extractor_name(name)
+    extractor = _REGISTRY[name].factory(**options)
+    for attribute in ("name", "version", "dim", "features"):
+        if not hasattr(extractor, attribute):
+            raise TypeError(f"extractor '{name}' has no '{attribute}'; it must follow metrics.features.FeatureExtractor")
+    return extractor
+
+
+def extractor_identity(extractor: FeatureExtractor) -> dict[str, Any]:
+    """What identifies an extractor's output space: name, version, dim, and its weights hash if it has one."""
+    identity: dict[str, Any] = {"name": str(extractor.name), "version": str(extractor.version), "dim": int(extractor.dim)}
+    weights_sha256 = getattr(extractor, "weights_sha256", None)
+    if weights_sha256:
+        identity["weights_sha256"] = str(weights_sha256)
+    return identity
+
+
+def checked_features(extractor: FeatureExtractor, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Run the extractor on one uint8 (B, H, W, C) chunk and check what comes back: float32 (B, dim)."""
+    features = np.asarray(extractor.features(images, batch_size=batch_size))
+    expected = (len(images), int(extractor.dim))
+    if features.shape != expected:
+        raise RuntimeError(f"extractor '{extractor.name}' returned shape {features.shape} for {len(images)} images, expected {expected}")
+    if not np.all(np.isfinite(features)):
+        raise RuntimeError(f"extractor '{extractor.name}' returned non-finite features")
+    return features.astype(np.float32, copy=False)
+
+
+def extract_features(
+    extractor: FeatureExtractor,
+    batches: Iterable[np.ndarray],
+    batch_size: int = 64,
+    total: int | None = None,
+    progress: bool = False,
+    description: str = "features",
+) -> np.ndarray:
+    """Features of a stream of uint8 NHWC chunks, concatenated: float32 (N, dim). Shows tqdm if `progress`."""
+    outputs: list[np.ndarray] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=description, unit="img", dynamic_ncols=True, leave=False)
+    try:
+        for images in batches:
+            outputs.append(checked_features(extractor, images, batch_size))  # (B, D)
+            if bar is not None:
+                bar.update(len(images))
+    finally:
+        if bar is not None:
+            bar.close()
+    if not outputs:
+        return np.zeros((0, int(extractor.dim)), dtype=np.float32)
+    return np.concatenate(outputs)
+
+
+# ---- the built-in extractors, imported only when asked for (each loads a network) ---------------
+def _face_extractor(**options: Any) -> FeatureExtractor:
+    from facegan.metrics.face_features import FaceDescriptorExtractor
+
+    return FaceDescriptorExtractor(device=options.get("device") or "cpu")
+
+
+def _inception_extractor(**options: Any) -> FeatureExtractor:
+    from facegan.metrics.inception import InceptionExtractor
+
+    return InceptionExtractor(weights_path=options.get("inception_weights"), device=options.get("device") or "cpu")
+
+
+register_extractor(
+    "face",
+    _face_extractor,
+    "dlib-resnet-face: resized to a 150x150 chip (bilinear, antialiased, float), grayscale replicated to RGB, (x - mean) / 256",
+)
+register_extractor(
+    "inception",
+    _inception_extractor,
+    "inception-v3-fid: PIL bicubic to 299x299 (float, antialiased; clean-fid), grayscale replicated to RGB, x / 255 * 2 - 1",
+)
