@@ -21,7 +21,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import data, eval, report, sample, train
+    from facegan.cli import audit, data, eval, report, sample, train
 
     parser = argparse.ArgumentParser(
         prog="facegan",
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, sample, eval, report):
+    for module in (data, train, sample, eval, report, audit):
         module.register(commands)
     return parser
 

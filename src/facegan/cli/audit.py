@@ -1,0 +1,78 @@
+"""`facegan audit`: memorisation, membership inference and identity leakage of a model or of samples."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facegan.cli.common import ExamplesFormatter
+
+AUDIT_EXAMPLES = """\
+examples:
+  facegan data split data/lfw32 --holdout 0.2 --by identity         # data/lfw32-train, data/lfw32-holdout
+  facegan train --data data/lfw32-train --out runs/lfw32 --kimg 50
+  facegan audit runs/lfw32 --train data/lfw32-train --holdout data/lfw32-holdout
+  facegan audit runs/lfw32/export --train data/lfw32-train --holdout data/lfw32-holdout --num 5000 --out audits/lfw32
+  facegan audit runs/lfw32 --train data/lfw32-train --holdout data/lfw32-holdout --features pixel   # no dlib, fastest
+  facegan audit --samples other_gan/fakes --train data/lfw32-train --holdout data/lfw32-holdout   # any generator's PNG/JPG files
+  facegan report runs/lfw32                                         # the audit appears as the "Privacy audit" section
+
+A run folder gets every check, including the discriminator attack; an export or a samples folder gets all but that one.
+Results go to audit.json (+ audit_*.png) in the run folder, the export folder, or SAMPLES-audit/ unless --out is given.
+"""
+
+
+def register(commands) -> None:
+    audit = commands.add_parser(
+        "audit", help="privacy audit: memorisation, membership inference, identity leakage", epilog=AUDIT_EXAMPLES,
+        formatter_class=ExamplesFormatter,
+    )
+    audit.add_argument("model", metavar="RUN_OR_EXPORT", nargs="?", help="run folder, export folder or model.safetensors; or use --samples")
+    audit.add_argument("--samples", metavar="DIR", help="audit a folder of generated images (PNG/JPG) instead of a model")
+    audit.add_argument("--train", required=True, metavar="TRAIN", help="prepared dataset the model was trained on (the members)")
+    audit.add_argument("--holdout", required=True, metavar="HOLDOUT", help="prepared dataset of faces never trained on (the non-members)")
+    audit.add_argument("--num", type=int, default=None, help="faces to generate at seeds 0..NUM-1 (2000 when not given); with --samples, read at most NUM files (all when not given)")
+    audit.add_argument("--out", metavar="DIR", help="folder for audit.json and its figures; when not given: the run folder, the export folder, or SAMPLES-audit/")
+    audit.add_argument("--features", action="append", choices=["pixel", "face"], help="feature space to measure in, repeatable; when not given: pixel and face")
+    audit.add_argument("--device", default="cpu", help="cpu or cuda")
+    audit.add_argument("--fail-on-warning", action="store_true", help="exit with status 1 when any check is flagged (for CI)")
+    audit.add_argument("--no-progress", action="store_true", help="do not print the stages")
+    audit.set_defaults(handler=run_audit)
+
+
+def default_output_folder(model: str | None, samples: str | None) -> Path:
+    """Where audit.json goes without --out: the run folder, the export folder, or SAMPLES-audit beside the samples."""
+    from facegan.models.export import resolve_export_path
+
+    if samples is not None:
+        # Not inside the samples folder: a second audit would read the figures as generated faces.
+        folder = Path(samples)
+        return folder.with_name(f"{folder.name}-audit")
+    export_dir = resolve_export_path(model)
+    if export_dir.name == "export" and (export_dir.parent / "config.json").is_file():
+        return export_dir.parent  # the run folder, where `facegan report` looks for it
+    return export_dir
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from facegan.errors import FaceganError
+    from facegan.privacy.audit import DEFAULT_NUM_SAMPLES, FEATURE_SPACES, audit_generator, audit_samples
+
+    if (args.model is None) == (args.samples is None):
+        raise FaceganError("give either RUN_OR_EXPORT or --samples DIR (one, not both); see `facegan audit --help`")
+    features = args.features or list(FEATURE_SPACES)
+    progress = not args.no_progress
+    out = Path(args.out) if args.out else default_output_folder(args.model, args.samples)
+    if args.num is not None and args.num < 2:
+        raise FaceganError(f"--num must be at least 2, got {args.num}")
+    if args.samples is not None:
+        result = audit_samples(args.samples, args.train, args.holdout, features=features, max_images=args.num, device=args.device, progress=progress)
+    else:
+        num_samples = DEFAULT_NUM_SAMPLES if args.num is None else args.num
+        result = audit_generator(args.model, args.train, args.holdout, num_samples=num_samples, features=features, device=args.device, progress=progress)
+    path = result.save(out)
+    for reading in result.readings:
+        print(reading)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"audit written to {path} (figures audit_*.png beside it)")
+    return 1 if args.fail_on_warning and result.flagged else 0
