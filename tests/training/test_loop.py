@@ -101,3 +101,25 @@ def test_dataset_resolution_mismatch_is_refused(faces16, tiny_config, tmp_path):
 def test_missing_dataset_is_one_clear_error(tiny_config, tmp_path):
     with pytest.raises(FaceganError, match="dataset not found"):
         train(tiny_config(tmp_path / "nope", tmp_path / "run"), progress=False)
+
+
+def test_metric_every_logs_fd_and_keeps_the_best_export(faces16, tiny_config, tmp_path, monkeypatch):
+    from facegan.metrics.features import unregister_extractor
+    from tests.metrics.helpers import PROJECTION_NAME, register_projection
+
+    monkeypatch.setenv("FACEGAN_CACHE_DIR", str(tmp_path / "cache"))
+    register_projection()
+    try:
+        run = tmp_path / "run"
+        config = tiny_config(faces16, run, kimg=0.064, schedule={"metric_kimg": 0.032, "metric_num": 16, "metric_features": PROJECTION_NAME,
+                                                                 "log_kimg": 0.016, "checkpoint_kimg": 0.032, "snapshot_kimg": 0.032, "num_snapshot_images": 4})
+        train(config, progress=False)
+    finally:
+        unregister_extractor(PROJECTION_NAME)
+    lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    measured = [line for line in lines if "fd" in line]
+    assert [round(line["kimg"], 3) for line in measured] == [0.032, 0.064]
+    assert all(line["fd"] >= 0 and "kid_mean" in line for line in measured)
+    best = json.loads((run / "export-best" / "config.json").read_text())
+    assert best["selected_by"]["fd"] == pytest.approx(min(line["fd"] for line in measured), rel=1e-5)
+    assert _state(run)["best_fd"] == pytest.approx(best["selected_by"]["fd"], rel=1e-5)

@@ -36,6 +36,8 @@ def register(commands) -> None:
     private.add_argument("--dp-noise-multiplier", type=float, default=None, help="noise std / max grad norm, instead of deriving it from --dp-epsilon")
     private.add_argument("--dp-max-grad-norm", type=float, default=None, help="per-face gradient clipping bound C (default: 1)")
     private.add_argument("--dp-accountant", choices=["rdp", "prv"], default=None, help="Opacus privacy accountant (default: prv)")
+    parser.add_argument("--metric-every", type=float, default=None, metavar="KIMG",
+                        help="measure FD/KID (face space) every KIMG during training, log them and keep the best export in export-best/")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,6 +52,8 @@ def build_config(args: argparse.Namespace):
 
     updates = {key: value for key, value in (("data", args.data), ("kimg", args.kimg), ("batch_size", args.batch_size), ("seed", args.seed)) if value is not None}
     updates["out"] = args.out
+    if args.metric_every is not None:
+        updates["schedule"] = {"metric_kimg": args.metric_every}
     privacy = {key: value for key, value in (("epsilon", args.dp_epsilon), ("delta", args.dp_delta), ("noise_multiplier", args.dp_noise_multiplier),
                                              ("max_grad_norm", args.dp_max_grad_norm), ("accountant", args.dp_accountant)) if value is not None}
     if privacy:

@@ -72,6 +72,12 @@ class ScheduleConfig:
     """Write the resume state and the export every this many kimg."""
     num_snapshot_images: int = 64
     """Images in each snapshot grid (seeds 0..N-1)."""
+    metric_kimg: float = 0.0
+    """Measure FD/KID every this many kimg (0 = never); the best export is kept in export-best/."""
+    metric_num: int = 500
+    """Generated (and real) images per training-time measurement."""
+    metric_features: str = "face"
+    """Feature space of training-time metrics (a registered extractor: face, inception)."""
     max_minutes: float = 0.0
     """Also stop after this much training time (0 = no limit); for equal-CPU-time comparisons."""
 
@@ -158,6 +164,8 @@ class TrainConfig:
         unknown = [name for name in self.augment.policy.split(",") if name.strip() and name.strip() not in KNOWN_POLICIES]
         if unknown:
             raise FaceganError(f"unknown augmentation '{unknown[0]}' (known: {', '.join(KNOWN_POLICIES)})")
+        if self.schedule.metric_kimg < 0 or self.schedule.metric_num < 2:
+            raise FaceganError("schedule.metric_kimg must be >= 0 and schedule.metric_num >= 2")
         for name in ("log_kimg", "snapshot_kimg", "checkpoint_kimg"):
             if getattr(self.schedule, name) <= 0:
                 raise FaceganError(f"schedule.{name} must be positive")

@@ -407,15 +407,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     snapshot_z = latents_for_seeds(range(config.schedule.num_snapshot_images), config.model.z_dim)
+    monitor = _QualityMonitor(config, dataset, trainer, run_dir, state) if main and config.schedule.metric_kimg > 0 else None
     total_images = int(config.kimg * 1000)
     schedule = config.schedule
     next_tick = {name: _next_multiple(trainer.num_images_seen, getattr(schedule, f"{name}_kimg")) for name in ("log", "snapshot", "checkpoint")}
+    next_tick["metric"] = _next_multiple(trainer.num_images_seen, schedule.metric_kimg) if schedule.metric_kimg > 0 else float("inf")
 
     def save_all(seconds: float) -> None:
         if not main:
             return
         full = trainer.state_dict()
         full.update(seconds=seconds, dataset_hash=dataset.content_hash)
+        if monitor is not None:
+            full.update(best_fd=monitor.best_fd)
         save_state(state_path, full)
         save_export(run_dir / "export", trainer.export_module, config.model, {
             "dataset_hash": dataset.content_hash,
@@ -460,13 +464,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                 if schedule.max_minutes > 0 and elapsed_before + time.perf_counter() - start_time >= schedule.max_minutes * 60:
                     stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
                 finished = seen >= total_images or stop_reason is not None
-                if seen >= next_tick["log"] or finished or stop.requested:
+                metric_due = seen >= next_tick["metric"] or (finished and schedule.metric_kimg > 0)
+                if seen >= next_tick["log"] or finished or stop.requested or metric_due:
                     now = time.perf_counter()
                     seconds = elapsed_before + now - start_time
                     line = {"kimg": round(seen / 1000, 3), "step": trainer.num_steps, "time_s": round(seconds, 2),
                             "img_per_s": round((seen - tick_start_images) / max(now - tick_start_time, 1e-9), 1)}
                     line.update({name: round(all_reduce_mean(sums[name] / counts[name], context), 5) for name in sums})
                     line.update(trainer.extra_stats())
+                    if metric_due:
+                        if monitor is not None:
+                            line.update(monitor.measure(seen))
+                        next_tick["metric"] = _next_multiple(seen, schedule.metric_kimg)
                     sums, counts = {}, {}
                     tick_start_time, tick_start_images = now, seen
                     last_stats = line
@@ -520,6 +529,43 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
             run_dir / "summary.json",
         )
     return result
+
+
+class _QualityMonitor:
+    """FD/KID of the exported generator during training, and the best export kept in export-best/.
+
+    Under differential privacy the metrics are still logged (they stay in the run folder), but no
+    checkpoint is *selected* with them: choosing by a statistic of the private data would spend
+    privacy that the accountant never charged.
+    """
+
+    def __init__(self, config: TrainConfig, dataset: FaceDataset, trainer: Trainer, run_dir: Path, state: dict[str, Any] | None) -> None:
+        from facegan.metrics import compute_real_features, get_extractor
+
+        self.config, self.trainer, self.run_dir = config, trainer, run_dir
+        self.extractor = get_extractor(config.schedule.metric_features)
+        self.real_features = compute_real_features(dataset, self.extractor, config.schedule.metric_num).features
+        self.best_fd = float((state or {}).get("best_fd", float("inf")))
+        self.select_best = not config.privacy.enabled
+        self.dataset = dataset
+
+    def measure(self, num_images_seen: int) -> dict[str, float]:
+        from facegan.metrics import compute_fd_kid
+
+        z_dim = self.config.model.z_dim
+        module = self.trainer.export_module
+        values = compute_fd_kid(lambda seeds: render(module, latents_for_seeds(seeds, z_dim)), self.real_features, self.extractor,
+                                num=self.config.schedule.metric_num)
+        values = {name: round(float(value), 6) for name, value in values.items()}
+        if self.select_best and values["fd"] < self.best_fd:
+            self.best_fd = values["fd"]
+            save_export(self.run_dir / "export-best", module, self.config.model, {
+                "dataset_hash": self.dataset.content_hash, "dataset": str(self.config.data), "preset": self.config.preset,
+                "kimg": num_images_seen / 1000, "ema": self.config.ema.enabled,
+                "selected_by": {"fd": values["fd"], "features": self.extractor.name, "num": self.config.schedule.metric_num},
+                **self.trainer.export_metadata(),
+            })
+        return values
 
 
 def _fill_model_from(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
