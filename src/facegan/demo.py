@@ -6,6 +6,7 @@ resumes. Everything lands in one folder whose path is printed at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -56,50 +57,98 @@ def write_summary(path: Path, lines: list[str]) -> None:
     write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
-def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int = 32, kimg: float = 60.0, progress: bool = True) -> Path:
+def ensure_split(dataset, train_path: Path, holdout_path: Path, holdout: float = 0.2):
+    """Disjoint train/holdout sets of the built-in faces (reused when already made from this dataset)."""
+    from facegan.data.dataset import FaceDataset
+
+    if (train_path / "manifest.json").is_file() and (holdout_path / "manifest.json").is_file():
+        train_set, holdout_set = FaceDataset.load(train_path), FaceDataset.load(holdout_path)
+        if train_set.manifest.get("parent_hash") == dataset.content_hash:
+            return train_set, holdout_set
+    train_set, holdout_set = dataset.split(holdout, seed=0)
+    return FaceDataset.load(train_set.save(train_path)), FaceDataset.load(holdout_set.save(holdout_path))
+
+
+def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int = 32, kimg: float = 50.0,
+             dp_kimg: float = 20.0, dp_epsilon: float = 10.0, num_eval: int = 1000, progress: bool = True) -> Path:
     """Run the main job; returns the demo folder."""
     from facegan.images import make_grid, save_png, upscale_nearest
+    from facegan.metrics import evaluate
     from facegan.models.export import load_generator
+    from facegan.privacy.audit import audit_generator
+    from facegan.report.card import build_report
     from facegan.training.config import resolve_config
 
     start = time.time()
     folder = Path(out)
-    print(f"[1/3] preparing the built-in faces ({BUILTIN_SOURCE}) at {size}x{size}")
+    print(f"[1/6] preparing the built-in faces ({BUILTIN_SOURCE}) at {size}x{size}, split 80/20 into train/holdout")
     dataset = ensure_builtin_dataset(Path(data), size)
-    print(f"      {len(dataset)} real faces, content hash {dataset.content_hash[:12]}")
+    train_set, holdout_set = ensure_split(dataset, Path(f"{data}-train"), Path(f"{data}-holdout"))
+    print(f"      {len(dataset)} real faces (hash {dataset.content_hash[:12]}): {len(train_set)} train, {len(holdout_set)} holdout")
 
-    print(f"[2/3] training the default GAN for {kimg:g} kimg on the CPU")
-    config = resolve_config("default", {"data": str(dataset.path), "out": str(folder / "default"), "kimg": kimg,
-                                         "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}})
-    summary = ensure_trained(config, progress)
+    runs = {"default": folder / "default", "dp": folder / "dp"}
+    print(f"[2/6] training the default GAN for {kimg:g} kimg on the CPU")
+    summaries = {"default": ensure_trained(resolve_config("default", {
+        "data": str(train_set.path), "out": str(runs["default"]), "kimg": kimg, "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)}
+    print(f"[3/6] training a differentially private GAN (epsilon {dp_epsilon:g}) for up to {dp_kimg:g} kimg")
+    summaries["dp"] = ensure_trained(resolve_config("dp", {
+        "data": str(train_set.path), "out": str(runs["dp"]), "kimg": dp_kimg, "privacy": {"epsilon": dp_epsilon},
+        "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)
 
-    print("[3/3] sampling: grid, interpolation strip")
-    generator = load_generator(folder / "default")
-    grid = make_grid(generator.sample(range(64)), num_columns=8)
-    grid_path = save_png(upscale_nearest(grid, 512), folder / "grid.png")
+    print(f"[4/6] measuring quality in dlib's face space ({num_eval} generated faces each)")
+    quality = {}
+    for name, run in runs.items():
+        result = evaluate(run, train_set.path, num=num_eval, features="face", progress=False)
+        result.save(run / "metrics.json")
+        quality[name] = result.metrics
+    print(f"[5/6] auditing both models for memorisation, membership inference and identity leakage")
+    audits = {}
+    for name, run in runs.items():
+        audit = audit_generator(run, train_set, holdout_set, num_samples=num_eval, progress=False)
+        audit.save(run)
+        audits[name] = audit.to_dict()
+
+    print("[6/6] sampling and writing the report cards")
+    generator = load_generator(runs["default"])
+    grid_path = save_png(upscale_nearest(make_grid(generator.sample(range(64)), num_columns=8), 512), folder / "grid.png")
     rows = [generator.interpolate(a, b, 8) for a, b in ((3, 7), (11, 19), (23, 42))]
     strip_path = save_png(upscale_nearest(make_grid(np.concatenate(rows), num_columns=8), 512), folder / "interpolation.png")
-    curves = folder / "default" / "loss_curves.png"
-    reals_path = save_png(upscale_nearest(make_grid(np.asarray(dataset.images[:64]), num_columns=8), 512), folder / "reals.png")
+    dp_grid_path = save_png(upscale_nearest(make_grid(load_generator(runs["dp"]).sample(range(64)), num_columns=8), 512), folder / "grid-dp.png")
+    reals_path = save_png(upscale_nearest(make_grid(np.asarray(train_set.images[:64]), num_columns=8), 512), folder / "reals.png")
+    reports = {name: build_report(run) for name, run in runs.items()}
 
-    stats = summary.get("last_stats", {})
-    lines = [
-        "facegan demo: the default GAN on the built-in LFW faces",
-        f"data:        {dataset.path} ({len(dataset)} faces, {size}x{size}, hash {dataset.content_hash[:12]})",
-        f"training:    {summary['kimg']:.1f} kimg in {summary['seconds']:.0f} s ({summary['img_per_s']:.0f} img/s)",
-        f"final loss:  D {stats.get('loss_d', float('nan')):.3f}  G {stats.get('loss_g', float('nan')):.3f}",
-        f"run folder:  {folder / 'default'}",
-        f"export:      {folder / 'default' / 'export'} (config.json + model.safetensors)",
-        f"grid:        {grid_path}  (seeds 0-63)",
-        f"real faces:  {reals_path}",
-        f"strip:       {strip_path}  (seeds 3->7, 11->19, 23->42, spherical in z)",
-        f"curves:      {curves}",
-        f"total time:  {time.time() - start:.0f} s",
-    ]
+    dp_config = json.loads((runs["dp"] / "export" / "config.json").read_text()).get("dp", {})
+    lines = ["facegan demo: the built-in LFW faces, a default GAN and a differentially private one", "",
+             f"data:        {dataset.path} ({len(dataset)} faces, {size}x{size}); train {len(train_set)}, holdout {len(holdout_set)}"]
+    for name in runs:
+        summary, metrics = summaries[name], quality[name]
+        stats = summary.get("last_stats", {})
+        lines += ["", f"{name} model ({runs[name]}):",
+                  f"  training:     {summary['kimg']:.1f} kimg in {summary['seconds']:.0f} s ({summary['img_per_s']:.0f} img/s); final loss D {stats.get('loss_d', float('nan')):.3f} G {stats.get('loss_g', float('nan')):.3f}",
+                  f"  quality:      FD {metrics['fd']:.4f}, KID {metrics['kid_mean']:.4f}, precision {metrics['precision']:.2f}, recall {metrics['recall']:.2f}, "
+                  f"face rate {metrics['face_rate']:.0%} (real {metrics['face_rate_real']:.0%})",
+                  f"  privacy:      {_privacy_line(audits[name])}",
+                  f"  report card:  {reports[name]}"]
+        if name == "dp" and dp_config:
+            lines.append(f"  guarantee:    ({dp_config['epsilon']:.2f}, {dp_config['delta']:.2g})-DP, noise multiplier {dp_config['noise_multiplier']:.3f}, {dp_config['steps']} steps")
+    lines += ["", f"grid:        {grid_path}  (default model, seeds 0-63; DP model: {dp_grid_path})",
+              f"real faces:  {reals_path}",
+              f"strip:       {strip_path}  (seeds 3->7, 11->19, 23->42, spherical in z)",
+              f"curves:      {runs['default'] / 'loss_curves.png'}",
+              f"total time:  {time.time() - start:.0f} s"]
     write_summary(folder / "summary.txt", lines)
     print("\n".join(lines))
-    print(f"\ndemo complete: open {folder}/")
+    print(f"\ndemo complete: open {reports['default']}")
     return folder
+
+
+def _privacy_line(audit: dict) -> str:
+    """One line from audit.json: the strongest membership attack and whether anything was flagged."""
+    attacks = audit.get("membership", [])
+    strongest = max(attacks, key=lambda attack: abs(attack["auc"] - 0.5), default=None)
+    attack_text = f"strongest membership attack {strongest['attack']}/{strongest['space']} AUC {strongest['auc']:.2f} (0.5 = guessing)" if strongest else "no attack ran"
+    warnings = audit.get("warnings", [])
+    return attack_text + ("; FLAGGED: " + " | ".join(warnings) if warnings else "; nothing flagged")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--data", default="data/builtin-lfw32")
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--kimg", type=float, default=60.0)
+    parser.add_argument("--kimg", type=float, default=50.0, help="default model's training length")
+    parser.add_argument("--dp-kimg", type=float, default=20.0, help="DP model's training length (it also stops at its budget)")
+    parser.add_argument("--dp-epsilon", type=float, default=10.0)
+    parser.add_argument("--num-eval", type=int, default=1000, help="generated faces per evaluation and audit")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        run_demo(args.out, args.data, args.size, args.kimg, progress=not args.no_progress)
+        run_demo(args.out, args.data, args.size, args.kimg, args.dp_kimg, args.dp_epsilon, args.num_eval, progress=not args.no_progress)
     except FaceganError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -90,9 +90,9 @@ def test_negative_control_verdict_and_identity(negative, positive):
     assert negative.readings[0].startswith("Verdict: none of the 5")
     # Identity: at 32 px grey nearly every real face has a dlib lookalike in the training set, so the
     # holdout's natural rate is high; the positive control matches every time, the negative no more than real faces.
-    assert positive.identity.generated_match_rate == 1.0
-    assert negative.identity.generated_match_rate <= negative.identity.holdout_match_rate + 0.05
-    assert not negative.identity.flagged
+    # Every replayed face matches its own training face; only those dlib's detector finds count (~90% at 32 px).
+    assert positive.identity.generated_match_rate >= 0.85
+    assert not negative.identity.flagged and negative.identity.p_value > 0.01  # no more matches than chance allows
 
 
 def test_audit_records_what_it_did(positive):
@@ -215,9 +215,19 @@ def test_identity_leakage_is_flagged_against_a_low_natural_rate(controls):
     generator = controls.positive_control()
     result = audit_generator(generator, controls.train, blank, num_samples=40, features=["face"])
     identity = result.identity
-    assert (identity.generated_match_rate, identity.holdout_match_rate) == (1.0, 0.0)
-    assert identity.flagged and identity.p_value < 1e-12 and not identity.labelled
-    assert any(warning.startswith("identity leakage: 100%") for warning in result.warnings)
+    assert identity.generated_match_rate >= 0.85 and identity.holdout_match_rate == 0.0  # detected faces only
+    assert identity.flagged and identity.p_value < 1e-9 and not identity.labelled
+    assert any(warning.startswith("identity leakage: ") for warning in result.warnings)
+
+
+def test_featureless_images_are_not_identity_leaks(controls):
+    """A blob sits near dlib's mean descriptor and 'matches' everyone; it shows no person and must not count."""
+    class Blobs:
+        def sample(self, seeds, truncation=1.0, batch_size=64):
+            return np.full((len(list(seeds)), 32, 32, 1), 128, dtype=np.uint8)
+
+    result = audit_generator(Blobs(), controls.train, controls.holdout, num_samples=20, features=["face"])
+    assert result.identity.generated_match_rate == 0.0 and not result.identity.flagged
 
 
 def test_identity_labels_count_the_people_matched(controls):

@@ -249,14 +249,24 @@ def _gan_leaks(space: str, features: _SpaceFeatures, distances: _Distances) -> A
     return membership_attack("gan_leaks", space, -distances.train_to_generated, -nonmember_distance[:, 0])
 
 
-def _identity_leakage(train: FaceDataset, holdout: FaceDataset, face: _Distances, num_top: int = 5) -> tuple[IdentityResult, list[str]]:
-    """Identity matches from the face-space distances already computed (closest training face < 0.6)."""
+def _identity_leakage(train: FaceDataset, holdout: FaceDataset, face: _Distances, generated_images: np.ndarray,
+                      num_top: int = 5) -> tuple[IdentityResult, list[str]]:
+    """Identity matches from the face-space distances already computed (closest training face < 0.6).
+
+    Only images in which dlib's detector finds a face can show a person: a featureless blob lands near
+    the recogniser's mean descriptor and would "match" everyone, which is no re-identification. Both
+    sides get the same rule (holdout faces that dlib cannot find do not count either).
+    """
     from scipy.stats import fisher_exact
 
+    from facegan.metrics.face_detection import FaceDetector
     from facegan.metrics.face_features import MATCH_THRESHOLD
 
-    generated_match = face.generated[:, 0] < MATCH_THRESHOLD
-    holdout_match = face.holdout[:, 0] < MATCH_THRESHOLD
+    with FaceDetector() as detector:
+        generated_is_face = detector.detect(generated_images)  # (G,) bool
+        holdout_is_face = detector.detect(np.asarray(holdout.images))  # (H,) bool
+    generated_match = (face.generated[:, 0] < MATCH_THRESHOLD) & generated_is_face
+    holdout_match = (face.holdout[:, 0] < MATCH_THRESHOLD) & holdout_is_face
     generated_rate, holdout_rate = float(generated_match.mean()), float(holdout_match.mean())
     excess = generated_rate - holdout_rate
     # Fisher's exact test, one-sided: rates near 0 or 1 on a few holdout faces are exactly where the
@@ -397,7 +407,7 @@ def _run_audit(
         membership.append(_gan_leaks(space, features, distances[space]))
     identity = None
     if "face" in distances:
-        identity, identity_notes = _identity_leakage(train, holdout, distances["face"])
+        identity, identity_notes = _identity_leakage(train, holdout, distances["face"], np.asarray(generated))
         notes += identity_notes
     else:
         skipped["identity"] = "needs face space (--features face)"
@@ -413,6 +423,7 @@ def _run_audit(
                        "significance": SIGNIFICANCE},
         "pixel_space": "Euclidean distance between images with pixel values in [0, 1]",
         "face_space": "Euclidean distance between dlib-resnet-face v1 descriptors (dlib_face_recognition_resnet_model_v1)",
+        "identity_match": "closest training descriptor within 0.6 AND dlib's HOG detector finds a face in the image (blobs cannot show a person)",
         "gan_leaks": "full black box (Chen et al. 2020): score = -min distance to a generated face",
         "discriminator_attack": "LOGAN white box (Hayes et al. 2019): score = discriminator logit, eval mode, minibatch-stddev groups of 1",
     }
