@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from facegan.models import build_discriminator, build_generator
+from facegan.models.layers import Dropout
 from facegan.training.config import resolve_config
 
 
@@ -49,7 +50,7 @@ def test_seed_dcgan_discriminator_goes_down_to_one_logit(resolution):
     convs = [m for m in discriminator.features if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [64, 128, 256, 256][: len(convs)]
     assert all(c.stride == (2, 2) and c.kernel_size == (5, 5) for c in convs)
-    assert sum(isinstance(m, nn.Dropout) and m.p == pytest.approx(0.3) for m in discriminator.features) == len(convs)
+    assert sum(isinstance(m, Dropout) and m.p == pytest.approx(0.3) for m in discriminator.features) == len(convs)
     assert discriminator.logit.out_features == 1
     assert discriminator(torch.randn(4, 3, resolution, resolution)).shape == (4,)
 
@@ -66,3 +67,15 @@ def test_dcgan_rejects_unsupported_resolution():
 
     with pytest.raises(FaceganError, match="32, 64 or 128"):
         build_generator(_seed_model(16))
+
+
+def test_fast_dropout_matches_nn_dropout_in_distribution():
+    torch.manual_seed(0)
+    layer = Dropout(0.3)
+    x = torch.ones(200_000)
+    y = layer(x)
+    kept = (y != 0).float()
+    assert abs(kept.mean().item() - 0.7) < 0.005  # Bernoulli(0.7) mask
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))  # inverted scaling, as nn.Dropout
+    assert abs(y.mean().item() - 1.0) < 0.01  # expectation preserved
+    assert torch.equal(layer.eval()(x), x)  # identity at eval

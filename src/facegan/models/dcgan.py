@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from facegan.models.config import ModelConfig
+from facegan.models.layers import Dropout
 
 
 def _num_up_stages(resolution: int) -> int:
@@ -76,7 +77,7 @@ class DCGANDiscriminator(nn.Module):
         for width in widths:
             layers += [nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.LeakyReLU(config.leaky_slope)]
             if config.d_dropout > 0:
-                layers.append(nn.Dropout(config.d_dropout))
+                layers.append(Dropout(config.d_dropout))
             in_channels = width
         self.features = nn.Sequential(*layers)
         self.logit = nn.Linear(in_channels * 8 * 8, 1)

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 from facegan.models.config import ModelConfig
+from facegan.models.layers import Dropout
 
 
 def stage_channels(widest: int, narrowest: int, resolution: int) -> int:
@@ -149,7 +150,7 @@ class StableDiscriminator(nn.Module):
             layers += [wrap(nn.Conv2d(width, out_width, 3, padding=1)), *norm(out_width), nn.LeakyReLU(slope)]
             layers.append(nn.AvgPool2d(2))
             if config.d_dropout > 0:
-                layers.append(nn.Dropout(config.d_dropout))
+                layers.append(Dropout(config.d_dropout))
             stages.append(nn.Sequential(*layers))
             width = out_width
         self.stages = nn.Sequential(*stages)
