@@ -459,7 +459,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
                     counts[name] = counts.get(name, 0) + 1
                 seen = trainer.num_images_seen
                 if bar is not None:
-                    bar.update(round(seen / 1000 - bar.n, 3))
+                    bar.update(max(0.0, round(min(seen / 1000, bar.total) - bar.n, 3)))  # the last batch may overshoot
                 stop_reason = trainer.should_stop()
                 if schedule.max_minutes > 0 and elapsed_before + time.perf_counter() - start_time >= schedule.max_minutes * 60:
                     stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
