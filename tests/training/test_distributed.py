@@ -52,3 +52,23 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(faces16, tiny_config, tmp
     initial = torch.cat([p.detach().flatten() for p in build_generator(resolved.model).parameters()]
                         + [p.detach().flatten() for p in build_discriminator(resolved.model).parameters()])
     assert not torch.equal(initial, results[0])
+
+
+@pytest.mark.slow
+def test_torchrun_cli_trains_with_two_processes_and_exits_cleanly(faces16, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun) if torchrun.exists() else shutil.which("torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port()),
+               "-m", "facegan", "train", "--data", str(faces16), "--out", str(tmp_path / "run"), "--kimg", "0.032", "--batch-size", "8",
+               "--no-progress", "--set", "model.g_channels=16", "--set", "model.d_channels=16", "--set", "model.min_channels=8",
+               "--set", "runtime.tensorboard=false", "--set", "runtime.num_threads=1", "--set", "schedule.num_snapshot_images=4"]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert process.stdout.count("finished") == 1  # one process reports
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["num_processes"] == 2
+    assert (tmp_path / "run" / "export" / "model.safetensors").is_file()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(config), indent=2, sort_keys=True))
         return 0
     result = train(config, resume=args.resume, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
+        return 0
     state = "interrupted at" if result.interrupted else "finished"
     print(f"{state} {result.kimg:.1f} kimg in {result.seconds:.0f} s ({result.img_per_s:.0f} img/s)")
     print(f"run folder: {result.run_dir}")

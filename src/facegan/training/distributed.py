@@ -77,3 +77,11 @@ def all_reduce_mean(value: float, context: DistributedContext) -> float:
     tensor = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(tensor)
     return float(tensor.item() / context.world_size)
+
+
+def shutdown_distributed(context: DistributedContext) -> None:
+    """Wait for rank 0 to finish writing, then leave the process group (a process that exits while
+    still in it makes gloo abort)."""
+    if context.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -42,6 +42,7 @@ from facegan.training.distributed import (
     average_gradients,
     broadcast_module,
     init_distributed,
+    shutdown_distributed,
 )
 from facegan.training.ema import ema_beta, update_ema
 from facegan.training.losses import discriminator_loss, generator_loss, r1_penalty
@@ -528,6 +529,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
              "interrupted": interrupted, "stopped_early": stop_reason, "last_stats": last_stats, "export": str(result.export_dir)},
             run_dir / "summary.json",
         )
+    shutdown_distributed(context)
     return result
 
 
