@@ -1,8 +1,11 @@
-"""Differential privacy for training: DP-SGD on the discriminator's real-image gradients.
+"""Privacy: prove it (DP-SGD on the discriminator's real-image gradients) and measure it (audits).
 
-    validate.py    refuse options and layers that break the guarantee, before any work starts
-    accounting.py  the privacy ledger: Opacus accountant, noise multiplier for a target epsilon, budget
-    dp.py          per-sample gradients, clipping and noise, and `PrivateTrainer` (chosen by `make_trainer`)
+    validate.py        refuse options and layers that break the guarantee, before any work starts
+    accounting.py      the privacy ledger: Opacus accountant, noise multiplier for a target epsilon, budget
+    dp.py              per-sample gradients, clipping and noise, and `PrivateTrainer` (chosen by `make_trainer`)
+    audit.py           `audit_generator` / `audit_samples`: memorisation, membership inference, identity leakage
+    audit_*.py         the audit's metrics (exact ROC), inputs, result types, figures and controls
+    report.py          the report-card section (guarantee + audit)
 
 Only the discriminator reads real faces, so only its gradient from real samples is clipped per sample
 and noised; fakes cost no privacy, and the generator learns through the private discriminator
