@@ -5,34 +5,18 @@ and which way is better; `AuditResult.save` writes them beside audit.json and th
 """
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-
 import numpy as np
 
 from facegan.images import make_grid, png_bytes, upscale_nearest
+from facegan.report.plots import figure_png
+from facegan.report.sections import Figure as AuditFigure  # title, png, one-sentence caption
 
 SPACE_NAMES = {"pixel": "pixel space", "face": "face space (dlib)"}
 
 
-@dataclass
-class AuditFigure:
-    """One picture of the audit."""
-
-    title: str
-    png: bytes
-    caption: str
-    """One sentence: what the picture shows and which way is better."""
-
-
 def _figure_bytes(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def _pyplot():

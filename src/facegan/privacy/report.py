@@ -128,7 +128,7 @@ def _section(run: Path, audit: dict[str, Any]) -> ReportSection:
 @register_section("differential-privacy", order=55)
 def differential_privacy_section(run: Path) -> ReportSection | None:
     """The (epsilon, delta) guarantee of a DP run, from its export, and epsilon spent over training."""
-    from facegan.report.plots import read_stats
+    from facegan.report.plots import line_plot_png, read_stats
 
     export_config = run / "export" / "config.json"
     if not export_config.is_file():
@@ -155,24 +155,7 @@ def differential_privacy_section(run: Path) -> ReportSection | None:
     figures = []
     points = [(row["kimg"], row["epsilon"]) for row in read_stats(run / "stats.jsonl") if "epsilon" in row]
     if points:
-        import io
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(figsize=(5, 3.2))
-        axes.plot(*zip(*points), marker=".")
-        if guarantee.get("target_epsilon"):
-            axes.axhline(guarantee["target_epsilon"], color="gray", linestyle=":", label="target")
-            axes.legend()
-        axes.set(xlabel="kimg", ylabel="epsilon spent", title="Privacy budget spent during training")
-        axes.grid(alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110)
-        plt.close(figure)
-        figures.append(Figure("Epsilon over training", buffer.getvalue(),
+        png = line_plot_png(points, "kimg", "epsilon spent", "Privacy budget spent during training", reference=guarantee.get("target_epsilon"))
+        figures.append(Figure("Epsilon over training", png,
                               "Privacy loss accumulated by the accountant as training proceeds; lower is better, and it never exceeds the target."))
     return ReportSection("Differential privacy", readings, figures=figures, tables=[Table("Guarantee", ["item", "value"], rows)])

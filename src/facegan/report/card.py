@@ -12,7 +12,7 @@ import numpy as np
 
 from facegan.errors import FaceganError
 from facegan.images import make_grid, png_bytes, upscale_nearest, write_bytes_atomic
-from facegan.report.plots import plot_training_curves, read_stats
+from facegan.report.plots import line_plot_png, plot_training_curves, read_stats
 from facegan.report.sections import Figure, ReportSection, Table, register_section, registered_sections
 
 
@@ -79,21 +79,7 @@ def training_section(run: Path) -> ReportSection | None:
 
 def _metric_curves(rows: list[dict]) -> bytes | None:
     points = [(row["kimg"], row["fd"]) for row in rows if "fd" in row]
-    if not points:
-        return None
-    import io
-
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 3.2))
-    axes.plot(*zip(*points), marker="o")
-    axes.set(xlabel="kimg", ylabel="FD (lower is better)", title="Fréchet distance during training")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
+    return line_plot_png(points, "kimg", "FD (lower is better)", "Fréchet distance during training") if points else None
 
 
 @register_section("samples", order=30)

@@ -28,8 +28,6 @@ def read_stats(path: str | Path) -> list[dict]:
 
 def plot_training_curves(stats_path: str | Path, out_path: str | Path) -> Path | None:
     """Loss curves (D and G) and discriminator logits against kimg, as a PNG."""
-    import io
-
     rows = read_stats(stats_path)
     if not rows:
         return None
@@ -47,8 +45,29 @@ def plot_training_curves(stats_path: str | Path, out_path: str | Path) -> Path |
     logit_axes.legend()
     logit_axes.grid(alpha=0.3)
     figure.tight_layout()
+    write_bytes_atomic(out_path, figure_png(figure))
+    return Path(out_path)
+
+
+def figure_png(figure) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
+    import io
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
-    write_bytes_atomic(out_path, buffer.getvalue())
-    return Path(out_path)
+    return buffer.getvalue()
+
+
+def line_plot_png(points: list[tuple[float, float]], xlabel: str, ylabel: str, title: str, reference: float | None = None,
+                  reference_label: str = "target") -> bytes:
+    """A small single-series line plot (e.g. a metric against kimg), optionally with a horizontal reference line."""
+    figure, axes = plt.subplots(figsize=(5, 3.2))
+    axes.plot(*zip(*points), marker=".")
+    if reference is not None:
+        axes.axhline(reference, color="gray", linestyle=":", label=reference_label)
+        axes.legend()
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure_png(figure)
