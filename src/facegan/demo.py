@@ -98,12 +98,18 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     print(f"[4/6] measuring quality in dlib's face space ({num_eval} generated faces each)")
     quality = {}
     for name, run in runs.items():
+        if _is_current(run / "metrics.json", run):
+            quality[name] = json.loads((run / "metrics.json").read_text())["metrics"]
+            continue
         result = evaluate(run, train_set.path, num=num_eval, features="face", progress=False)
         result.save(run / "metrics.json")
         quality[name] = result.metrics
     print(f"[5/6] auditing both models for memorisation, membership inference and identity leakage")
     audits = {}
     for name, run in runs.items():
+        if _is_current(run / "audit.json", run):
+            audits[name] = json.loads((run / "audit.json").read_text())
+            continue
         audit = audit_generator(run, train_set, holdout_set, num_samples=num_eval, progress=False)
         audit.save(run)
         audits[name] = audit.to_dict()
@@ -140,6 +146,12 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     print("\n".join(lines))
     print(f"\ndemo complete: open {reports['default']}")
     return folder
+
+
+def _is_current(result_path: Path, run: Path) -> bool:
+    """A result written after the run's exported weights (so a second demo need not measure again)."""
+    weights = run / "export" / "model.safetensors"
+    return result_path.is_file() and weights.is_file() and result_path.stat().st_mtime > weights.stat().st_mtime
 
 
 def _privacy_line(audit: dict) -> str:
