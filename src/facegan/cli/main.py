@@ -17,6 +17,11 @@ examples:
   facegan train --out runs/lfw32 --resume --kimg 100
   facegan sample runs/lfw32 --seeds 0-63 --grid grid.png
   facegan interpolate runs/lfw32 --seeds 3,7 --steps 8 --out strip.png
+  facegan eval runs/lfw32 --data data/lfw32                        # FD/KID/PRDC/face rate, offline face space
+  facegan report runs/lfw32                                        # self-contained HTML report card
+  facegan data split data/lfw32 --holdout 0.2                      # data/lfw32-train, data/lfw32-holdout
+  facegan train --data data/lfw32-train --out runs/dp --dp-epsilon 10
+  facegan audit runs/dp --train data/lfw32-train --holdout data/lfw32-holdout
 """
 
 
