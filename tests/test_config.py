@@ -1,5 +1,4 @@
 """Dataclass configs: unknown keys refused, types checked, overrides applied in order."""
-from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given

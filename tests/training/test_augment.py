@@ -1,5 +1,4 @@
 """DiffAugment: shapes, differentiability, determinism by generator state, each op's invariant."""
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

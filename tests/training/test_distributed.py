@@ -18,10 +18,9 @@ def _worker(rank, world_size, port, config, results):
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from facegan.training.loop import Trainer
-    from facegan.training.distributed import init_distributed
     from facegan.data.dataset import FaceDataset
-    from facegan.training.loop import _prepare_model_config
+    from facegan.training.distributed import init_distributed
+    from facegan.training.loop import Trainer, _prepare_model_config
 
     context = init_distributed("cpu")
     dataset = FaceDataset.load(config.data)
@@ -42,10 +41,9 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(faces16, tiny_config, tmp
     mp.start_processes(_worker, args=(2, _free_port(), config, results), nprocs=2, join=True, start_method="spawn")
     assert torch.equal(results[0], results[1])  # gradients were averaged: identical weights on both ranks
     # And training did something: weights moved from their (seeded, identical) initialisation.
-    from facegan.training.loop import Trainer  # noqa: F401
+    from facegan.data.dataset import FaceDataset
     from facegan.models import build_discriminator, build_generator
     from facegan.training.loop import _prepare_model_config
-    from facegan.data.dataset import FaceDataset
 
     resolved = _prepare_model_config(config, FaceDataset.load(config.data))
     torch.manual_seed(config.seed)

@@ -47,7 +47,7 @@ def register(commands) -> None:
 
 def build_config(args: argparse.Namespace):
     """Defaults < preset < flags; on --resume the saved run's config is the base instead."""
-    from facegan.config import apply_overrides, merge, to_dict
+    from facegan.config import apply_overrides, merge
     from facegan.training.config import resolve_config
     from facegan.training.loop import load_run_config
 

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import types
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import os
 import sys
 from collections import Counter
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import numpy as np
-import torch
 from torch import nn
 
 from facegan.data.dataset import FaceDataset
