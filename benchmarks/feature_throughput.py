@@ -77,7 +77,7 @@ def cosine(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def time_facegan(chips: np.ndarray, label: str, batch_size: int, repeats: int, compile_model: bool = False,
                  **options) -> tuple[Row, np.ndarray]:
-    from facegan.metrics.face_features import FaceDescriptorExtractor
+    from facegan.faces.dlib_resnet import FaceDescriptorExtractor
 
     start = time.perf_counter()
     extractor = FaceDescriptorExtractor(**options)
@@ -98,7 +98,7 @@ def time_facegan(chips: np.ndarray, label: str, batch_size: int, repeats: int, c
 def time_dlib(chips: np.ndarray, repeats: int) -> tuple[Row, np.ndarray]:
     import dlib
 
-    from facegan.data.align import dlib_model_path
+    from facegan.faces.align import dlib_model_path
 
     start = time.perf_counter()
     recognizer = dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))

@@ -151,7 +151,7 @@ def apply_overrides(config: ConfigT, overrides: list[str]) -> ConfigT:
 
 def save_json(data: Any, path: str | Path) -> None:
     """Write JSON atomically, sorted and indented so runs diff cleanly."""
-    from facegan.images import write_bytes_atomic
+    from facegan.files import write_bytes_atomic
 
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 

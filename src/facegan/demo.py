@@ -52,7 +52,7 @@ def ensure_trained(config, progress: bool = True):
 
 
 def write_summary(path: Path, lines: list[str]) -> None:
-    from facegan.images import write_bytes_atomic
+    from facegan.files import write_bytes_atomic
 
     write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
 

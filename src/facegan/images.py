@@ -9,13 +9,25 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+from PIL import Image
+
+from facegan.files import write_bytes_atomic
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made, so `import facegan.images` stays light
+    import torch
+
+# Lanczos is antialiased in Pillow (its kernel widens with the reduction factor), so shrinking a
+# 4000 px photo to 64 px does not alias; it is also what StyleGAN's dataset tool uses.
+PHOTO_RESAMPLE = Image.Resampling.LANCZOS
 
 
 def to_model(images: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 NHWC (or HWC) -> float32 NCHW in [-1, 1]."""
+    import torch
+
     tensor = torch.as_tensor(images)
     if tensor.dtype != torch.uint8:
         raise TypeError(f"to_model expects uint8 images, got {tensor.dtype}")
@@ -29,6 +41,8 @@ def to_model(images: torch.Tensor | np.ndarray, device: torch.device | str | Non
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float NCHW in [-1, 1] -> uint8 NHWC on the CPU (values outside [-1, 1] are clipped)."""
+    import torch
+
     if images.ndim != 4:
         raise ValueError(f"to_uint8 expects (N, C, H, W), got shape {tuple(images.shape)}")
     scaled = (images.detach().float() + 1.0) * 127.5
@@ -63,8 +77,6 @@ def make_grid(images: np.ndarray, num_columns: int | None = None, padding: int =
 
 def to_pil(image: np.ndarray):
     """uint8 HWC (C = 1 or 3) -> PIL image."""
-    from PIL import Image
-
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         return Image.fromarray(image[:, :, 0], mode="L")
@@ -92,13 +104,35 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
-def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    """Write bytes to `path` so a reader sees either the old or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central square of the image, resized to (size, size) in one antialiased step."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    left, top = (width - side) // 2, (height - side) // 2
+    return _resize(image, size, box=(left, top, left + side, top + side))
+
+
+def resize_whole(image: np.ndarray, size: int) -> np.ndarray:
+    """The whole image squeezed to (size, size); the aspect ratio is not kept."""
+    return _resize(image, size, box=None)
+
+
+def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """HWC uint8 with 1 or 3 channels -> HWC uint8 with `channels` (grey uses ITU-R 601 luma, as Pillow)."""
+    image = image if image.ndim == 3 else image[:, :, None]
+    current = image.shape[2]
+    if current == channels:
+        return image
+    if current == 1 and channels == 3:
+        return np.repeat(image, 3, axis=2)
+    if current == 3 and channels == 1:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"))[:, :, None]
+    raise ValueError(f"cannot convert {current} channels to {channels}")
+
+
+def _resize(image: np.ndarray, size: int, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    pil_image = Image.fromarray(np.ascontiguousarray(image if channels != 1 else image.reshape(image.shape[:2])))
+    resized = np.asarray(pil_image.resize((size, size), PHOTO_RESAMPLE, box=box), dtype=np.uint8)
+    return resized.reshape(size, size, channels)
+

@@ -165,7 +165,7 @@ def test_cli_eval(tiny_run, faces16, projection, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_evaluate_in_dlib_face_space(tiny_run, faces16):
-    pytest.importorskip("facegan.metrics.face_features")
+    pytest.importorskip("facegan.faces.dlib_resnet")
     try:
         from facegan.metrics import get_extractor
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from facegan.data.align import convert_channels
+from facegan.images import convert_channels
 from facegan.errors import FaceganError
 
 BUILTIN_PREFIX = "builtin:"

@@ -29,20 +29,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from facegan.data.align import (
-    ALIGN_MODES,
-    DLIB_CHIP_PADDING,
-    LANDMARKS_5_NAME,
-    AlignMode,
-    align_image,
-    convert_channels,
-    load_dlib_models,
-)
+from facegan.data.align import ALIGN_MODES, AlignMode, align_image, convert_channels
 from facegan.data.builtin import builtin_names, is_builtin, load_builtin
 from facegan.data.dataset import FaceDataset, check_output_folder
 from facegan.data.decode import DEFAULT_MAX_PIXELS, SKIP_REASONS, SkippedImage, decode_image
 from facegan.data.sources import SourceListing, list_source
 from facegan.errors import FaceganError
+from facegan.faces.align import DLIB_CHIP_PADDING, LANDMARKS_5_NAME, load_dlib_models
 
 # Below this many files a pool costs more to start (up to ~0.5 s with forkserver/spawn) than it
 # saves; dlib spends ~0.01-0.3 s per file, so it is worth a pool much sooner.

@@ -25,7 +25,7 @@ _EXPORTS = {
     "feature_statistics": "facegan.metrics.frechet",
     "kernel_inception_distance": "facegan.metrics.kid",
     "precision_recall_density_coverage": "facegan.metrics.prdc",
-    "face_rate": "facegan.metrics.face_detection",
+    "face_rate": "facegan.faces.detection",
     "FeatureExtractor": "facegan.metrics.features",
     "register_extractor": "facegan.metrics.features",
     "unregister_extractor": "facegan.metrics.features",

@@ -257,7 +257,7 @@ def evaluate(
     extractor = get_extractor(features, inception_weights=inception_weights, device=device) if needs_features else None
     detector = None
     if "face-rate" in metric_names:
-        from facegan.metrics.face_detection import FaceDetector
+        from facegan.faces.detection import FaceDetector
 
         detector = FaceDetector()
 

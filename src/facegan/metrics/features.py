@@ -144,7 +144,7 @@ def extract_features(
 
 # ---- the built-in extractors, imported only when asked for (each loads a network) ---------------
 def _face_extractor(**options: Any) -> FeatureExtractor:
-    from facegan.metrics.face_features import FaceDescriptorExtractor
+    from facegan.faces.dlib_resnet import FaceDescriptorExtractor
 
     return FaceDescriptorExtractor(device=options.get("device") or "cpu")
 

@@ -112,7 +112,7 @@ def _as_dataset(data: FaceDataset | np.ndarray | str | os.PathLike, what: str) -
 
 @functools.lru_cache(maxsize=2)
 def _face_extractor(device: str):
-    from facegan.metrics.face_features import FaceDescriptorExtractor
+    from facegan.faces.dlib_resnet import FaceDescriptorExtractor
 
     return FaceDescriptorExtractor(device)
 
@@ -257,8 +257,8 @@ def _identity_leakage(train: FaceDataset, holdout: FaceDataset, face: _Distances
     """
     from scipy.stats import fisher_exact
 
-    from facegan.metrics.face_detection import FaceDetector
-    from facegan.metrics.face_features import MATCH_THRESHOLD
+    from facegan.faces.detection import FaceDetector
+    from facegan.faces.dlib_resnet import MATCH_THRESHOLD
 
     with FaceDetector() as detector:
         generated_is_face = detector.detect(generated_images)  # (G,) bool

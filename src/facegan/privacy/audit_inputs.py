@@ -22,7 +22,7 @@ def load_sample_images(folder: str | os.PathLike, size: int, channels: int, max_
     and resized to the training set's size, then converted to its channels, so faces from any generator
     can be compared pixel for pixel.
     """
-    from facegan.data.align import center_crop, convert_channels
+    from facegan.images import center_crop, convert_channels
     from facegan.data.decode import SkippedImage, decode_image
     from facegan.data.sources import IMAGE_EXTENSIONS, find_image_files
 

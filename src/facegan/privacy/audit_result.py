@@ -131,7 +131,7 @@ class AuditResult:
     def save(self, folder: str | os.PathLike) -> Path:
         """Write audit_*.png, then audit.json (atomic files; the JSON last, so it never names a missing figure)."""
         from facegan.config import save_json
-        from facegan.images import write_bytes_atomic
+        from facegan.files import write_bytes_atomic
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from facegan.errors import FaceganError
-from facegan.images import make_grid, png_bytes, upscale_nearest, write_bytes_atomic
+from facegan.files import write_bytes_atomic
+from facegan.images import make_grid, png_bytes, upscale_nearest
 from facegan.report.plots import line_plot_png, plot_training_curves, read_stats
 from facegan.report.sections import Figure, ReportSection, Table, register_section, registered_sections
 

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from facegan.images import write_bytes_atomic  # noqa: E402
+from facegan.files import write_bytes_atomic  # noqa: E402
 
 
 def read_stats(path: str | Path) -> list[dict]:

@@ -8,15 +8,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage.data import astronaut
 
-from facegan.data.align import (
-    align_face,
-    align_image,
-    center_crop,
-    convert_channels,
-    dlib_model_path,
-    find_largest_face,
-    resize_whole,
-)
+from facegan.data.align import align_image
+from facegan.faces.align import align_face, dlib_model_path, find_largest_face
+from facegan.images import center_crop, convert_channels, resize_whole
 from facegan.errors import FaceganError
 
 # Where dlib's HOG detector finds Eileen Collins' face in skimage's astronaut (512 x 512) photo.

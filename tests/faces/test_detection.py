@@ -8,7 +8,7 @@ pytest.importorskip("dlib")
 skimage_data = pytest.importorskip("skimage.data")
 
 from facegan.errors import FaceganError  # noqa: E402
-from facegan.metrics.face_detection import MIN_SIDE, FaceDetector, face_rate, prepare_for_detector  # noqa: E402
+from facegan.faces.detection import MIN_SIDE, FaceDetector, face_rate, prepare_for_detector  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,15 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from PIL import Image  # noqa: E402
 
-from facegan.data.align import dlib_model_path  # noqa: E402
+from facegan.faces.align import dlib_model_path  # noqa: E402
 from facegan.errors import FaceganError  # noqa: E402
-from facegan.metrics.dlib_format import (  # noqa: E402
+from facegan.faces.dlib_format import (  # noqa: E402
     DlibFormatError,
     DlibReader,
     parse_dlib_network,
     read_face_recognizer_dat,
 )
-from facegan.metrics.face_features import (  # noqa: E402
+from facegan.faces.dlib_resnet import (  # noqa: E402
     MATCH_THRESHOLD,
     FaceDescriptorExtractor,
 )

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facegan.data.align import dlib_model_path
+from facegan.faces.align import dlib_model_path
 from facegan.errors import FaceganError
-from facegan.metrics.dlib_format import read_face_recognizer_dat
+from facegan.faces.dlib_format import read_face_recognizer_dat
 
 __all__ = [
     "CHIP_SIZE",

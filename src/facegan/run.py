@@ -1,0 +1,367 @@
+"""The run folder: the one module that knows its layout, and the lock that keeps it to one writer.
+
+A run folder is the unit a user passes around (`facegan train --out RUN`):
+
+    config.json            the resolved TrainConfig
+    run.json               environment: versions, device, processes, dataset path and hash
+    stats.jsonl            one JSON line per log tick
+    tensorboard/           the same scalars for TensorBoard
+    samples/               reals.png and fakesNNNNNN.png grids at fixed seeds
+    checkpoints/state.pt   the full resume state (atomic; loaded weights-only)
+    export/                the generator to share (config.json + model.safetensors)
+    export-best/           the export with the best training-time FD (never under DP)
+    metrics.json           `facegan eval`
+    audit.json, audit_*.png  `facegan audit`
+    report.html            `facegan report`
+    loss_curves.png, summary.json   written when training ends
+    .lock                  held by the process that trains into the folder
+
+Every command that takes a run also takes an export: `Run.locate(path)` decides once whether a path
+is a run, an export inside a run, or a stand-alone export. Core module: no torch, no numpy.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from facegan.errors import FaceganError
+
+CONFIG_NAME = "config.json"
+RUN_INFO_NAME = "run.json"
+STATS_NAME = "stats.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+SAMPLES_DIR = "samples"
+CHECKPOINTS_DIR = "checkpoints"
+STATE_NAME = "state.pt"
+EXPORT_DIR = "export"
+EXPORT_BEST_DIR = "export-best"
+METRICS_NAME = "metrics.json"
+AUDIT_NAME = "audit.json"
+REPORT_NAME = "report.html"
+SUMMARY_NAME = "summary.json"
+LOSS_CURVES_NAME = "loss_curves.png"
+LOCK_NAME = ".lock"
+
+# An export folder holds these two files (written by `facegan.models.export`).
+EXPORT_CONFIG_NAME = "config.json"
+EXPORT_WEIGHTS_NAME = "model.safetensors"
+EXPORT_DIR_NAMES = (EXPORT_DIR, EXPORT_BEST_DIR)
+
+
+class Run:
+    """A run folder (it may not exist yet): typed paths, readers and writers, and the lock."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # ---- layout ---------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def run_info_path(self) -> Path:
+        return self.path / RUN_INFO_NAME
+
+    @property
+    def stats_path(self) -> Path:
+        return self.path / STATS_NAME
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / SAMPLES_DIR
+
+    @property
+    def reals_grid_path(self) -> Path:
+        return self.samples_dir / "reals.png"
+
+    def fakes_grid_path(self, kimg: int) -> Path:
+        """The snapshot grid written at `kimg` (rounded to whole kimg)."""
+        return self.samples_dir / f"fakes{int(kimg):06d}.png"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def state_path(self) -> Path:
+        return self.checkpoints_dir / STATE_NAME
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / EXPORT_DIR
+
+    @property
+    def export_best_dir(self) -> Path:
+        return self.path / EXPORT_BEST_DIR
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_NAME
+
+    @property
+    def audit_path(self) -> Path:
+        return self.path / AUDIT_NAME
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT_NAME
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / SUMMARY_NAME
+
+    @property
+    def loss_curves_path(self) -> Path:
+        return self.path / LOSS_CURVES_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_NAME
+
+    # ---- what is there ---------------------------------------------------------------------------
+    def has_config(self) -> bool:
+        return self.config_path.is_file()
+
+    def has_checkpoint(self) -> bool:
+        return self.state_path.is_file()
+
+    def has_export(self) -> bool:
+        return is_export_folder(self.export_dir)
+
+    def is_run(self) -> bool:
+        """A folder facegan trained into: it holds the run config (an export alone is not a run)."""
+        return self.path.is_dir() and self.has_config() and not is_export_folder(self.path)
+
+    # ---- readers and writers ---------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        """The saved run config as plain data (`training.config` turns it into a TrainConfig)."""
+        return _read_json_object(self.config_path, "run config")
+
+    def write_config(self, config: dict[str, Any]) -> Path:
+        return _write_json(self.config_path, config)
+
+    def read_run_info(self) -> dict[str, Any] | None:
+        return _read_json_optional(self.run_info_path)
+
+    def write_run_info(self, info: dict[str, Any]) -> Path:
+        return _write_json(self.run_info_path, info)
+
+    def read_summary(self) -> dict[str, Any] | None:
+        return _read_json_optional(self.summary_path)
+
+    def write_summary(self, summary: dict[str, Any]) -> Path:
+        return _write_json(self.summary_path, summary)
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        return _read_json_optional(self.metrics_path)
+
+    def read_audit(self) -> dict[str, Any] | None:
+        return _read_json_optional(self.audit_path)
+
+    def append_stats(self, line: dict[str, Any]) -> None:
+        """Add one stats line (a whole line per write, so a killed run leaves at most a torn last line)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.stats_path, "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    def read_stats(self) -> list[dict[str, Any]]:
+        """Every complete stats line; a half-written last line from a killed run is skipped."""
+        return list(iter_stats(self.stats_path))
+
+    def truncate_stats(self, max_kimg: float) -> None:
+        """Drop stats lines written after the checkpoint a run resumes from (a killed run may have some)."""
+        if not self.stats_path.exists():
+            return
+        kept = [line for line in iter_stats(self.stats_path) if float(line.get("kimg", 0.0)) <= max_kimg + 1e-9]
+        from facegan.files import write_bytes_atomic
+
+        write_bytes_atomic(self.stats_path, "".join(json.dumps(line) + "\n" for line in kept).encode())
+
+    # ---- the lock --------------------------------------------------------------------------------
+    def lock(self) -> "RunLock":
+        """An exclusive lock on this run folder; see RunLock."""
+        return RunLock(self.lock_path)
+
+    # ---- runs and exports ------------------------------------------------------------------------
+    @staticmethod
+    def containing(export_dir: str | os.PathLike) -> "Run | None":
+        """The run an export folder belongs to (RUN/export or RUN/export-best), or None for a stand-alone export."""
+        export_dir = Path(export_dir)
+        if export_dir.name in EXPORT_DIR_NAMES:
+            parent = Run(export_dir.parent)
+            if parent.is_run():
+                return parent
+        return None
+
+    @staticmethod
+    def locate(path: str | os.PathLike) -> "Located":
+        """What a RUN_OR_EXPORT argument names: a run folder, an export folder, or an export's weights file.
+
+        Raises one clear FaceganError when it is none of them.
+        """
+        given = Path(path)
+        if not given.exists():
+            raise FaceganError(f"no such run or export: {given}")
+        if given.is_file():
+            if given.suffix == ".pt":
+                raise FaceganError(f"{given} is a training checkpoint (resume state); pass the run folder or its export/ folder")
+            if given.name != EXPORT_WEIGHTS_NAME:
+                raise FaceganError(f"{given} is not a facegan export; pass a run folder, an export folder or its {EXPORT_WEIGHTS_NAME}")
+            given = given.parent
+        if not given.is_dir():
+            raise FaceganError(f"{given} is neither a run folder nor an export folder")
+        run = Run(given)
+        if run.is_run():
+            if not run.has_export():
+                raise FaceganError(
+                    f"{given} holds a run but no generator export yet (no {EXPORT_DIR}/{EXPORT_WEIGHTS_NAME}); "
+                    f"train it until its first checkpoint, or resume it with `facegan train --out {given} --resume`"
+                )
+            return Located(run=run, export_dir=run.export_dir)
+        if is_export_folder(given):
+            return Located(run=Run.containing(given), export_dir=given)
+        raise FaceganError(
+            f"{given} holds no generator export ({EXPORT_CONFIG_NAME} + {EXPORT_WEIGHTS_NAME}); train a model first or pass the run folder"
+        )
+
+
+@dataclass(frozen=True)
+class Located:
+    """A RUN_OR_EXPORT argument, resolved: the export to load and the run it belongs to (None if stand-alone)."""
+
+    run: Run | None
+    export_dir: Path
+
+    @property
+    def results_dir(self) -> Path:
+        """Where results about this model (metrics.json, audit.json) go: its run folder, else the export folder."""
+        return self.run.path if self.run is not None else self.export_dir
+
+
+def is_export_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` holds an export's two files (their content is checked when it is loaded)."""
+    folder = Path(path)
+    return (folder / EXPORT_CONFIG_NAME).is_file() and (folder / EXPORT_WEIGHTS_NAME).is_file()
+
+
+def iter_stats(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Complete JSON-object lines of a stats.jsonl (torn or foreign lines are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                yield value
+
+
+class RunLock:
+    """An exclusive, advisory lock on a run folder (flock on RUN/.lock), held while a process writes there.
+
+    The kernel releases a flock when its holder exits, however it exits (even SIGKILL), so a lock left
+    behind by a dead process is never in the way: the next taker simply gets it. The holder's pid is
+    written into the file so a refused process can say who holds it.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._handle: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        if self._handle is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise FaceganError(
+                    f"{self.path.parent} is in use by another facegan process (pid {holder}); "
+                    "wait for it to finish or stop it, or choose another --out"
+                ) from None
+            raise FaceganError(f"cannot lock {self.path} ({error.strerror})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is None:
+            return
+        import fcntl
+
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise FaceganError(f"{what} not found: {path}")
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FaceganError(f"{what} {path} is not valid JSON ({error}); re-create it") from None
+    except OSError as error:
+        raise FaceganError(f"cannot read {what} {path} ({error.strerror})") from None
+    if not isinstance(value, dict):
+        raise FaceganError(f"{what} {path} is not a JSON object; re-create it")
+    return value
+
+
+def _read_json_optional(path: Path) -> dict[str, Any] | None:
+    """A JSON object, or None when the file is missing or broken (results that a report may lack)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    from facegan.files import write_bytes_atomic
+
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    return path
