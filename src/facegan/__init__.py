@@ -5,19 +5,36 @@ Heavy submodules (torch models, training) are imported lazily so `import facegan
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "train", "load_generator", "FaceganError"]
 
 from facegan.errors import FaceganError
 
+if TYPE_CHECKING:
+    from facegan.training.config import TrainConfig
+    from facegan.training.loop import TrainResult
+
+
+def train(config: TrainConfig, **options: Any) -> TrainResult:
+    """Train (or resume) a GAN as `config` says: with DP-SGD when `config.privacy` asks for it.
+
+    Options as `facegan.training.loop.train` (resume, progress, ...). The router lives here, above both
+    training and privacy, so that training never has to import privacy.
+    """
+    if config.privacy.enabled:
+        from facegan.privacy.training import train_private
+
+        return train_private(config, **options)
+    from facegan.training.loop import train as train_plain
+
+    return train_plain(config, **options)
+
 
 def __getattr__(name: str):
-    # Lazy re-exports: `facegan.train(config)` and `facegan.load_generator(path)`.
-    if name == "train":
-        from facegan.training.loop import train
-
-        return train
+    # Lazy re-export: `facegan.load_generator(path)`.
     if name == "load_generator":
         from facegan.models.export import load_generator
 

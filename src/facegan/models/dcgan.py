@@ -16,6 +16,7 @@ from torch import nn
 
 from facegan.models.config import ModelConfig
 from facegan.models.layers import Dropout
+from facegan.models.registry import DPIncompatibility
 
 
 def _num_up_stages(resolution: int) -> int:
@@ -86,3 +87,8 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.features(images)  # (N, W, 8, 8)
         return self.logit(x.flatten(1)).squeeze(1)  # (N,)
+
+
+def dp_incompatibility(config: ModelConfig) -> DPIncompatibility | None:
+    """Always DP-safe: the discriminator is convolutions, LeakyReLU and per-sample dropout (BatchNorm is only in G)."""
+    return None

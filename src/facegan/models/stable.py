@@ -16,6 +16,7 @@ from torch.nn.utils.parametrizations import spectral_norm as apply_spectral_norm
 
 from facegan.models.config import ModelConfig
 from facegan.models.layers import Dropout
+from facegan.models.registry import DPIncompatibility
 
 
 def stage_channels(widest: int, narrowest: int, resolution: int) -> int:
@@ -170,3 +171,18 @@ class StableDiscriminator(nn.Module):
         if self.minibatch_std is not None:
             x = self.minibatch_std(x)  # (N, W+1, 4, 4)
         return self.head(x).squeeze(1)  # (N,)
+
+
+def dp_incompatibility(config: ModelConfig) -> DPIncompatibility | None:
+    """Why this discriminator cannot have per-sample gradients under `config`, or None (the `dp` preset)."""
+    if config.spectral_norm:
+        return DPIncompatibility(
+            "spectral norm in the discriminator (its power iteration is shared across the batch, so per-sample gradients are wrong)",
+            "--set model.spectral_norm=false",
+        )
+    if config.minibatch_std:
+        return DPIncompatibility(
+            "the minibatch-std layer (it mixes the samples of a batch, so one face changes every other face's gradient)",
+            "--set model.minibatch_std=false",
+        )
+    return None

@@ -1,6 +1,8 @@
-"""Refuse differential-privacy options that are impossible or would leak real data around the clipping.
+"""Refuse differential-privacy recipes and layers that would leak real data around the clipping.
 
 Each error is one line naming the option or layer and what to use instead; `--preset dp` fixes them all.
+Range checks of the privacy options themselves live with the config (`TrainConfig.validate`); here are
+the checks that need to know what DP-SGD requires of a discriminator.
 """
 from __future__ import annotations
 
@@ -18,27 +20,17 @@ FIX = "use --preset dp"
 
 
 def check_private_config(config: TrainConfig) -> None:
-    """Refuse privacy settings out of range, and DP with a recipe whose real-image gradients escape clipping."""
-    privacy = config.privacy
-    if privacy.epsilon < 0 or privacy.noise_multiplier < 0:
-        raise FaceganError("privacy.epsilon and privacy.noise_multiplier must be >= 0 (0 = not set)")
-    if privacy.max_grad_norm <= 0:
-        raise FaceganError(f"privacy.max_grad_norm (--dp-max-grad-norm) must be positive, got {privacy.max_grad_norm}")
-    if not 0 <= privacy.delta < 1:
-        raise FaceganError(f"privacy.delta (--dp-delta) must be in [0, 1), got {privacy.delta}; 0 picks 1/(10 N)")
-    if not privacy.enabled:
+    """Refuse DP with a recipe whose real-image gradients escape per-sample clipping (a no-op without DP).
+
+    The architecture says which of its settings are DP-safe (`register_architecture(..., dp_safe=...)`).
+    """
+    if not config.privacy.enabled:
         return
-    model = config.model
-    if model.architecture == "stable" and model.spectral_norm:
-        raise FaceganError(
-            "differentially private training cannot use spectral norm in the discriminator (its power iteration "
-            f"is shared across the batch, so per-sample gradients are wrong); {FIX} or --set model.spectral_norm=false"
-        )
-    if model.architecture == "stable" and model.minibatch_std:
-        raise FaceganError(
-            "differentially private training cannot use the minibatch-std layer (it mixes the samples of a batch, so "
-            f"one face changes every other face's gradient); {FIX} or --set model.minibatch_std=false"
-        )
+    from facegan.models import get_architecture
+
+    problem = get_architecture(config.model.architecture).dp_safe(config.model)
+    if problem is not None:
+        raise FaceganError(f"differentially private training cannot use {problem.reason}; {FIX} or {problem.fix}")
     if config.loss.r1_gamma > 0:
         # Disabled rather than privatised: R1 is a gradient on real images that would bypass per-sample clipping.
         raise FaceganError(

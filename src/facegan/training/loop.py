@@ -21,7 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -45,7 +45,8 @@ from facegan.training.distributed import (
     shutdown_distributed,
 )
 from facegan.training.ema import ema_beta, update_ema
-from facegan.training.losses import discriminator_loss, generator_loss, r1_penalty
+from facegan.training.extensions import DiscriminatorGradients, RealBatchSampler, TrainerExtension
+from facegan.training.losses import discriminator_loss, generator_loss, get_loss, r1_penalty
 
 # Fields that define what is being learned: a resumed run must agree with the saved run on all of them.
 RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema", "privacy")
@@ -82,8 +83,17 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
+# Training never imports privacy (privacy sits above it): a private config must come through its entry point.
+PRIVATE_SETUP_NEEDED = "this config asks for differential privacy; call facegan.train or facegan.privacy.train_private"
+
+
 class Trainer:
-    """Holds the networks, optimizers, data stream and RNGs of one run; `step()` is one G+D update."""
+    """Holds the networks, optimizers, data stream and RNGs of one run; `step()` is one G+D update.
+
+    Three slots change how D learns without subclassing (see `facegan.training.extensions`):
+    `real_batch_sampler`, `discriminator_gradients` and `extensions`; `facegan.privacy.make_private`
+    fills them for differentially private training.
+    """
 
     def __init__(self, config: TrainConfig, dataset: FaceDataset, device: torch.device, context: DistributedContext) -> None:
         self.config = config
@@ -91,6 +101,7 @@ class Trainer:
         self.context = context
         self.bf16 = use_bf16(config, device)
         self.memory_format = torch.channels_last if config.runtime.channels_last else torch.contiguous_format
+        self.loss = get_loss(config.loss.kind)
 
         # Same seed on every process -> identical initial weights (broadcast anyway, for safety).
         torch.manual_seed(config.seed)
@@ -129,12 +140,22 @@ class Trainer:
         self.num_steps = 0
         self.local_batch = config.batch_size // context.world_size
 
+        # Extension slots (empty = ordinary training).
+        self.real_batch_sampler: RealBatchSampler | None = None
+        self.discriminator_gradients: DiscriminatorGradients | None = None
+        self.extensions: list[TrainerExtension] = []
+
     # ---- data ------------------------------------------------------------------------------------
     def next_real_batch(self) -> torch.Tensor:
-        """This process's share of the next global batch, as float NCHW in [-1, 1]."""
-        batch_size = self.config.batch_size
+        """This process's share of the next real batch, as float NCHW in [-1, 1]."""
+        indices = self.real_batch_sampler() if self.real_batch_sampler is not None else self._next_shuffled_indices()
+        real = to_model(self.images[indices.to(self.images.device)], self.device)  # (B, C, H, W)
+        return real.contiguous(memory_format=self.memory_format)
+
+    def _next_shuffled_indices(self) -> torch.Tensor:
+        """Epochs of a shuffled order: the next global batch, this process's share of it."""
         picked = []
-        needed = batch_size
+        needed = self.config.batch_size
         while needed > 0:
             if self.data_position >= len(self.data_order):
                 self.data_order = torch.randperm(len(self.images), generator=self.data_rng)
@@ -143,35 +164,44 @@ class Trainer:
             picked.append(take)
             self.data_position += len(take)
             needed -= len(take)
-        indices = torch.cat(picked)[self.context.rank * self.local_batch : (self.context.rank + 1) * self.local_batch]
-        real = to_model(self.images[indices.to(self.images.device)], self.device)  # (B, C, H, W)
-        return real.contiguous(memory_format=self.memory_format)
+        return torch.cat(picked)[self.context.rank * self.local_batch : (self.context.rank + 1) * self.local_batch]
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
-    # ---- one step ----------------------------------------------------------------------------------
-    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
-        """Update D on a real and a (detached) fake batch, with lazy R1 on the reals."""
+    # ---- one step (no host sync: stats are detached 0-d tensors, read at log time) -----------------
+    def accumulate_discriminator_gradients(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Set D's .grad for a real and a (detached) fake batch, with the installed strategy or the plain loss."""
+        if self.discriminator_gradients is not None:
+            return self.discriminator_gradients(self, real, fake)
+        return self._plain_discriminator_gradients(real, fake)
+
+    def _plain_discriminator_gradients(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The GAN loss on both batches, with lazy R1 on the reals."""
         loss_cfg = self.config.loss
-        self.opt_D.zero_grad(set_to_none=True)
         with self.autocast():
             real_logits = self.D_forward(self.augment(real)).float()
             fake_logits = self.D_forward(self.augment(fake)).float()
             loss = discriminator_loss(loss_cfg.kind, real_logits, fake_logits)
         loss.backward()
-        stats = {"loss_d": loss.item(), "logit_real": real_logits.mean().item(), "logit_fake": fake_logits.mean().item()}
+        stats = {"loss_d": loss.detach(), "logit_real": real_logits.detach().mean(), "logit_fake": fake_logits.detach().mean()}
         if loss_cfg.r1_gamma > 0 and self.num_steps % loss_cfg.r1_interval == 0:
             # R1 in fp32: second-order gradients are where bf16 rounding hurts most.
             real_r1 = real.detach().requires_grad_(True)
             penalty = r1_penalty(self.D_forward(self.augment(real_r1)), real_r1)
             (penalty * (loss_cfg.r1_gamma / 2) * loss_cfg.r1_interval).backward()
-            stats["r1"] = penalty.item()
+            stats["r1"] = penalty.detach()
+        return stats
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One D update; hooks on `opt_D.step` (e.g. a privacy ledger) run with it."""
+        self.opt_D.zero_grad(set_to_none=True)
+        stats = self.accumulate_discriminator_gradients(real, fake)
         average_gradients(self.D, self.context)
         self.opt_D.step()
         return stats
 
-    def generator_step(self, fake: torch.Tensor) -> dict[str, float]:
+    def generator_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """Update G through the (frozen) discriminator's view of its fakes."""
         self.opt_G.zero_grad(set_to_none=True)
         self.D.requires_grad_(False)  # no D weight gradients: saves a third of the backward pass
@@ -183,35 +213,56 @@ class Trainer:
             self.D.requires_grad_(True)
         average_gradients(self.G, self.context)
         self.opt_G.step()
-        return {"loss_g": loss.item()}
+        return {"loss_g": loss.detach()}
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> dict[str, torch.Tensor]:
+        """One G+D update; returns detached 0-d tensors (convert them at log time, see `check_finite`)."""
+        for extension in self.extensions:
+            extension.before_step(self)
         real = self.next_real_batch()
         z = torch.randn(self.local_batch, self.config.model.z_dim, generator=self.noise_rng).to(self.device)
         with self.autocast():
             fake = self.G_forward(z)  # (B, C, H, W); graph kept for the generator step
         stats = self.discriminator_step(real, fake.detach())
         stats.update(self.generator_step(fake))
-        for name, value in stats.items():
-            if not math.isfinite(value):
-                raise DivergenceError(f"{name} became {value} at kimg {self.num_images_seen / 1000:.2f}")
         self.num_images_seen += self.config.batch_size
         self.num_steps += 1
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(self.config.ema, self.config.batch_size, self.num_images_seen))
         return stats
 
-    # ---- extension points (the DP trainer overrides these) -----------------------------------------
+    def check_finite(self, stats: dict[str, Any]) -> None:
+        """Raise DivergenceError naming the first non-finite value of `stats` (tensors or floats; one host sync)."""
+        if not stats:
+            return
+        values = torch.stack([torch.as_tensor(value, device=self.device).detach().reshape(()).double() for value in stats.values()])
+        if bool(values.isfinite().all()):
+            return
+        for name, value in zip(stats, values.tolist()):
+            if not math.isfinite(value):
+                raise DivergenceError(f"{name} became {value} by kimg {self.num_images_seen / 1000:.2f}")
+
+    # ---- extensions ----------------------------------------------------------------------------------
     def extra_stats(self) -> dict[str, float]:
         """Values added to every stats.jsonl line (e.g. the privacy budget spent so far)."""
-        return {}
+        stats: dict[str, float] = {}
+        for extension in self.extensions:
+            stats.update(extension.extra_stats(self))
+        return stats
 
     def export_metadata(self) -> dict[str, Any]:
         """Entries added to the export's config.json (e.g. the DP guarantee)."""
-        return {}
+        metadata: dict[str, Any] = {}
+        for extension in self.extensions:
+            metadata.update(extension.export_metadata(self))
+        return metadata
 
     def should_stop(self) -> str | None:
         """A reason to end training before the kimg target (e.g. the privacy budget is spent), or None."""
+        for extension in self.extensions:
+            reason = extension.should_stop(self)
+            if reason is not None:
+                return reason
         return None
 
     # ---- state -------------------------------------------------------------------------------------
@@ -239,9 +290,17 @@ class Trainer:
             state["G_ema"] = self.G_ema.state_dict()
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        for extension in self.extensions:
+            entries = extension.state_dict()
+            clash = sorted(set(entries) & set(state))
+            if clash:
+                raise RuntimeError(f"{type(extension).__name__} saves '{clash[0]}', which the checkpoint already holds")
+            state.update(entries)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        for extension in self.extensions:  # first: an extension refuses a checkpoint it cannot continue
+            extension.load_state_dict(state)
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
@@ -263,13 +322,19 @@ class Trainer:
         self.num_steps = int(state["num_steps"])
 
 
-def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device, context: DistributedContext) -> Trainer:
-    """The plain trainer, or the differentially private one when `config.privacy` asks for DP."""
-    if config.privacy.enabled:
-        from facegan.privacy.dp import PrivateTrainer
+def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device, context: DistributedContext,
+                 setup_trainer: Callable[[Trainer], None] | None = None) -> Trainer:
+    """The trainer for `config`; `setup_trainer(trainer)` then installs extensions (e.g. `facegan.privacy.make_private`).
 
-        return PrivateTrainer(config, dataset, device, context)
-    return Trainer(config, dataset, device, context)
+    A config that asks for differential privacy is refused without a setup: training it non-privately
+    by mistake would publish weights with no guarantee.
+    """
+    if config.privacy.enabled and setup_trainer is None:
+        raise FaceganError(PRIVATE_SETUP_NEEDED)
+    trainer = Trainer(config, dataset, device, context)
+    if setup_trainer is not None:
+        setup_trainer(trainer)
+    return trainer
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:

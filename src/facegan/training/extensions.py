@@ -1,0 +1,58 @@
+"""What can be plugged into a `Trainer` without subclassing it (as Opacus wraps an optimizer).
+
+A trainer has three slots, all empty for ordinary training:
+
+    trainer.real_batch_sampler       () -> indices of the training images this step reads
+    trainer.discriminator_gradients  (trainer, real, fake) -> stats; sets D's .grad (no optimizer step)
+    trainer.extensions               TrainerExtension objects: hooks around each step, extra stats,
+                                     export metadata, an early-stop reason, and resume state
+
+`facegan.privacy.make_private` fills them (Poisson sampling, clipped and noised real-image gradients,
+a privacy ledger charged on each discriminator optimizer step); training itself never imports privacy.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+if TYPE_CHECKING:
+    from facegan.training.loop import Trainer
+
+
+class RealBatchSampler(Protocol):
+    def __call__(self) -> torch.Tensor:
+        """Indices (B,) into the training images for this step's real batch (B may vary, even be 0)."""
+        ...
+
+
+class DiscriminatorGradients(Protocol):
+    def __call__(self, trainer: Trainer, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Set the discriminator's .grad from a real and a detached fake batch; return detached 0-d stats."""
+        ...
+
+
+class TrainerExtension:
+    """Takes part in a run next to the trainer; every method is optional (the defaults do nothing)."""
+
+    def before_step(self, trainer: Trainer) -> None:
+        """Called before each step draws anything; raise a FaceganError to refuse the step."""
+
+    def extra_stats(self, trainer: Trainer) -> dict[str, float]:
+        """Values added to every stats.jsonl line (computed at log time only)."""
+        return {}
+
+    def export_metadata(self, trainer: Trainer) -> dict[str, Any]:
+        """Entries added to the export's config.json."""
+        return {}
+
+    def should_stop(self, trainer: Trainer) -> str | None:
+        """A reason to end training before the kimg target, or None."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Top-level entries added to the resume checkpoint (names must not collide with the trainer's)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from the whole resume checkpoint (called before the trainer restores its own entries)."""
