@@ -3,7 +3,7 @@ import json
 import re
 
 from facegan.report.card import build_report
-from facegan.training.loop import train
+from facegan import train
 from tests.privacy.helpers import private_config
 
 

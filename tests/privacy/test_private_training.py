@@ -6,11 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from facegan import train
 from facegan.errors import FaceganError
 from facegan.models import build_discriminator
-from facegan.privacy.dp import clip_and_noise, fake_batch_loss, per_sample_gradients
-from facegan.training.loop import load_run_config, train
-from tests.privacy.helpers import build_trainer, private_config
+from facegan.privacy.dp import clip_and_noise, per_sample_gradients
+from facegan.training.loop import load_run_config
+from facegan.training.losses import get_loss
+from tests.privacy.helpers import build_trainer, private_config, private_part
 
 
 def _stats(run):
@@ -103,8 +105,9 @@ def test_fake_gradient_is_added_exactly_and_unclipped(faces16, tiny_config, tmp_
     config = private_config(tiny_config, faces16, tmp_path / "run", privacy={"max_grad_norm": max_grad_norm},
                             augment={"policy": ""}, runtime={"amp": False, "tensorboard": False, "num_threads": 1})
     trainer = build_trainer(config)
-    trainer.ledger.noise_multiplier = 0.0  # a test hook: the noiseless private gradient, to compare exactly
-    assert trainer.expected_batch_size == pytest.approx(8)  # q N, not the drawn batch size
+    private = private_part(trainer)
+    private.gradients.noise_multiplier = 0.0  # a test hook: the noiseless private gradient, to compare exactly
+    assert private.expected_batch_size == pytest.approx(8)  # q N, not the drawn batch size
     real = trainer.next_real_batch()
     fake = trainer.G(torch.randn(8, trainer.config.model.z_dim)).detach()
     trainer.opt_D.zero_grad(set_to_none=True)
@@ -112,15 +115,15 @@ def test_fake_gradient_is_added_exactly_and_unclipped(faces16, tiny_config, tmp_
     total = {name: p.grad.clone() for name, p in trainer.D.named_parameters()}
 
     per_sample, _ = per_sample_gradients(trainer.D, real, "logistic")
-    private = clip_and_noise(per_sample, max_grad_norm, 0.0, trainer.expected_batch_size)
+    expected = clip_and_noise(per_sample, max_grad_norm, 0.0, private.expected_batch_size)
     plain = copy.deepcopy(trainer.D)
     plain.zero_grad()
-    fake_batch_loss("logistic", plain(fake)).backward()
+    get_loss("logistic").fake_batch_loss(plain(fake)).backward()
     for name, param in plain.named_parameters():
-        torch.testing.assert_close(total[name] - private[name], param.grad, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(total[name] - expected[name], param.grad, atol=1e-6, rtol=1e-4)
     fake_norm = torch.cat([p.grad.flatten() for p in plain.parameters()]).norm().item()
-    private_norm = torch.cat([value.flatten() for value in private.values()]).norm().item()
-    assert private_norm <= max_grad_norm * len(real) / trainer.expected_batch_size * (1 + 1e-4)
+    private_norm = torch.cat([value.flatten() for value in expected.values()]).norm().item()
+    assert private_norm <= max_grad_norm * len(real) / private.expected_batch_size * (1 + 1e-4)
     assert fake_norm > 1000 * max_grad_norm  # fakes move D far beyond any per-face bound: they are not clipped
     assert not any(hasattr(p, "grad_sample") for p in trainer.D.parameters())
 
@@ -132,8 +135,8 @@ def test_poisson_batches_vary_and_an_empty_batch_still_costs_a_noisy_step(faces1
     before = {name: p.detach().clone() for name, p in trainer.D.named_parameters()}
     fake = trainer.G(torch.randn(8, trainer.config.model.z_dim)).detach()
     stats = trainer.discriminator_step(trainer.next_real_batch()[:0], fake)
-    assert "logit_real" not in stats and "logit_fake" in stats
-    assert trainer.ledger.num_steps == 1  # charged although no face was read
+    assert "logit_real" not in stats and "loss_d" not in stats and "logit_fake" in stats
+    assert private_part(trainer).ledger.num_steps == 1  # charged (by the optimizer-step hook) although no face was read
     assert any(not torch.equal(before[name], p) for name, p in trainer.D.named_parameters())
 
 
@@ -142,3 +145,46 @@ def test_dropout_discriminator_trains_privately(faces32, tiny_config, tmp_path):
     run = tmp_path / "run"
     train(tiny_config(faces32, run, preset="seed-dcgan", kimg=0.016, privacy={"noise_multiplier": 1.0, "accountant": "rdp"}), progress=False)
     assert _dp_block(run)["steps"] == 2
+
+
+def test_the_ledger_is_charged_once_per_discriminator_optimizer_step_only(faces16, tiny_config, tmp_path):
+    """The charge hangs on opt_D.step: a whole step charges once, a generator step never."""
+    trainer = build_trainer(private_config(tiny_config, faces16, tmp_path / "run"))
+    ledger = private_part(trainer).ledger
+    trainer.step()
+    assert ledger.num_steps == 1
+    trainer.generator_step(trainer.G(torch.randn(8, trainer.config.model.z_dim)))
+    assert ledger.num_steps == 1
+    trainer.step()
+    assert ledger.num_steps == 2 and trainer.num_steps == 2
+
+
+def test_step_stats_are_detached_tensors_without_a_host_sync(faces16, tiny_config, tmp_path):
+    """DP step stats stay on the device: 0-d detached tensors, loss_d in float64 (the float sum of its two halves)."""
+    trainer = build_trainer(private_config(tiny_config, faces16, tmp_path / "run"))
+    stats = trainer.step()
+    assert {"loss_g", "logit_fake"} <= set(stats)
+    for name, value in stats.items():
+        assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, name
+    if "loss_d" in stats:
+        assert stats["loss_d"].dtype == torch.float64
+    trainer.check_finite(stats)
+    with pytest.raises(Exception, match="loss_g became nan"):
+        trainer.check_finite({**stats, "loss_g": torch.tensor(float("nan"))})
+
+
+def test_private_setup_keeps_the_plain_trainer_class(faces16, tiny_config, tmp_path):
+    """Composition, not inheritance: the private trainer is a plain Trainer with its slots filled."""
+    from facegan.privacy.dp import PoissonSampler, PrivateDiscriminatorGradients
+    from facegan.training.loop import Trainer
+
+    trainer = build_trainer(private_config(tiny_config, faces16, tmp_path / "run"))
+    assert type(trainer) is Trainer
+    assert isinstance(trainer.real_batch_sampler, PoissonSampler)
+    assert isinstance(trainer.discriminator_gradients, PrivateDiscriminatorGradients)
+    state = trainer.state_dict()
+    assert {"privacy", "rng_sampling", "rng_privacy_noise"} <= set(state)
+    with pytest.raises(FaceganError, match="make it private once"):
+        from facegan.privacy import make_private
+
+        make_private(trainer)

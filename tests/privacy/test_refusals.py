@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
+from facegan import train
 from facegan.cli.main import main
 from facegan.errors import FaceganError
-from facegan.models import ModelConfig, build_discriminator
+from facegan.models import ModelConfig, build_discriminator, never_dp_safe, register_architecture, unregister_architecture
 from facegan.privacy.accounting import PrivacyLedger
-from facegan.privacy.validate import check_private_discriminator
+from facegan.privacy.validate import check_private_config, check_private_discriminator
 from facegan.training.distributed import DistributedContext
-from facegan.training.loop import train
 from tests.privacy.helpers import build_trainer, private_config
 
 PRIVATE = {"noise_multiplier": 1.0, "accountant": "rdp"}
@@ -43,9 +43,52 @@ def test_impossible_privacy_settings_are_refused(privacy, batch_size, message, f
     assert not (tmp_path / "run").exists()
 
 
-def test_multi_process_training_is_refused(faces16, tiny_config, tmp_path):
+def test_multi_process_training_is_refused(faces16, tiny_config, tmp_path, monkeypatch):
+    from facegan.privacy import make_private
+
+    config = private_config(tiny_config, faces16, tmp_path / "run")
+    trainer = build_trainer(tiny_config(faces16, tmp_path / "run", preset="dp"))
+    trainer.context = DistributedContext(rank=0, world_size=2)
     with pytest.raises(FaceganError, match="one process"):
-        build_trainer(private_config(tiny_config, faces16, tmp_path / "run"), DistributedContext(rank=0, world_size=2))
+        make_private(trainer, config.privacy)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it: refused before any work
+    with pytest.raises(FaceganError, match="one process.*without torchrun"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_training_loop_alone_refuses_a_private_config(faces16, tiny_config, tmp_path):
+    """Training never imports privacy, so it cannot train privately itself: it refuses rather than train without DP."""
+    from facegan.training.loop import make_trainer, train as train_without_privacy
+    from facegan.data.dataset import FaceDataset
+
+    config = private_config(tiny_config, faces16, tmp_path / "run")
+    with pytest.raises(FaceganError, match="asks for differential privacy; call facegan.train or facegan.privacy.train_private"):
+        train_without_privacy(config, progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(FaceganError, match="asks for differential privacy"):
+        make_trainer(config, FaceDataset.load(faces16), torch.device("cpu"), DistributedContext())
+
+
+def test_privacy_asks_the_architecture_whether_it_is_dp_safe(faces16, tiny_config, tmp_path):
+    """A registered architecture's own DP declaration decides, with its reason and fix in the refusal."""
+    from facegan.models import get_architecture
+
+    register_architecture("toy-unsafe", generator=get_architecture("stable").generator, discriminator=get_architecture("stable").discriminator,
+                          dp_safe=never_dp_safe("the toy's batch-coupled layer (it mixes samples)", "--set model.architecture=stable"))
+    try:
+        config = private_config(tiny_config, faces16, tmp_path / "run")
+        check_private_config(config)  # the dp preset on `stable`: declared safe
+        config.model.architecture = "toy-unsafe"  # the same settings, another declaration
+        with pytest.raises(FaceganError, match=r"cannot use the toy's batch-coupled layer \(it mixes samples\); use --preset dp or --set model.architecture=stable"):
+            check_private_config(config)
+        with pytest.raises(FaceganError, match="toy's batch-coupled layer"):
+            train(config, progress=False)
+        assert not (tmp_path / "run").exists()
+        config.privacy.noise_multiplier = 0.0  # without DP the declaration is not asked
+        check_private_config(config)
+    finally:
+        unregister_architecture("toy-unsafe")
 
 
 def test_layer_check_names_the_layer_and_the_fix():
