@@ -29,6 +29,7 @@ def builtin_faces(size: int) -> np.ndarray:
 
 
 def build(private: bool, dataset, batch_size: int):
+    from facegan.privacy import make_private
     from facegan.training.config import resolve_config
     from facegan.training.distributed import DistributedContext
     from facegan.training.loop import _prepare_model_config, make_trainer
@@ -39,7 +40,7 @@ def build(private: bool, dataset, batch_size: int):
     config = resolve_config("dp", updates)
     config.validate()
     config = _prepare_model_config(config, dataset)
-    return make_trainer(config, dataset, torch.device("cpu"), DistributedContext())
+    return make_trainer(config, dataset, torch.device("cpu"), DistributedContext(), setup_trainer=make_private if private else None)
 
 
 def time_steps(trainer, num_steps: int) -> list[float]:
@@ -58,7 +59,8 @@ def time_grad_engines(trainer, repeats: int) -> dict[str, float]:
 
     from opacus import GradSampleModule
 
-    from facegan.privacy.dp import per_sample_gradients, real_sample_losses
+    from facegan.privacy.dp import per_sample_gradients
+    from facegan.training.losses import get_loss
 
     real = trainer.augment(trainer.images[:32].permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous(memory_format=trainer.memory_format))
     hooked = GradSampleModule(copy.deepcopy(trainer.D))
@@ -71,7 +73,7 @@ def time_grad_engines(trainer, repeats: int) -> dict[str, float]:
         hooked.zero_grad(set_to_none=True)
         with trainer.autocast(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "full backward hook ... no inputs require gradients"
-            real_sample_losses("logistic", hooked(real).float()).sum().backward()
+            get_loss("logistic").real_sample_losses(hooked(real).float()).sum().backward()
         for param in hooked.parameters():
             param.grad_sample = None
 
