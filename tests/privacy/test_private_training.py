@@ -168,9 +168,6 @@ def test_step_stats_are_detached_tensors_without_a_host_sync(faces16, tiny_confi
         assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, name
     if "loss_d" in stats:
         assert stats["loss_d"].dtype == torch.float64
-    trainer.check_finite(stats)
-    with pytest.raises(Exception, match="loss_g became nan"):
-        trainer.check_finite({**stats, "loss_g": torch.tensor(float("nan"))})
 
 
 def test_private_setup_keeps_the_plain_trainer_class(faces16, tiny_config, tmp_path):

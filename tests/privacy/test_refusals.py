@@ -63,7 +63,7 @@ def test_the_training_loop_alone_refuses_a_private_config(faces16, tiny_config, 
     from facegan.data.dataset import FaceDataset
 
     config = private_config(tiny_config, faces16, tmp_path / "run")
-    with pytest.raises(FaceganError, match="asks for differential privacy; call facegan.train or facegan.privacy.train_private"):
+    with pytest.raises(FaceganError, match="asks for differential privacy; call facegan.train"):
         train_without_privacy(config, progress=False)
     assert not (tmp_path / "run").exists()
     with pytest.raises(FaceganError, match="asks for differential privacy"):

@@ -216,7 +216,7 @@ class Trainer:
         return {"loss_g": loss.detach()}
 
     def step(self) -> dict[str, torch.Tensor]:
-        """One G+D update; returns detached 0-d tensors (convert them at log time, see `check_finite`)."""
+        """One G+D update; returns detached 0-d tensors (no host sync: `train()` reads them at log time)."""
         for extension in self.extensions:
             extension.before_step(self)
         real = self.next_real_batch()
@@ -230,17 +230,6 @@ class Trainer:
         if self.G_ema is not None:
             update_ema(self.G_ema, self.G, ema_beta(self.config.ema, self.config.batch_size, self.num_images_seen))
         return stats
-
-    def check_finite(self, stats: dict[str, Any]) -> None:
-        """Raise DivergenceError naming the first non-finite value of `stats` (tensors or floats; one host sync)."""
-        if not stats:
-            return
-        values = torch.stack([torch.as_tensor(value, device=self.device).detach().reshape(()).double() for value in stats.values()])
-        if bool(values.isfinite().all()):
-            return
-        for name, value in zip(stats, values.tolist()):
-            if not math.isfinite(value):
-                raise DivergenceError(f"{name} became {value} by kimg {self.num_images_seen / 1000:.2f}")
 
     # ---- extensions ----------------------------------------------------------------------------------
     def extra_stats(self) -> dict[str, float]:
