@@ -57,19 +57,6 @@ def test_multi_process_training_is_refused(faces16, tiny_config, tmp_path, monke
     assert not (tmp_path / "run").exists()
 
 
-def test_the_training_loop_alone_refuses_a_private_config(faces16, tiny_config, tmp_path):
-    """Training never imports privacy, so it cannot train privately itself: it refuses rather than train without DP."""
-    from facegan.training.loop import make_trainer, train as train_without_privacy
-    from facegan.data.dataset import FaceDataset
-
-    config = private_config(tiny_config, faces16, tmp_path / "run")
-    with pytest.raises(FaceganError, match="asks for differential privacy; call facegan.train"):
-        train_without_privacy(config, progress=False)
-    assert not (tmp_path / "run").exists()
-    with pytest.raises(FaceganError, match="asks for differential privacy"):
-        make_trainer(config, FaceDataset.load(faces16), torch.device("cpu"), DistributedContext())
-
-
 def test_privacy_asks_the_architecture_whether_it_is_dp_safe(faces16, tiny_config, tmp_path):
     """A registered architecture's own DP declaration decides, with its reason and fix in the refusal."""
     from facegan.models import get_architecture
