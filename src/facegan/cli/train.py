@@ -155,6 +155,12 @@ def build_config(args: argparse.Namespace):
     config = resolve_config(args.preset or ("dp" if privacy else "default"), updates, args.overrides)
     if privacy and not config.privacy.enabled:
         raise FaceganError("--dp-* options need --dp-epsilon or --dp-noise-multiplier to turn differential privacy on")
+    if config.privacy.enabled:
+        # TrainConfig.validate checks ranges only (training never imports privacy); whether the recipe can be
+        # trained privately is privacy's rule, checked here too so that --dry-run refuses what train would.
+        from facegan.privacy.validate import check_private_config
+
+        check_private_config(config)
     return config
 
 
