@@ -57,7 +57,7 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 
-from hypothesis import settings  # noqa: E402
+from hypothesis import example, settings  # noqa: E402
 
 from facegan.config import check_range, describe_fields, field_docs  # noqa: E402
 from facegan.models.config import ModelConfig  # noqa: E402
@@ -156,6 +156,7 @@ _HOSTILE_VALUES = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(_FLOAT_KEYS + _INT_KEYS), _HOSTILE_VALUES), min_size=1, max_size=4))
+@example([("model.g_channels", "1e308"), ("batch_size", 10**400)])  # once an OverflowError in the size estimate
 def test_any_config_that_validates_has_only_finite_in_range_numbers(assignments):
     overrides = [f"{key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in assignments]
     try:

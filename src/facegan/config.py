@@ -185,7 +185,20 @@ def check_range(
         problem = f"must be below {_number(maximum)}" if max_open else f"must be at most {_number(maximum)}"
     else:
         return
-    raise FaceganError(f"{key} {problem} (range {interval}), got {value!r}" + (f"; {hint}" if hint else ""))
+    raise FaceganError(f"{key} {problem} (range {interval}), got {show_value(value)}" + (f"; {hint}" if hint else ""))
+
+
+def format_gib(num_bytes: int) -> str:
+    """'~4,578 GiB' for an estimate; exact integer arithmetic, so an absurd size (1e308 channels) still prints."""
+    gib = int(num_bytes) // 2**30
+    return f"~{gib:,} GiB" if gib < 10**15 else f"~10^{len(str(gib)) - 1} GiB"
+
+
+def show_value(value: Any) -> str:
+    """A value for an error line: repr, but an absurdly long integer as its order of magnitude."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**21:
+        return f"{'-' if value < 0 else ''}~10^{len(str(abs(value))) - 1}"
+    return repr(value)
 
 
 def _number(value: float) -> str:

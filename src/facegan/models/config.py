@@ -36,7 +36,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Refuse impossible or unfittable architectures before any weight is allocated."""
-        from facegan.config import check_range
+        from facegan.config import check_range, format_gib, show_value
         from facegan.errors import FaceganError
 
         if self.resolution < 0 or (self.resolution and (self.resolution < 8 or self.resolution > MAX_RESOLUTION or self.resolution & (self.resolution - 1))):
@@ -56,7 +56,7 @@ class ModelConfig:
                 raise FaceganError(f"model.{name} must be at least 1, got {value}")
             if value > MAX_WIDTH:
                 raise FaceganError(
-                    f"model.{name}={value} would need ~{_weights_gib(name, value, self.z_dim, width):,.0f} GiB of weights; "
+                    f"model.{name}={show_value(value)} would need {format_gib(_weights_bytes(name, value, self.z_dim, width))} of weights; "
                     f"at most {MAX_WIDTH}"
                 )
         if self.architecture == "dcgan" and self.g_channels < 4:
@@ -70,10 +70,10 @@ MAX_WIDTH = 4096
 MAX_RESOLUTION = 1024
 
 
-def _weights_gib(name: str, value: int, z_dim: int, width: int) -> float:
+def _weights_bytes(name: str, value: int, z_dim: int, width: int) -> int:
     """Rough float32 size of the widest layers if `name` took `value` (two 3x3 convs, or the z -> 4x4 dense layer)."""
     if name == "z_dim":
         parameters = value * 16 * width
     else:
         parameters = 2 * 9 * value * value + z_dim * 16 * value
-    return parameters * 4 / 2**30
+    return parameters * 4

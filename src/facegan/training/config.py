@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from facegan.config import check_range
+from facegan.config import check_range, format_gib, show_value
 from facegan.errors import FaceganError
 from facegan.models.config import ModelConfig
 
@@ -213,9 +213,9 @@ class TrainConfig:
             side = self.model.resolution or 64
             channels = self.model.channels or 3
             # One float32 copy of the real batch alone, before any activation.
-            gib = self.batch_size * side * side * channels * 4 / 2**30
+            size = format_gib(self.batch_size * side * side * channels * 4)
             raise FaceganError(
-                f"batch_size={self.batch_size} would need ~{gib:,.0f} GiB for one {side}x{side} batch of images alone; "
+                f"batch_size={show_value(self.batch_size)} would need {size} for one {side}x{side} batch of images alone; "
                 f"at most {MAX_BATCH_SIZE} (typical: 16 to 256)"
             )
 
