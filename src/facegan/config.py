@@ -4,8 +4,13 @@ Precedence: dataclass defaults < preset < `--set key=value` overrides. Unknown k
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
 import json
+import math
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -79,9 +84,18 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise FaceganError(f"config key '{key}': expected an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise FaceganError(f"config key '{key}': {value!r} is not a finite number; give a finite value")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FaceganError(f"config key '{key}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):
+            # JSON `NaN`/`Infinity` parse in Python, and torch trains on a NaN silently: refuse it here, once.
+            raise FaceganError(f"config key '{key}': {value!r} is not a finite number; give a finite value")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise FaceganError(f"config key '{key}': expected a string, got {value!r}")
@@ -147,6 +161,90 @@ def apply_overrides(config: ConfigT, overrides: list[str]) -> ConfigT:
     for text in overrides:
         config = merge(config, parse_override(text))
     return config
+
+
+def check_range(
+    key: str,
+    value: float,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    min_open: bool = False,
+    max_open: bool = False,
+    hint: str = "",
+) -> None:
+    """Refuse a non-finite value or one outside [minimum, maximum] (open ends where asked), naming the key."""
+    low = "(" if min_open else "["
+    high = ")" if max_open else "]"
+    interval = f"{low}{'-inf' if minimum is None else _number(minimum)}, {'inf' if maximum is None else _number(maximum)}{high}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        problem = "must be a finite number"
+    elif minimum is not None and (value <= minimum if min_open else value < minimum):
+        problem = ("must be positive" if minimum == 0 else f"must be above {_number(minimum)}") if min_open else f"must be at least {_number(minimum)}"
+    elif maximum is not None and (value >= maximum if max_open else value > maximum):
+        problem = f"must be below {_number(maximum)}" if max_open else f"must be at most {_number(maximum)}"
+    else:
+        return
+    raise FaceganError(f"{key} {problem} (range {interval}), got {show_value(value)}" + (f"; {hint}" if hint else ""))
+
+
+def format_gib(num_bytes: int) -> str:
+    """'~4,578 GiB' for an estimate; exact integer arithmetic, so an absurd size (1e308 channels) still prints."""
+    gib = int(num_bytes) // 2**30
+    return f"~{gib:,} GiB" if gib < 10**15 else f"~10^{len(str(gib)) - 1} GiB"
+
+
+def show_value(value: Any) -> str:
+    """A value for an error line: repr, but an absurdly long integer as its order of magnitude."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**21:
+        return f"{'-' if value < 0 else ''}~10^{len(str(abs(value))) - 1}"
+    return repr(value)
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 4294967296 rather than 4.29497e+09, 0.5 rather than 0.500000."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@functools.lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string literal under each field), by field name."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source (frozen app, interactive class): no docs, not an error
+        return {}
+    tree = ast.parse(source)
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for statement, following in zip(body, body[1:]):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """Every leaf field of a (nested) dataclass as (dotted key, type name, default, docstring)."""
+    hints = _field_types(cls)
+    defaults = cls()
+    rows: list[tuple[str, str, Any, str]] = []
+    docs = field_docs(cls)
+    for field in dataclasses.fields(cls):
+        annotation = hints[field.name]
+        if _is_dataclass_type(annotation):
+            rows.extend(describe_fields(annotation, f"{prefix}{field.name}."))
+            continue
+        if typing.get_origin(annotation) is typing.Literal:
+            type_name = " | ".join(str(option) for option in typing.get_args(annotation))
+        else:
+            type_name = getattr(annotation, "__name__", str(annotation))
+        rows.append((prefix + field.name, type_name, getattr(defaults, field.name), docs.get(field.name, "")))
+    return rows
 
 
 def save_json(data: Any, path: str | Path) -> None:

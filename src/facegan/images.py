@@ -2,11 +2,12 @@
 
 - At the edges (files, arrays, UI): uint8, NHWC, values 0..255.
 - Inside models: float32, NCHW, values in [-1, 1].
-Also: grids, strips and PNG writing used by sampling and reports.
+Also: grids, strips and image writing (PNG, JPEG, WebP, BMP by suffix) used by sampling and reports.
 """
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from facegan.errors import FaceganError
 from facegan.files import write_bytes_atomic
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so `import facegan.images` stays light
@@ -48,6 +50,35 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     scaled = (images.detach().float() + 1.0) * 127.5
     # Round half away from zero once, so the same float image always gives the same bytes.
     return scaled.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
+
+
+def grid_shape(count: int, height: int, width: int, channels: int, num_columns: int | None = None, padding: int = 2) -> tuple[int, int, int]:
+    """The (H, W, C) of the grid `make_grid` would build, without building it (to refuse one that cannot fit)."""
+    if num_columns is None:
+        num_columns = math.isqrt(count - 1) + 1 if count > 0 else 1  # ceil(sqrt(count)), exact for big counts
+    num_columns = max(1, min(num_columns, count))
+    num_rows = -(-count // num_columns)
+    return num_rows * (height + padding) + padding, num_columns * (width + padding) + padding, channels
+
+
+# A grid is one image held in memory and encoded at once: at most this many pixels (~768 MiB as RGB),
+# and no side beyond what the format can store.
+MAX_GRID_PIXELS = 2**28
+MAX_GRID_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
+
+
+def check_grid_fits(count: int, height: int, width: int, channels: int, num_columns: int | None, suffix: str, option: str) -> None:
+    """Refuse a grid too big to hold or encode, naming its size; call before rendering anything."""
+    grid_height, grid_width, _ = grid_shape(count, height, width, channels, num_columns)
+    gib = grid_height * grid_width * channels / 2**30
+    if grid_height * grid_width > MAX_GRID_PIXELS:
+        raise FaceganError(
+            f"{option} is {count} images (~{gib:,.1f} GiB as a {grid_width}x{grid_height} grid); at most {MAX_GRID_PIXELS:,} pixels "
+            "in one grid: use fewer seeds, or --out-dir for one file per seed"
+        )
+    side_limit = MAX_GRID_SIDE.get(suffix.lower())
+    if side_limit and max(grid_height, grid_width) > side_limit:
+        raise FaceganError(f"a {grid_width}x{grid_height} grid is too large for {suffix} (at most {side_limit} px a side); write .png")
 
 
 def make_grid(images: np.ndarray, num_columns: int | None = None, padding: int = 2, pad_value: int = 255) -> np.ndarray:
@@ -101,6 +132,48 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, png_bytes(image))
+    return path
+
+
+# Suffix -> (Pillow format, save options). JPEG at quality 95 without chroma subsampling (tiny faces
+# would lose their colour detail at 4:2:0); WebP lossless.
+IMAGE_FORMATS: dict[str, tuple[str, dict[str, object]]] = {
+    ".png": ("PNG", {}),
+    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".webp": ("WEBP", {"lossless": True}),
+    ".bmp": ("BMP", {}),
+}
+
+
+def check_image_path(path: str | os.PathLike, option: str = "the output") -> Path:
+    """Refuse, before any work, an image path whose suffix names no format we write, or that is a folder."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise FaceganError(
+            f"{option} {path} has no image suffix facegan writes ({path.suffix or 'none'}); end it in {', '.join(IMAGE_FORMATS)}"
+        )
+    if path.is_dir():
+        raise FaceganError(f"{option} {path} is a folder; give a file name such as {path / 'grid.png'}")
+    return path
+
+
+def image_bytes(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """Encode uint8 HWC in the format a file suffix names (.png, .jpg/.jpeg, .webp, .bmp)."""
+    if suffix.lower() not in IMAGE_FORMATS:
+        raise FaceganError(f"cannot write images as '{suffix}'; use one of {', '.join(IMAGE_FORMATS)}")
+    image_format, options = IMAGE_FORMATS[suffix.lower()]
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write uint8 HWC atomically in the format the suffix names (.png, .jpg/.jpeg at quality 95, lossless .webp, .bmp)."""
+    path = check_image_path(path)
+    payload = image_bytes(image, path.suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, payload)
     return path
 
 

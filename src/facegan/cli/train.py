@@ -21,28 +21,115 @@ examples:
 """
 
 
+# Flags that set a config field: their help shows the field's default (and a preset's, where one differs).
+FLAG_FIELDS = {
+    "kimg": "kimg",
+    "batch_size": "batch_size",
+    "seed": "seed",
+    "dp_epsilon": "privacy.epsilon",
+    "dp_noise_multiplier": "privacy.noise_multiplier",
+    "dp_max_grad_norm": "privacy.max_grad_norm",
+    "dp_accountant": "privacy.accountant",
+    "metric_every": "schedule.metric_kimg",
+}
+
+
 def register(commands) -> None:
-    parser = commands.add_parser("train", help="train (or resume) a GAN on a prepared dataset", epilog=EXAMPLES, formatter_class=ExamplesFormatter)
+    # The full help (preset names, every config field's docstring) needs the training config, whose
+    # import pulls in torch: it is built only when --help is asked for, so `facegan` itself starts fast.
+    parser = commands.add_parser("train", help="train (or resume) a GAN on a prepared dataset", epilog=EXAMPLES,
+                                 formatter_class=ExamplesFormatter, add_help=False)
+    parser.add_argument("-h", "--help", action=TrainHelpAction, help="show this help, with every config field, and exit")
     parser.add_argument("--data", help="prepared dataset folder (from `facegan data prepare`)")
     parser.add_argument("--out", required=True, help="run folder (runs/NAME)")
-    parser.add_argument("--preset", default=None, help="default | seed-dcgan | dp (default: default; dp with --dp-* flags)")
-    parser.add_argument("--kimg", type=float, default=None, help="training length in thousands of real images shown (default: 100)")
+    parser.add_argument("--preset", default=None, help="starting point for every field (default: default; dp with --dp-* flags)")
+    parser.add_argument("--kimg", type=float, default=None, help="training length in thousands of real images shown")
     parser.add_argument("--batch-size", type=int, default=None, help="images per step")
     parser.add_argument("--seed", type=int, default=None, help="seed for weights, data order, noise and augmentation")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config field, e.g. --set loss.r1_gamma=1 (repeatable)")
+                        help="override any config field, e.g. --set loss.r1_gamma=1 (repeatable; fields listed below)")
     private = parser.add_argument_group("differential privacy (DP-SGD on the discriminator's real-image gradients)")
     private.add_argument("--dp-epsilon", type=float, default=None, help="total privacy budget epsilon; the noise is derived from it and training stops before exceeding it")
     private.add_argument("--dp-delta", type=float, default=None, help="delta of the guarantee (default: 1/(10 N))")
     private.add_argument("--dp-noise-multiplier", type=float, default=None, help="noise std / max grad norm, instead of deriving it from --dp-epsilon")
-    private.add_argument("--dp-max-grad-norm", type=float, default=None, help="per-face gradient clipping bound C (default: 1)")
-    private.add_argument("--dp-accountant", choices=["rdp", "prv"], default=None, help="Opacus privacy accountant (default: prv)")
+    private.add_argument("--dp-max-grad-norm", type=float, default=None, help="per-face gradient clipping bound C")
+    private.add_argument("--dp-accountant", choices=["rdp", "prv"], default=None, help="Opacus privacy accountant")
     parser.add_argument("--metric-every", type=float, default=None, metavar="KIMG",
                         help="measure FD/KID (face space) every KIMG during training, log them and keep the best export in export-best/")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
+
+
+class TrainHelpAction(argparse.Action):
+    """`facegan train --help`: the preset names as --preset's choices, flag defaults, and every config field."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None) -> None:
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from facegan.training.config import PRESETS
+
+        defaults = _preset_defaults()
+        for action in parser._actions:
+            if action.dest == "preset":
+                action.choices = list(PRESETS)
+            key = FLAG_FIELDS.get(action.dest)
+            if key and action.help and "default:" not in action.help:
+                action.help += f" (default: {_describe_default(key, defaults)})"
+        parser.epilog = f"{config_fields_help(defaults)}\n{EXAMPLES}"
+        parser.print_help()
+        parser.exit()
+
+
+def _preset_defaults() -> dict[str, dict[str, object]]:
+    """Each preset's resolved value of every config field, by dotted key."""
+    from facegan.config import to_dict
+    from facegan.training.config import PRESETS, resolve_config
+
+    def flatten(data: dict, prefix: str = "") -> dict[str, object]:
+        flat: dict[str, object] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                flat.update(flatten(value, f"{prefix}{key}."))
+            else:
+                flat[prefix + key] = value
+        return flat
+
+    return {name: flatten(to_dict(resolve_config(name))) for name in PRESETS}
+
+
+def _describe_default(key: str, defaults: dict[str, dict[str, object]]) -> str:
+    """'64', or '64; seed-dcgan: 256' where a preset changes it."""
+    base = defaults["default"][key]
+    others = [f"{name}: {_show(values[key])}" for name, values in defaults.items() if name != "default" and values[key] != base]
+    return "; ".join([_show(base), *others])
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value) if value == "" else value
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def config_fields_help(defaults: dict[str, dict[str, object]] | None = None, width: int = 100) -> str:
+    """The epilog section listing every config field with its type, default and docstring."""
+    import textwrap
+
+    from facegan.config import describe_fields
+    from facegan.training.config import TrainConfig
+
+    defaults = defaults or _preset_defaults()
+    lines = ["config fields (--set KEY=VALUE; defaults, and a preset's value where it differs):"]
+    for key, type_name, _default, doc in describe_fields(TrainConfig):
+        if key in ("data", "out", "preset"):  # set by their own flags
+            continue
+        head = f"{key} ({type_name}, default {_describe_default(key, defaults)})"
+        lines.extend(textwrap.wrap(f"{head}: {doc}" if doc else head, width=width, initial_indent="  ", subsequent_indent="      "))
+    return "\n".join(lines) + "\n"
 
 
 def build_config(args: argparse.Namespace):
@@ -68,6 +155,12 @@ def build_config(args: argparse.Namespace):
     config = resolve_config(args.preset or ("dp" if privacy else "default"), updates, args.overrides)
     if privacy and not config.privacy.enabled:
         raise FaceganError("--dp-* options need --dp-epsilon or --dp-noise-multiplier to turn differential privacy on")
+    if config.privacy.enabled:
+        # TrainConfig.validate checks ranges only (training never imports privacy); whether the recipe can be
+        # trained privately is privacy's rule, checked here too so that --dry-run refuses what train would.
+        from facegan.privacy.validate import check_private_config
+
+        check_private_config(config)
     return config
 
 

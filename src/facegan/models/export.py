@@ -5,10 +5,11 @@ Loading never unpickles anything: weights come from safetensors, the architectur
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -20,27 +21,42 @@ EXPORT_FORMAT = "facegan-generator"
 EXPORT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# Keys save_export writes itself; metadata may not overwrite them (a "model" entry would change the architecture).
+RESERVED_KEYS = ("format", "format_version", "facegan_version", "model")
+# Beyond this, images kept in memory at once do not fit a typical machine; larger jobs are rendered in chunks.
+MAX_IMAGE_BYTES = 4 * 2**30
+MAX_SEED = 2**63
 
 
 def save_export(folder: str | os.PathLike, generator: nn.Module, model_config: Any, metadata: dict[str, Any]) -> Path:
-    """Write `folder/config.json` and `folder/model.safetensors` atomically."""
-    from safetensors.torch import save_file
+    """Write `folder/config.json` and `folder/model.safetensors` atomically (readable as the umask allows).
+
+    The dataset is recorded by its content hash (`dataset_hash`) and, when given as `dataset`, by absolute path.
+    """
+    from safetensors.torch import save
 
     from facegan import __version__
     from facegan.config import save_json
+    from facegan.files import write_bytes_atomic
 
+    reserved = sorted(set(metadata) & set(RESERVED_KEYS))
+    if reserved:
+        raise FaceganError(f"export metadata may not set the reserved key '{reserved[0]}' (reserved: {', '.join(RESERVED_KEYS)})")
+    metadata = dict(metadata)
+    if isinstance(metadata.get("dataset"), (str, os.PathLike)) and not str(metadata["dataset"]).startswith("builtin:"):
+        # A relative path means nothing once the export is copied elsewhere; the hash identifies the content.
+        metadata["dataset"] = os.path.abspath(metadata["dataset"])
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in generator.state_dict().items()}
-    temporary = folder / f".{WEIGHTS_NAME}.tmp-{os.getpid()}"
-    save_file(state, str(temporary), metadata={"format": EXPORT_FORMAT})
-    os.replace(temporary, folder / WEIGHTS_NAME)
+    # Same bytes as safetensors' save_file, but written through files.py: atomic, and with the umask's mode.
+    write_bytes_atomic(folder / WEIGHTS_NAME, save(state, metadata={"format": EXPORT_FORMAT}))
     config = {
+        **metadata,
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
         "facegan_version": __version__,
         "model": asdict(model_config),
-        **metadata,
     }
     save_json(config, folder / CONFIG_NAME)
     return folder
@@ -54,6 +70,35 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if omega.abs() < 1e-6:  # (nearly) parallel: plain linear interpolation is exact enough
         return (1 - t) * a + t * b
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def check_seeds(seeds: Any) -> list[int]:
+    """Seeds as a list of ints in [0, 2**63); a single int is one seed. Anything else is a FaceganError."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise FaceganError(f"seeds must be integers, e.g. range(16) or [3, 7], got {seeds!r:.60}")
+    checked = []
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise FaceganError(f"seeds must be integers, e.g. range(16) or [3, 7], got {seed!r:.60}")
+        if not 0 <= seed < MAX_SEED:
+            raise FaceganError(f"seeds must be in [0, 2**63), got {seed}")
+        checked.append(int(seed))
+    return checked
+
+
+def check_truncation(truncation: Any) -> float:
+    """psi as a float in [0, 1] (NaN, strings and out-of-range values are refused in one line)."""
+    if isinstance(truncation, bool) or not isinstance(truncation, numbers.Real) or not 0.0 <= float(truncation) <= 1.0:
+        raise FaceganError(f"--truncation must be between 0 and 1, got {truncation!r:.60}")
+    return float(truncation)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or not 1 <= batch_size <= 65536:
+        raise FaceganError(f"batch_size must be an integer from 1 to 65536, got {batch_size!r:.60}")
+    return int(batch_size)
 
 
 def latents_for_seeds(seeds: Iterable[int], z_dim: int) -> torch.Tensor:
@@ -72,8 +117,8 @@ def render(module: nn.Module, z: torch.Tensor, truncation: float = 1.0, batch_si
     """
     from facegan.images import to_uint8
 
-    if not 0.0 <= truncation <= 1.0:
-        raise FaceganError(f"--truncation must be between 0 and 1, got {truncation}")
+    truncation = check_truncation(truncation)
+    batch_size = _check_batch_size(batch_size)
     was_training = module.training
     device = next(module.parameters()).device
     module.eval()
@@ -88,10 +133,14 @@ class Generator:
     """A loaded generator: images depend only on (seed, truncation), never on batch or call."""
 
     def __init__(self, module: nn.Module, model_config: Any, metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> None:
-        self.module = module.eval().requires_grad_(False).to(device)
+        self.device = _device(device)
+        self.module = module.eval().requires_grad_(False)
+        try:
+            self.module.to(self.device)
+        except (RuntimeError, AssertionError) as error:  # e.g. "Torch not compiled with CUDA enabled"
+            raise FaceganError(f"cannot use device '{device}' ({str(error).splitlines()[0]}); pass --device cpu") from None
         self.config = model_config
         self.metadata = dict(metadata or {})
-        self.device = torch.device(device)
 
     @property
     def resolution(self) -> int:
@@ -105,45 +154,77 @@ class Generator:
     def z_dim(self) -> int:
         return self.config.z_dim
 
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of one uint8 image."""
+        return self.resolution * self.resolution * self.channels
+
     def z_for_seeds(self, seeds: Iterable[int]) -> torch.Tensor:
         """One latent per seed, each from its own RNG: (N, z_dim)."""
-        return latents_for_seeds(seeds, self.z_dim)
+        return latents_for_seeds(check_seeds(seeds), self.z_dim)
 
     def synthesize(self, z: torch.Tensor, truncation: float = 1.0, batch_size: int = 64) -> np.ndarray:
         """Latents (N, z_dim) -> uint8 (N, H, W, C); see `render`."""
+        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise FaceganError(f"z must be a tensor of shape (N, {self.z_dim}), got {getattr(z, 'shape', type(z).__name__)}")
+        if not torch.isfinite(z).all():
+            raise FaceganError("z contains NaN or infinite values")
+        self._check_fits(len(z), "latents")
         return render(self.module, z, truncation, batch_size)
 
     def sample(self, seeds: Iterable[int], truncation: float = 1.0, batch_size: int = 64) -> np.ndarray:
-        """Images for the given seeds: uint8 (N, H, W, C)."""
-        return self.synthesize(self.z_for_seeds(list(seeds)), truncation, batch_size)
+        """Images for the given seeds: uint8 (N, H, W, C). For more than fit in memory, use `iter_samples`."""
+        if hasattr(seeds, "__len__") and not isinstance(seeds, (str, bytes)):
+            self._check_fits(len(seeds), "seeds")  # before a list of a hundred million seeds is built
+        seeds = check_seeds(seeds)
+        self._check_fits(len(seeds), "seeds")
+        return self.synthesize(self.z_for_seeds(seeds), truncation, batch_size)
+
+    def iter_samples(self, seeds: Iterable[int], truncation: float = 1.0, batch_size: int = 64) -> Iterator[tuple[list[int], np.ndarray]]:
+        """(seeds, images) chunks of at most `batch_size`, so any number of seeds streams in bounded memory."""
+        truncation = check_truncation(truncation)
+        batch_size = _check_batch_size(batch_size)
+        chunk: list[int] = []
+        for seed in seeds:
+            chunk.append(seed)
+            if len(chunk) == batch_size:
+                yield chunk, self.sample(chunk, truncation, batch_size)
+                chunk = []
+        if chunk:
+            yield chunk, self.sample(chunk, truncation, batch_size)
 
     def interpolate(self, seed_a: int, seed_b: int, num_steps: int = 8, truncation: float = 1.0) -> np.ndarray:
         """Spherical interpolation in z from seed_a to seed_b: uint8 (num_steps, H, W, C)."""
-        if num_steps < 2:
-            raise FaceganError(f"--steps must be at least 2, got {num_steps}")
+        if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 2:
+            raise FaceganError(f"--steps must be an integer of at least 2, got {num_steps!r:.60}")
+        self._check_fits(int(num_steps), "steps")
         z = self.z_for_seeds([seed_a, seed_b])
-        path = slerp(z[0], z[1], torch.linspace(0.0, 1.0, num_steps))
+        path = slerp(z[0], z[1], torch.linspace(0.0, 1.0, int(num_steps)))
         return self.synthesize(path, truncation)
+
+    def _check_fits(self, count: int, what: str) -> None:
+        needed = count * self.image_bytes
+        if needed > MAX_IMAGE_BYTES:
+            raise FaceganError(
+                f"{count} {what} would need ~{needed / 2**30:,.1f} GiB of images in memory (at most {MAX_IMAGE_BYTES // 2**30} GiB); "
+                "render them in chunks with Generator.iter_samples, or `facegan sample --out-dir`"
+            )
+
+
+def _device(device: Any) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise FaceganError(f"unknown device {device!r:.60}; pass cpu or cuda") from None
 
 
 def resolve_export_path(path: str | os.PathLike) -> Path:
-    """A run folder, an export folder or a model.safetensors file -> the export folder."""
-    path = Path(path)
-    if not path.exists():
-        raise FaceganError(f"no such run or export: {path}")
-    if path.is_file():
-        if path.suffix == ".pt":
-            raise FaceganError(f"{path} is a training checkpoint (resume state); pass the run folder or its export/ folder")
-        if path.name != WEIGHTS_NAME:
-            raise FaceganError(f"{path} is not a facegan export; pass a run folder, an export folder or its {WEIGHTS_NAME}")
-        path = path.parent
-    if (path / "export" / CONFIG_NAME).is_file():  # a run folder
-        path = path / "export"
-    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
-        raise FaceganError(
-            f"{path} holds no generator export ({CONFIG_NAME} + {WEIGHTS_NAME}); train a model first or pass the run folder"
-        )
-    return path
+    """A run folder, an export folder or a model.safetensors file -> the export folder (decided by `Run.locate`)."""
+    from facegan.run import Run
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise FaceganError(f"expected a path to a run or an export, got {path!r:.60}")
+    return Run.locate(path).export_dir
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
@@ -156,21 +237,54 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     from facegan.models.config import ModelConfig
 
     folder = resolve_export_path(path)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     try:
-        config = json.loads((folder / CONFIG_NAME).read_text())
+        config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise FaceganError(f"{folder / CONFIG_NAME} is corrupt; export the model again") from None
+        raise FaceganError(f"{config_path} is corrupt; export the model again") from None
+    except OSError as error:
+        raise FaceganError(f"cannot read {config_path} ({error.strerror})") from None
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
-        raise FaceganError(f"{folder / CONFIG_NAME} is not a facegan generator export (format {config.get('format') if isinstance(config, dict) else None!r})")
-    model_config = from_dict(ModelConfig, config["model"])
+        raise FaceganError(f"{config_path} is not a facegan generator export (format {config.get('format') if isinstance(config, dict) else None!r})")
+    version = config.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise FaceganError(f"{config_path} has no valid format_version ({version!r:.40}); export the model again")
+    if version > EXPORT_VERSION:
+        made_by = config.get("facegan_version")
+        raise FaceganError(
+            f"{folder} was made by a newer facegan (format {version}{f', facegan {made_by}' if isinstance(made_by, str) else ''}); "
+            f"upgrade facegan (this one reads format {EXPORT_VERSION})"
+        )
+    model_config = _export_model_config(config, config_path, from_dict, ModelConfig)
     module = build_generator(model_config)
     try:
-        state = load_file(str(folder / WEIGHTS_NAME))
+        state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise FaceganError(f"{folder / WEIGHTS_NAME} is corrupt or unreadable ({error}); export the model again") from None
+        raise FaceganError(f"{weights_path} is corrupt or unreadable ({error}); export the model again") from None
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError:
-        raise FaceganError(f"{folder / WEIGHTS_NAME} does not match the architecture in {CONFIG_NAME}; the export is inconsistent") from None
+        raise FaceganError(f"{weights_path} does not match the architecture in {CONFIG_NAME}; the export is inconsistent") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            kind = "NaN" if torch.isnan(tensor).any() else "infinite values"
+            raise FaceganError(
+                f"the export's weights contain {kind} ({weights_path}, '{name}'); the run diverged — retrain or use an earlier checkpoint"
+            )
     metadata = {key: value for key, value in config.items() if key != "model"}
     return Generator(module, model_config, metadata, device)
+
+
+def _export_model_config(config: dict[str, Any], config_path: Path, from_dict: Any, model_config_class: type) -> Any:
+    """The export's ModelConfig, validated, with resolution and channels set (an export is fully resolved)."""
+    model = config.get("model")
+    if not isinstance(model, dict):
+        raise FaceganError(f"{config_path} has no model description ('model' mapping); export the model again")
+    try:
+        model_config = from_dict(model_config_class, model, prefix="model.")
+        model_config.validate()
+    except FaceganError as error:
+        raise FaceganError(f"{config_path} describes an impossible model ({error}); export the model again") from None
+    if not model_config.resolution or not model_config.channels:
+        raise FaceganError(f"{config_path} leaves model.resolution or model.channels unset; export the model again")
+    return model_config

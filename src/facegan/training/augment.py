@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from facegan.training.config import AugmentConfig
-
-KNOWN_POLICIES = ("color", "translation", "cutout")
+from facegan.training.config import KNOWN_POLICIES, AugmentConfig  # noqa: F401  (re-exported)
 
 
 class DiffAugment:

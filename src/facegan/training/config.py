@@ -4,8 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from facegan.config import check_range, format_gib, show_value
 from facegan.errors import FaceganError
 from facegan.models.config import ModelConfig
+
+# The augmentation policy names (training.augment implements one `_name` method per entry); kept here
+# so that validating a config does not import the augmentation code (no import cycle).
+KNOWN_POLICIES = ("color", "translation", "cutout")
+
+# Sizes beyond which a run cannot fit any machine: refused before any work, with an estimate.
+MAX_BATCH_SIZE = 65536
+MAX_KIMG = 1e9
+MAX_SEED = 2**32  # the loop derives its RNG seeds as seed * 1_000_003 + k, which must stay within 64 bits
+MAX_THREADS = 4096
 
 
 @dataclass
@@ -18,6 +29,10 @@ class LossConfig:
     """Weight of the R1 gradient penalty on real images (0 disables it)."""
     r1_interval: int = 16
     """Apply R1 every this many discriminator steps (lazy regularisation, scaled to compensate)."""
+
+    def validate(self) -> None:
+        check_range("loss.r1_gamma", self.r1_gamma, 0, 1e6, hint="0 disables the R1 penalty")
+        check_range("loss.r1_interval", self.r1_interval, 1, 1_000_000)
 
 
 @dataclass
@@ -33,6 +48,12 @@ class OptimizerConfig:
     beta2: float = 0.99
     """Adam beta2."""
 
+    def validate(self) -> None:
+        for name in ("lr_g", "lr_d"):
+            check_range(f"optimizer.{name}", getattr(self, name), 0, 1, min_open=True, hint="GAN learning rates are typically 1e-4 to 2e-3")
+        for name in ("beta1", "beta2"):
+            check_range(f"optimizer.{name}", getattr(self, name), 0, 1, max_open=True)
+
 
 @dataclass
 class AugmentConfig:
@@ -47,6 +68,14 @@ class AugmentConfig:
     cutout_ratio: float = 0.5
     """Side of the cut-out square as a fraction of the image side."""
 
+    def validate(self) -> None:
+        check_range("augment.probability", self.probability, 0, 1)
+        check_range("augment.translation_ratio", self.translation_ratio, 0, 1, max_open=True, hint="DiffAugment uses 0.125")
+        check_range("augment.cutout_ratio", self.cutout_ratio, 0, 1, hint="DiffAugment uses 0.5")
+        unknown = [name.strip() for name in self.policy.split(",") if name.strip() and name.strip() not in KNOWN_POLICIES]
+        if unknown:
+            raise FaceganError(f"unknown augmentation '{unknown[0]}' (known: {', '.join(KNOWN_POLICIES)})")
+
 
 @dataclass
 class EmaConfig:
@@ -58,6 +87,10 @@ class EmaConfig:
     """Half-life of the average in thousands of images."""
     rampup: float = 0.05
     """Early in training the half-life is at most this fraction of the images seen so far."""
+
+    def validate(self) -> None:
+        check_range("ema.half_life_kimg", self.half_life_kimg, 0, MAX_KIMG, min_open=True)
+        check_range("ema.rampup", self.rampup, 0, 1e6, hint="0 turns the ramp-up off")
 
 
 @dataclass
@@ -99,6 +132,9 @@ class RuntimeConfig:
     tensorboard: bool = True
     """Write TensorBoard event files under the run folder."""
 
+    def validate(self) -> None:
+        check_range("runtime.num_threads", self.num_threads, 0, MAX_THREADS, hint="0 uses all cores")
+
 
 @dataclass
 class PrivacyConfig:
@@ -118,6 +154,13 @@ class PrivacyConfig:
     @property
     def enabled(self) -> bool:
         return self.epsilon > 0 or self.noise_multiplier > 0
+
+    def validate(self) -> None:
+        """Ranges only; whether the recipe can be trained privately is checked by `facegan.privacy`."""
+        check_range("privacy.epsilon (--dp-epsilon)", self.epsilon, 0, 1e6, hint="0 = not set")
+        check_range("privacy.noise_multiplier (--dp-noise-multiplier)", self.noise_multiplier, 0, 1e6, hint="0 = derive it from epsilon")
+        check_range("privacy.max_grad_norm (--dp-max-grad-norm)", self.max_grad_norm, 0, 1e6, min_open=True)
+        check_range("privacy.delta (--dp-delta)", self.delta, 0, 1, max_open=True, hint="0 picks 1/(10 N)")
 
 
 @dataclass
@@ -151,33 +194,39 @@ class TrainConfig:
             raise FaceganError("no dataset given: pass --data DATASET (a folder made by `facegan data prepare`)")
         if not self.out:
             raise FaceganError("no run folder given: pass --out runs/NAME")
-        if self.kimg <= 0:
-            raise FaceganError(f"--kimg must be positive, got {self.kimg}")
+        check_range("--kimg", self.kimg, 0, MAX_KIMG, min_open=True, hint="the training length in thousands of images, e.g. --kimg 100")
+        check_range("seed", self.seed, 0, MAX_SEED, max_open=True)
+        self._validate_batch_size()
+        self.model.validate()
+        self.loss.validate()
+        self.optimizer.validate()
+        self.augment.validate()
+        self.ema.validate()
+        self._validate_schedule()
+        self.runtime.validate()
+        self.privacy.validate()
+
+    def _validate_batch_size(self) -> None:
         if self.batch_size < 2:
             raise FaceganError(f"batch_size must be at least 2, got {self.batch_size}")
-        if self.loss.r1_gamma < 0 or self.loss.r1_interval < 1:
-            raise FaceganError("loss.r1_gamma must be >= 0 and loss.r1_interval >= 1")
-        if not 0.0 <= self.augment.probability <= 1.0:
-            raise FaceganError(f"augment.probability must be in [0, 1], got {self.augment.probability}")
-        from facegan.training.augment import KNOWN_POLICIES
+        if self.batch_size > MAX_BATCH_SIZE:
+            side = self.model.resolution or 64
+            channels = self.model.channels or 3
+            # One float32 copy of the real batch alone, before any activation.
+            size = format_gib(self.batch_size * side * side * channels * 4)
+            raise FaceganError(
+                f"batch_size={show_value(self.batch_size)} would need {size} for one {side}x{side} batch of images alone; "
+                f"at most {MAX_BATCH_SIZE} (typical: 16 to 256)"
+            )
 
-        unknown = [name for name in self.augment.policy.split(",") if name.strip() and name.strip() not in KNOWN_POLICIES]
-        if unknown:
-            raise FaceganError(f"unknown augmentation '{unknown[0]}' (known: {', '.join(KNOWN_POLICIES)})")
-        if self.schedule.metric_kimg < 0 or self.schedule.metric_num < 2:
-            raise FaceganError("schedule.metric_kimg must be >= 0 and schedule.metric_num >= 2")
+    def _validate_schedule(self) -> None:
+        schedule = self.schedule
         for name in ("log_kimg", "snapshot_kimg", "checkpoint_kimg"):
-            if getattr(self.schedule, name) <= 0:
-                raise FaceganError(f"schedule.{name} must be positive")
-        if self.ema.half_life_kimg <= 0:
-            raise FaceganError("ema.half_life_kimg must be positive")
-        for name in ("lr_g", "lr_d"):
-            if getattr(self.optimizer, name) <= 0:
-                raise FaceganError(f"optimizer.{name} must be positive")
-        self.model.validate()
-        from facegan.privacy.validate import check_private_config
-
-        check_private_config(self)
+            check_range(f"schedule.{name}", getattr(schedule, name), 0, MAX_KIMG, min_open=True)
+        check_range("schedule.metric_kimg", schedule.metric_kimg, 0, MAX_KIMG, hint="0 = never")
+        check_range("schedule.max_minutes", schedule.max_minutes, 0, 1e9, hint="0 = no limit")
+        check_range("schedule.num_snapshot_images", schedule.num_snapshot_images, 1, 4096)
+        check_range("schedule.metric_num", schedule.metric_num, 2, 10_000_000)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
