@@ -23,7 +23,7 @@ def test_each_bad_file_maps_to_its_reason(messy_folder, messy_expectations):
         if expected is not None:
             assert skip_reason(messy_folder / name) == expected, name
     assert skip_reason(messy_folder / "dangling.jpg") == "unreadable"
-    assert skip_reason(messy_folder / "nested") == "unreadable"  # a folder is not a readable file
+    assert skip_reason(messy_folder / "nested") == "not_a_regular_file"  # a folder is never opened as a file
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
