@@ -142,3 +142,15 @@ def test_an_unchanged_dataset_keeps_its_recorded_hash(faces16, monkeypatch):
     recorded = FaceDataset.load(faces16).content_hash
     monkeypatch.setattr(dataset_module, "compute_content_hash", lambda images: pytest.fail("re-hashed an unchanged dataset"))
     assert FaceDataset.load(faces16).content_hash == recorded
+
+
+def test_cache_never_writes_through_a_planted_link(faces16, tmp_path):
+    dataset, extractor = FaceDataset.load(faces16), ProjectionExtractor()
+    first = compute_real_features(dataset, extractor, num=100, cache_dir=tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    first.cache_path.unlink()
+    first.cache_path.symlink_to(victim)
+    with pytest.warns(UserWarning, match="symbolic link"):
+        compute_real_features(dataset, extractor, num=100, cache_dir=tmp_path)
+    assert victim.read_text() == "keep me" and first.cache_path.is_symlink()

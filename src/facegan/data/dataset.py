@@ -96,7 +96,7 @@ def check_output_folder(path: str | os.PathLike) -> Path:
         raise FaceganError(f"output {given} is (or holds) the current folder; give a new folder path for the prepared dataset")
     if folder.exists():
         if not folder.is_dir():
-            raise FaceganError(f"output {given} is a file; give a folder path for the prepared dataset")
+            raise FaceganError(f"output {given} is a file, not a folder; give a folder path for the prepared dataset")
         try:
             entries = set(os.listdir(folder))
         except OSError as error:

@@ -159,7 +159,8 @@ def jpeg_decoder_warnings(data: bytes) -> str:
         import dlib
     except ImportError:
         return ""
-    with _bytes_as_path(data) as path, _captured_stderr() as captured:
+    # Capture first: if descriptor 2 was closed, the capture file takes it, not the image's memfd.
+    with _captured_stderr() as captured, _bytes_as_path(data) as path:
         try:
             dlib.load_rgb_image(path)
         except Exception:  # noqa: BLE001 - an error dlib alone raises (a mode it lacks) is not damage
@@ -222,18 +223,25 @@ def _captured_stderr() -> Iterator[io.BytesIO]:
     """What native code writes to file descriptor 2 inside the block (kept from the user's terminal);
     the returned buffer is filled when the block ends."""
     captured = io.BytesIO()
-    sys.stderr.flush()
-    saved = os.dup(2)
+    with contextlib.suppress(Exception):  # a closed or broken sys.stderr must not stop decoding
+        sys.stderr.flush()
+    try:
+        saved: int | None = os.dup(2)
+    except OSError:  # descriptor 2 is closed (`2>&-`): capture anyway, and close it again after
+        saved = None
     with tempfile.TemporaryFile() as handle:
         os.dup2(handle.fileno(), 2)
         try:
             yield captured
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
             handle.seek(0)
             captured.write(handle.read(4096))
             captured.seek(0)
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            elif handle.fileno() != 2:  # (if the capture file itself got descriptor 2, closing it closes 2)
+                os.close(2)
 
 
 @contextlib.contextmanager

@@ -160,11 +160,12 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
     started = time.perf_counter()
     if not isinstance(config, PrepareConfig):
         raise FaceganError(f"prepare_from_config needs a PrepareConfig, got {type(config).__name__}")
+    given_out = out
     out = check_output_folder(out)  # fail before the slow part, not after it
     if not is_builtin(config.source) and paths_overlap(Path(config.source).expanduser(), out):
         # Replacing OUT would delete the source images (or a later prepare would list the dataset).
         raise FaceganError(
-            f"SOURCE {config.source} and OUT {out} are the same folder or one lies inside the other; "
+            f"SOURCE {config.source} and OUT {given_out} are the same folder or one lies inside the other; "
             "write the dataset to a separate folder"
         )
     manifest: dict[str, Any] = {
@@ -422,10 +423,20 @@ def _allocate_images(shape: tuple[int, int, int, int], out: Path, cleanup: conte
     if math.prod(shape) <= IN_MEMORY_MAX_BYTES:
         return np.empty(shape, dtype=np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{out.name}.scratch-", suffix=".npy", dir=out.parent)
-    os.close(handle)
-    cleanup.callback(Path(name).unlink, missing_ok=True)
-    return np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{out.name}.scratch-", suffix=".npy", dir=out.parent)
+        os.close(handle)
+        cleanup.callback(Path(name).unlink, missing_ok=True)
+        images = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+        # Reserve the blocks now: a memmap that runs out of disk later dies of SIGBUS, not an error.
+        if hasattr(os, "posix_fallocate"):
+            with open(name, "r+b") as scratch:
+                os.posix_fallocate(scratch.fileno(), 0, os.fstat(scratch.fileno()).st_size)
+    except OSError as error:
+        raise FaceganError(
+            f"cannot make the {math.prod(shape) >> 20} MiB scratch file beside {out}: {error.strerror or error}"
+        ) from None
+    return images
 
 
 def _alignment_name(align: AlignMode) -> str:
