@@ -60,9 +60,8 @@ def is_dataset_manifest(manifest: Any) -> bool:
 
 def _read_manifest_quietly(path: Path) -> Any:
     try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read(64 << 20))
-    except (OSError, ValueError):
+        return json.loads(read_regular_file(path, 1 << 30))  # a FIFO named manifest.json must not hang us
+    except (FaceganError, ValueError, RecursionError):
         return None
 
 
@@ -455,4 +454,7 @@ class FaceDataset:
             lines.append(f"skipped      {total}: " + ", ".join(f"{reason} {count}" for reason, count in sorted(skipped.items())))
         else:
             lines.append("skipped      0")
+        num_damaged_kept = self.manifest.get("num_damaged_kept")
+        if isinstance(num_damaged_kept, int) and num_damaged_kept:
+            lines.append(f"damaged kept {num_damaged_kept} (--keep-damaged; listed in manifest.json)")
         return "\n".join(lines)
