@@ -302,3 +302,14 @@ def test_two_prepares_into_the_same_output_leave_one_whole_dataset(tmp_path):
     assert len(dataset) == 100 and dataset.resolution in (8, 12)
     assert sorted(os.listdir(out)) == ["images.npy", "manifest.json"]
     assert sorted(os.listdir(tmp_path)) == ["faces"]  # no staging or backup folder left behind
+
+
+def test_source_listing_does_not_crawl_proc_or_dev_through_links(tmp_path, monkeypatch):
+    from facegan.data import sources
+
+    source = _photos(tmp_path / "photos", 2)
+    fake_proc = _photos(tmp_path / "fake_proc", 1)  # stands in for /proc, whose real crawl takes minutes
+    monkeypatch.setattr(sources, "_PSEUDO_ROOTS", (fake_proc.resolve(), Path("/dev")))
+    (source / "proc").symlink_to(fake_proc)
+    (source / "devices").symlink_to("/dev")
+    assert [path.name for path in sources.find_image_files(source)] == ["photo0.jpg", "photo1.jpg"]

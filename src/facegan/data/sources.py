@@ -102,10 +102,11 @@ def find_image_files(root: Path) -> list[Path]:
     """Every file under `root` with an image extension (any case), sorted by relative path."""
     found: list[tuple[str, Path]] = []
     visited: set[Path] = set()
+    root_real = root.resolve()
     # followlinks so symlinked sub-folders count; `visited` stops a link loop from recursing forever.
     for folder, subfolders, names in os.walk(root, followlinks=True):
         real = Path(folder).resolve()
-        if real in visited:
+        if real in visited or _is_pseudo_filesystem(real, root_real):
             subfolders[:] = []
             continue
         visited.add(real)
@@ -116,6 +117,19 @@ def find_image_files(root: Path) -> list[Path]:
                 found.append((_relative(path, root), path))
     found.sort(key=lambda pair: pair[0])
     return [path for _, path in found]
+
+
+# Kernel pseudo-filesystems: a link into them (`sys -> /`, `dev -> /dev`) would make the listing
+# crawl endless process trees and devices instead of photos.
+_PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _is_pseudo_filesystem(real: Path, root_real: Path) -> bool:
+    for pseudo in _PSEUDO_ROOTS:
+        inside = real == pseudo or pseudo in real.parents
+        if inside and not (root_real == pseudo or pseudo in root_real.parents):
+            return True
+    return False
 
 
 # ---- LFW --------------------------------------------------------------------------------------
