@@ -313,3 +313,20 @@ def test_source_listing_does_not_crawl_proc_or_dev_through_links(tmp_path, monke
     (source / "proc").symlink_to(fake_proc)
     (source / "devices").symlink_to("/dev")
     assert [path.name for path in sources.find_image_files(source)] == ["photo0.jpg", "photo1.jpg"]
+
+
+def test_an_unlistable_sub_folder_is_counted_not_silently_lost(tmp_path, monkeypatch):
+    source = _photos(tmp_path / "photos", 2)
+    _photos(source / "private", 2)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        # Root may list any folder, so a permission-denied folder is simulated.
+        if Path(path).name == "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    dataset = prepare_dataset(source, tmp_path / "out", size=8, progress=False)
+    assert len(dataset) == 2 and dataset.manifest["skipped"] == {"unreadable": 1}
+    assert dataset.manifest["skipped_files"][0]["path"] == "private/"

@@ -251,6 +251,12 @@ def _prepare_listing(
                 bar.set_postfix(skipped=sum(skipped_counts.values()), refresh=False)
             bar.update(1)
 
+    for folder, why in listing.unreadable_folders:
+        # A folder that could not be listed hides its images: count it rather than lose them silently.
+        skipped_counts["unreadable"] += 1
+        if len(skipped_files) < MAX_LISTED_SKIPS:
+            skipped_files.append({"path": folder + "/", "reason": "unreadable", "detail": f"folder: {why}"})
+
     if not kept_indices:
         raise FaceganError(_nothing_kept_message(config.source, num_files, skipped_counts, config.align))
 
