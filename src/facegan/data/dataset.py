@@ -91,7 +91,11 @@ def check_output_folder(path: str | os.PathLike) -> Path:
         raise FaceganError(f"output {given} is the root folder; give a new folder path for the prepared dataset")
     if folder.is_symlink():
         raise FaceganError(f"output {given} is a symbolic link; give the real folder path (it would be replaced whole)")
-    if Path.cwd().resolve() == folder.resolve() or folder.resolve() in Path.cwd().resolve().parents:
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the current folder was deleted under us
+        here = None
+    if here is not None and (here == folder.resolve() or folder.resolve() in here.parents):
         raise FaceganError(f"output {given} is (or holds) the current folder; give a new folder path for the prepared dataset")
     if folder.exists():
         if not folder.is_dir():
@@ -133,7 +137,8 @@ def check_split_outputs(dataset: Path, train_out: Path, holdout_out: Path) -> No
 
 def _images_stat(path: Path) -> dict[str, int]:
     info = os.stat(path)
-    return {"size": int(info.st_size), "mtime_ns": int(info.st_mtime_ns), "inode": int(info.st_ino)}
+    # Size and mtime, not the inode: a copy made with its times kept (cp -p, copytree) is still trusted.
+    return {"size": int(info.st_size), "mtime_ns": int(info.st_mtime_ns)}
 
 
 def _images_unchanged(images_path: Path, manifest: dict[str, Any]) -> bool:
