@@ -1,21 +1,169 @@
 """Writing files safely: atomic replacement, and never over something facegan did not mean to replace.
 
 Core module: no torch, no numpy. Every file facegan writes (JSON, PNG, checkpoints, exports) goes
-through here, so a reader sees either the old or the new file, never half of one.
+through here, so a reader sees either the old or the new file, never half of one. Reading
+untrusted files goes through `read_regular_file`, which never blocks on a FIFO or reads a device.
 """
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import stat
 from pathlib import Path
+
+from facegan.errors import FaceganError
+
+# Files facegan creates get 0666 and folders 0777, both minus the user's umask (what `touch` and
+# `mkdir` do), so a shared group folder stays shared.
+FILE_MODE = 0o666
+FOLDER_MODE = 0o777
+
+
+class ReadRefused(FaceganError):
+    """A file that `read_regular_file` would not read; `reason` is a short machine-readable cause."""
+
+    def __init__(self, message: str, reason: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # "unreadable" | "not_a_regular_file" | "too_large"
+        self.detail = detail
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output") -> Path:
+    """Refuse early when files cannot be created in `folder` (or in the nearest existing folder above it).
+
+    Call it before slow work, so a read-only or mistyped destination fails in a second, not after an hour.
+    """
+    folder = Path(os.path.abspath(folder))
+    probe = folder
+    while True:
+        try:
+            mode = os.stat(probe).st_mode
+        except FileNotFoundError:
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+            continue
+        except OSError as error:
+            raise FaceganError(f"cannot write {what} in {folder}: {error.strerror}") from None
+        if not stat.S_ISDIR(mode):
+            raise FaceganError(f"cannot write {what} in {folder}: {probe} is a file, not a folder; choose another path")
+        # os.access asks the kernel with the real uid, so it also knows when root may write anyway.
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise FaceganError(f"cannot write {what} in {folder}: the folder {probe} is not writable; choose another path")
+        break
+    return folder
+
+
+def check_writable_target(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Refuse (FaceganError, one line) a file path facegan must not write: a folder, a link, a device,
+    a FIFO or socket, a path under a file, or one in a folder that is not writable. Returns the path."""
+    path = Path(path)
+    if str(path).endswith(os.sep) or path.name in ("", ".", ".."):
+        raise FaceganError(f"{what} {path} names a folder; give a file path")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except NotADirectoryError:
+        raise FaceganError(f"cannot write {what} {path}: a folder in that path is a file") from None
+    except OSError as error:
+        raise FaceganError(f"cannot write {what} {path}: {error.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise FaceganError(
+            f"{what} {path} is {_kind_of(mode)}; facegan only replaces regular files, give another path"
+        )
+    check_writable_folder(path.parent, what)
+    return path
 
 
 def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
-    """Write bytes to `path` so a reader sees either the old or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Write bytes to `path` so a reader sees either the old or the new file, never half of one.
+
+    Refuses non-regular targets (see check_writable_target); on any failure (a full disk) the
+    temporary file is removed and the error is one FaceganError line.
+    """
+    path = check_writable_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FaceganError(f"cannot write {path}: {error.strerror}") from None
+    # A random suffix and O_EXCL: two writers (threads or processes) never share a temporary file,
+    # and a link planted at the temporary name is not followed.
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        with open(descriptor, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        if isinstance(error, OSError):
+            raise FaceganError(f"cannot write {path}: {error.strerror or error}") from None
+        raise
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; raises ReadRefused otherwise.
+
+    A link to a regular file is followed; a FIFO, device or socket is refused before it is opened
+    (opening a FIFO blocks, a device can be endless), and the size is checked before reading.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:  # dangling link, permission denied, vanished
+        raise ReadRefused(f"cannot read {path}: {error.strerror}", "unreadable", error.strerror or type(error).__name__) from None
+    if not stat.S_ISREG(mode):
+        kind = _kind_of(mode)
+        raise ReadRefused(f"cannot read {path}: it is {kind}", "not_a_regular_file", kind)
+    try:
+        # O_NONBLOCK: should the path be swapped for a FIFO after the check, open does not wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise ReadRefused(f"cannot read {path}: {error.strerror}", "unreadable", error.strerror or type(error).__name__) from None
+    with open(descriptor, "rb", buffering=0) as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            kind = _kind_of(info.st_mode)
+            raise ReadRefused(f"cannot read {path}: it is {kind}", "not_a_regular_file", kind)
+        if info.st_size > max_bytes:
+            detail = f"{info.st_size} bytes > limit {max_bytes}"
+            raise ReadRefused(f"cannot read {path}: {detail}", "too_large", detail)
+        try:
+            # One byte more than allowed: a file that grows while we read is still caught.
+            chunks = []
+            remaining = max_bytes + 1
+            while remaining > 0:
+                chunk = handle.read(min(remaining, 1 << 24))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except OSError as error:
+            if error.errno == errno.EAGAIN:
+                raise ReadRefused(f"cannot read {path}: it is not a regular file", "not_a_regular_file", "would block") from None
+            raise ReadRefused(f"cannot read {path}: {error.strerror}", "unreadable", error.strerror or type(error).__name__) from None
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        detail = f"more than {max_bytes} bytes"
+        raise ReadRefused(f"cannot read {path}: {detail}", "too_large", detail)
+    return data

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from facegan.data.decode import SKIP_REASONS, SkippedImage, decode_image, decode_image_bytes
+from facegan.data.decode import SKIP_REASONS, SkippedImage, decode_image, decode_image_bytes, decode_image_bytes_with_damage
 
 
 def skip_reason(path, **options) -> str:
@@ -23,7 +24,7 @@ def test_each_bad_file_maps_to_its_reason(messy_folder, messy_expectations):
         if expected is not None:
             assert skip_reason(messy_folder / name) == expected, name
     assert skip_reason(messy_folder / "dangling.jpg") == "unreadable"
-    assert skip_reason(messy_folder / "nested") == "unreadable"  # a folder is not a readable file
+    assert skip_reason(messy_folder / "nested") == "not_a_regular_file"  # a folder is never opened as a file
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
@@ -160,3 +161,41 @@ def test_damaged_files_never_raise_anything_but_a_skip(encode_image, image_forma
         assert skipped.reason in SKIP_REASONS
     else:
         assert decoded.dtype == np.uint8 and decoded.ndim == 3 and decoded.shape[2] == 3
+
+
+def _jpeg_with_extraneous_bytes(encode_image) -> bytes:
+    """Garbage before the end marker: Pillow decodes it silently; libjpeg warns about extraneous bytes."""
+    data = encode_image(Image.fromarray(np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)), "JPEG", quality=90)
+    end = data.rfind(b"\xff\xd9")
+    return data[:end] + b"\x00\x01\x02" + data[end:]
+
+
+def test_jpeg_with_decoder_warnings_is_damaged_and_quiet(encode_image, capfd):
+    damaged = _jpeg_with_extraneous_bytes(encode_image)
+    with pytest.raises(SkippedImage) as skipped:
+        decode_image_bytes(damaged)
+    assert skipped.value.reason == "damaged" and "extraneous bytes" in skipped.value.detail
+    assert capfd.readouterr().err == ""  # libjpeg's message is captured, not printed on the terminal
+    kept = decode_image_bytes(damaged, keep_damaged=True)
+    assert kept.shape == (32, 32, 3)
+    good = encode_image(Image.fromarray(np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)), "JPEG", quality=90)
+    assert decode_image_bytes_with_damage(good)[1] == ""
+
+
+def test_damage_is_detected_with_stderr_closed(tmp_path, encode_image):
+    import subprocess
+    import sys
+
+    import facegan
+
+    (tmp_path / "d.jpg").write_bytes(_jpeg_with_extraneous_bytes(encode_image))
+    script = (
+        "import sys\nfrom facegan.data.decode import decode_image_with_damage\n"
+        f"sys.stdout.write(decode_image_with_damage({str(tmp_path / 'd.jpg')!r})[1])\n"
+    )
+    src = str(Path(facegan.__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60,
+        env={**os.environ, "PYTHONPATH": src}, preexec_fn=lambda: os.close(2),
+    )
+    assert result.returncode == 0 and "extraneous bytes" in result.stdout.decode()

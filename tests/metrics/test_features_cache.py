@@ -117,3 +117,40 @@ def test_unwritable_cache_only_warns(faces16, tmp_path, monkeypatch):
         result = compute_real_features(FaceDataset.load(faces16), ProjectionExtractor(), num=100)
     assert result.features.shape == (100, 8)
     assert not os.path.exists(blocker / "features")
+
+
+def test_changed_pixels_behind_an_unchanged_manifest_change_the_cache_key(faces16, tmp_path):
+    folder = tmp_path / "faces"
+    shutil.copytree(faces16, folder)
+    extractor = ProjectionExtractor()
+    before = FaceDataset.load(folder)
+    key_before = feature_cache_key(before.content_hash, extractor, before.resolution, len(before), None)
+    manifest_before = (folder / "manifest.json").read_bytes()
+    pixels = np.load(folder / "images.npy", mmap_mode="r+")
+    pixels[0, 0, 0, 0] ^= 0xFF  # in place: same size, same inode, manifest untouched
+    pixels.flush()
+    del pixels
+    after = FaceDataset.load(folder)
+    assert (folder / "manifest.json").read_bytes() == manifest_before
+    assert after.content_hash != before.content_hash
+    assert feature_cache_key(after.content_hash, extractor, after.resolution, len(after), None) != key_before
+
+
+def test_an_unchanged_dataset_keeps_its_recorded_hash(faces16, monkeypatch):
+    import facegan.data.dataset as dataset_module
+
+    recorded = FaceDataset.load(faces16).content_hash
+    monkeypatch.setattr(dataset_module, "compute_content_hash", lambda images: pytest.fail("re-hashed an unchanged dataset"))
+    assert FaceDataset.load(faces16).content_hash == recorded
+
+
+def test_cache_never_writes_through_a_planted_link(faces16, tmp_path):
+    dataset, extractor = FaceDataset.load(faces16), ProjectionExtractor()
+    first = compute_real_features(dataset, extractor, num=100, cache_dir=tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    first.cache_path.unlink()
+    first.cache_path.symlink_to(victim)
+    with pytest.warns(UserWarning, match="symbolic link"):
+        compute_real_features(dataset, extractor, num=100, cache_dir=tmp_path)
+    assert victim.read_text() == "keep me" and first.cache_path.is_symlink()

@@ -27,6 +27,10 @@ def register(commands) -> None:
     prepare.add_argument("--channels", type=int, choices=[1, 3], default=None, help="force gray (1) or RGB (3)")
     prepare.add_argument("--workers", type=int, default=None, help="processes for decoding (default: all cores)")
     prepare.add_argument("--limit", type=int, default=None, help="use at most this many source images")
+    prepare.add_argument("--keep-damaged", action="store_true",
+                         help="keep JPEGs whose decoder reports corrupt data (skipped as `damaged` by default)")
+    prepare.add_argument("--max-file-bytes", type=int, default=None,
+                         help="skip files larger than this as too_large, unread (default 256 MiB)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=run_prepare)
 
@@ -45,10 +49,13 @@ def register(commands) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from facegan.data.decode import DEFAULT_MAX_FILE_BYTES
     from facegan.data.pipeline import prepare_dataset
 
+    max_file_bytes = DEFAULT_MAX_FILE_BYTES if args.max_file_bytes is None else args.max_file_bytes
     dataset = prepare_dataset(args.source, args.out, size=args.size, align=args.align, channels=args.channels,
-                              workers=args.workers, limit=args.limit, progress=not args.no_progress)
+                              workers=args.workers, limit=args.limit, progress=not args.no_progress,
+                              max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged)
     print(dataset.describe())
     return 0
 
@@ -63,13 +70,19 @@ def run_info(args: argparse.Namespace) -> int:
 def run_split(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from facegan.data.dataset import FaceDataset
+    from facegan.data.dataset import FaceDataset, absolute_path, check_output_folder, check_split_outputs
 
     dataset = FaceDataset.load(args.dataset)
     train_set, holdout_set = dataset.split(args.holdout, by_identity=args.by == "identity", seed=args.seed)
-    base = Path(args.dataset)
-    train_path = train_set.save(args.train_out or base.with_name(base.name + "-train"))
-    holdout_path = holdout_set.save(args.holdout_out or base.with_name(base.name + "-holdout"))
+    base = absolute_path(args.dataset)  # absolute, so `data split .` still has a name to build on
+    train_out = absolute_path(args.train_out) if args.train_out else base.with_name(base.name + "-train")
+    holdout_out = absolute_path(args.holdout_out) if args.holdout_out else base.with_name(base.name + "-holdout")
+    # Both outputs are checked before either is written, so a refusal leaves nothing half done.
+    check_split_outputs(base, train_out, holdout_out)
+    check_output_folder(train_out)
+    check_output_folder(holdout_out)
+    train_path = train_set.save(train_out)
+    holdout_path = holdout_set.save(holdout_out)
     print(f"train   {len(train_set)} images -> {train_path}")
     print(f"holdout {len(holdout_set)} images -> {holdout_path}")
     return 0

@@ -9,12 +9,15 @@ import contextlib
 import io
 import os
 import struct
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facegan.files import ReadRefused, read_regular_file
 
 # Pillow's own default (~89.5 million pixels, a 9459 x 9459 image, ~270 MB as RGB). Anything larger
 # is far beyond what a face crop needs and is the signature of a decompression bomb.
@@ -26,16 +29,22 @@ DEFAULT_MAX_PIXELS = 89_478_485
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 
 SKIP_REASONS: dict[str, str] = {
-    "unreadable": "the file could not be read (permission denied, vanished, or not a regular file)",
+    "unreadable": "the file could not be read (permission denied, vanished, or a dangling link)",
+    "not_a_regular_file": "the path is a FIFO, device, socket or a link to one (never opened)",
     "zero_byte": "the file is empty",
     "not_an_image": "the content is not a JPEG, PNG, WebP, BMP or GIF image",
     "truncated": "the image data ends early (an interrupted download or copy)",
     "corrupt": "the image header or data is damaged",
-    "too_large": "the image has more pixels than the limit (possible decompression bomb)",
+    "damaged": "the decoder reported corrupt data (e.g. JPEG extraneous bytes, premature end); pixels would be wrong",
+    "too_large": "the image has more pixels than the limit (possible decompression bomb) or the file more bytes",
     "unsupported_mode": "the image uses a colour mode that cannot be converted to RGB",
     "too_small": "the image is smaller than the minimum side length asked for",
     "no_face": "dlib found no face in the image",
 }
+
+# Files larger than this are skipped as `too_large` before a byte is read: no face photo needs
+# 256 MiB, and reading a mislabelled disk image whole would exhaust memory.
+DEFAULT_MAX_FILE_BYTES = 256 << 20
 
 # File signatures of the formats above: a file that starts like an image but cannot be opened is
 # reported as `corrupt`, not `not_an_image`, which points the user at the right fix.
@@ -61,6 +70,8 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: tuple[int, int] | None = None,
     min_side: int = 0,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    keep_damaged: bool = False,
 ) -> np.ndarray:
     """Read one image file as RGB uint8 (H, W, 3), upright per its EXIF orientation.
 
@@ -68,14 +79,30 @@ def decode_image(
     `draft_size` lets JPEG decoding run at a reduced scale (1/2 .. 1/8) as long as the result
     stays at least that large, which makes big photos several times cheaper to shrink.
     `min_side` skips images whose shorter side (as stored) is below it, before decoding pixels.
+    Only regular files of at most `max_file_bytes` are read. A JPEG whose decoder reports corrupt
+    data is skipped as `damaged` unless `keep_damaged`.
     """
+    pixels, damage = decode_image_with_damage(path, max_pixels, draft_size, min_side, max_file_bytes)
+    if damage and not keep_damaged:
+        raise SkippedImage("damaged", damage)
+    return pixels
+
+
+def decode_image_with_damage(
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+    min_side: int = 0,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> tuple[np.ndarray, str]:
+    """Like decode_image, but a damaged file is returned with its decoder warning ('' when clean)."""
     try:
-        data = Path(path).read_bytes()
-    except OSError as error:  # PermissionError, IsADirectoryError, FileNotFoundError (dangling link), EIO
-        raise SkippedImage("unreadable", error.strerror or type(error).__name__) from None
+        data = read_regular_file(path, max_file_bytes)
+    except ReadRefused as refused:  # FIFO, device, huge file, permission denied, dangling link
+        raise SkippedImage(refused.reason, refused.detail) from None
     if not data:
         raise SkippedImage("zero_byte")
-    return decode_image_bytes(data, max_pixels=max_pixels, draft_size=draft_size, min_side=min_side)
+    return decode_image_bytes_with_damage(data, max_pixels=max_pixels, draft_size=draft_size, min_side=min_side)
 
 
 def decode_image_bytes(
@@ -83,8 +110,22 @@ def decode_image_bytes(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: tuple[int, int] | None = None,
     min_side: int = 0,
+    keep_damaged: bool = False,
 ) -> np.ndarray:
     """Like decode_image, for bytes already in memory."""
+    pixels, damage = decode_image_bytes_with_damage(data, max_pixels, draft_size, min_side)
+    if damage and not keep_damaged:
+        raise SkippedImage("damaged", damage)
+    return pixels
+
+
+def decode_image_bytes_with_damage(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+    min_side: int = 0,
+) -> tuple[np.ndarray, str]:
+    """Decode bytes to RGB uint8 (H, W, 3) plus the decoder's corruption warning ('' when clean)."""
     if not data:
         raise SkippedImage("zero_byte")
     _check_riff_length(data)
@@ -92,15 +133,40 @@ def decode_image_bytes(
         image = _open(data, max_pixels)
         if min(image.size) < min_side:
             raise SkippedImage("too_small", f"{image.size[0]}x{image.size[1]} < {min_side} px")
-        if draft_size is not None and image.format in ("JPEG", "MPO"):
+        is_jpeg = image.format in ("JPEG", "MPO")
+        if draft_size is not None and is_jpeg:
             # Only the DCT scale changes; the mode stays as decoded so CMYK etc. are handled below.
             image.draft(image.mode, draft_size)
         _load(image, data)
+        # Checked after a successful load, so truncated and undecodable files keep their own reasons.
+        damage = jpeg_decoder_warnings(data) if is_jpeg else ""
         try:
             image = ImageOps.exif_transpose(image)
         except Exception:  # noqa: BLE001 - a broken EXIF block should not cost a good image its pixels
             pass
-        return to_rgb_array(image)
+        return to_rgb_array(image), damage
+
+
+def jpeg_decoder_warnings(data: bytes) -> str:
+    """libjpeg's first warning for these JPEG bytes ("Corrupt JPEG data: ...", "Premature end of
+    JPEG file"), or '' when it reports none.
+
+    Pillow silences libjpeg's warnings and returns the damaged pixels as if nothing happened; dlib's
+    loader (the same libjpeg family) prints them on file descriptor 2, so we decode once more
+    through dlib with that descriptor pointed at an in-memory file. Without dlib nothing is checked.
+    """
+    try:
+        import dlib
+    except ImportError:
+        return ""
+    # Capture first: if descriptor 2 was closed, the capture file takes it, not the image's memfd.
+    with _captured_stderr() as captured, _bytes_as_path(data) as path:
+        try:
+            dlib.load_rgb_image(path)
+        except Exception:  # noqa: BLE001 - an error dlib alone raises (a mode it lacks) is not damage
+            pass
+    text = captured.read().decode("utf-8", errors="replace").strip()
+    return text.splitlines()[0][:200] if text else ""
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -132,6 +198,52 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
 
 
 # ---- internals --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _bytes_as_path(data: bytes) -> Iterator[str]:
+    """A path that reads back exactly `data`, removed on exit: the file that was checked is the one
+    decoded, even if the source file changes meanwhile."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        descriptor = os.memfd_create("facegan-jpeg-check", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            yield f"/proc/self/fd/{descriptor}"
+        finally:
+            os.close(descriptor)
+        return
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as handle:
+        handle.write(data)
+        handle.flush()
+        yield handle.name
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[io.BytesIO]:
+    """What native code writes to file descriptor 2 inside the block (kept from the user's terminal);
+    the returned buffer is filled when the block ends."""
+    captured = io.BytesIO()
+    with contextlib.suppress(Exception):  # a closed or broken sys.stderr must not stop decoding
+        sys.stderr.flush()
+    try:
+        saved: int | None = os.dup(2)
+    except OSError:  # descriptor 2 is closed (`2>&-`): capture anyway, and close it again after
+        saved = None
+    with tempfile.TemporaryFile() as handle:
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            handle.seek(0)
+            captured.write(handle.read(4096))
+            captured.seek(0)
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            elif handle.fileno() != 2:  # (if the capture file itself got descriptor 2, closing it closes 2)
+                os.close(2)
+
+
 @contextlib.contextmanager
 def _pixel_limit(max_pixels: int) -> Iterator[None]:
     """Make Pillow's own bomb check use our limit, and turn its warning into an error, for one decode."""

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import math
 import multiprocessing
+import numbers
 import os
 import sys
 import tempfile
@@ -31,8 +32,8 @@ from tqdm import tqdm
 
 from facegan.data.align import ALIGN_MODES, AlignMode, align_image, convert_channels
 from facegan.data.builtin import builtin_names, is_builtin, load_builtin
-from facegan.data.dataset import FaceDataset, check_output_folder
-from facegan.data.decode import DEFAULT_MAX_PIXELS, SKIP_REASONS, SkippedImage, decode_image
+from facegan.data.dataset import FaceDataset, check_output_folder, paths_overlap
+from facegan.data.decode import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, SKIP_REASONS, SkippedImage, decode_image_with_damage
 from facegan.data.sources import SourceListing, list_source
 from facegan.errors import FaceganError
 from facegan.faces.align import DLIB_CHIP_PADDING, LANDMARKS_5_NAME, load_dlib_models
@@ -79,11 +80,30 @@ class PrepareConfig:
     the default is Pillow's, about 89 million pixels)."""
     min_side: int = 0
     """Images whose shorter side is below this many pixels are skipped as `too_small`; 0 keeps all."""
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    """Files larger than this many bytes are skipped as `too_large` before they are read (256 MiB)."""
+    keep_damaged: bool = False
+    """Keep JPEGs whose decoder reports corrupt data (skipped as `damaged` by default); kept ones are
+    counted and listed in the manifest as `damaged_kept`."""
 
     def __post_init__(self) -> None:
-        self.source = str(self.source)
+        if not isinstance(self.source, (str, os.PathLike)):
+            raise FaceganError(f"SOURCE must be a path or builtin:NAME, got {type(self.source).__name__}")
+        self.source = os.fspath(self.source)
         if not self.source:
             raise FaceganError("no SOURCE given: pass a folder of images, a CelebA/LFW folder, or builtin:lfw-subset")
+        for name in ("size", "channels", "workers", "limit", "max_pixels", "min_side", "max_file_bytes"):
+            value = getattr(self, name)
+            if value is None and name in ("channels", "workers", "limit"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise FaceganError(f"--{name.replace('_', '-')} must be a whole number, got {value!r}")
+            setattr(self, name, int(value))
+        for name in ("progress", "keep_damaged"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise FaceganError(f"{name} must be True or False, got {value!r}")
+            setattr(self, name, bool(value))
         if not 4 <= self.size <= 4096:
             raise FaceganError(f"--size must be between 4 and 4096 pixels, got {self.size}")
         if self.align not in ALIGN_MODES:
@@ -98,6 +118,8 @@ class PrepareConfig:
             raise FaceganError(f"--max-pixels must be positive, got {self.max_pixels}")
         if self.min_side < 0:
             raise FaceganError(f"--min-side must be 0 or more, got {self.min_side}")
+        if self.max_file_bytes < 1:
+            raise FaceganError(f"--max-file-bytes must be positive, got {self.max_file_bytes}")
 
 
 def prepare_dataset(
@@ -111,10 +133,12 @@ def prepare_dataset(
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = 0,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    keep_damaged: bool = False,
 ) -> FaceDataset:
     """Prepare SOURCE into a dataset folder OUT and return it (opened from disk). See PrepareConfig."""
     config = PrepareConfig(
-        source=str(source),
+        source=source,
         size=size,
         align=align,
         channels=channels,
@@ -123,6 +147,8 @@ def prepare_dataset(
         progress=progress,
         max_pixels=max_pixels,
         min_side=min_side,
+        max_file_bytes=max_file_bytes,
+        keep_damaged=keep_damaged,
     )
     return prepare_from_config(config, out)
 
@@ -132,7 +158,16 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
     from facegan import __version__
 
     started = time.perf_counter()
+    if not isinstance(config, PrepareConfig):
+        raise FaceganError(f"prepare_from_config needs a PrepareConfig, got {type(config).__name__}")
+    given_out = out
     out = check_output_folder(out)  # fail before the slow part, not after it
+    if not is_builtin(config.source) and paths_overlap(Path(config.source).expanduser(), out):
+        # Replacing OUT would delete the source images (or a later prepare would list the dataset).
+        raise FaceganError(
+            f"SOURCE {config.source} and OUT {given_out} are the same folder or one lies inside the other; "
+            "write the dataset to a separate folder"
+        )
     manifest: dict[str, Any] = {
         "source": config.source,
         "size": config.size,
@@ -194,6 +229,8 @@ def _prepare_listing(
     kept_indices: list[int] = []
     skipped_counts: Counter[str] = Counter()
     skipped_files: list[dict[str, str]] = []
+    damaged_kept: list[dict[str, str]] = []
+    num_damaged_kept = 0
     paths = [str(path) for path in listing.files]
     with (
         _prepared_outcomes(paths, config, channels, num_workers) as outcomes,
@@ -203,12 +240,22 @@ def _prepare_listing(
             if image is not None:
                 images[len(kept_indices)] = image  # kept images are packed at the front, in source order
                 kept_indices.append(index)
+                if reason == "damaged":  # kept because of --keep-damaged
+                    num_damaged_kept += 1
+                    if len(damaged_kept) < MAX_LISTED_SKIPS:
+                        damaged_kept.append({"path": listing.relative_paths[index], "detail": detail})
             else:
                 skipped_counts[reason] += 1
                 if len(skipped_files) < MAX_LISTED_SKIPS:
                     skipped_files.append({"path": listing.relative_paths[index], "reason": reason, "detail": detail})
                 bar.set_postfix(skipped=sum(skipped_counts.values()), refresh=False)
             bar.update(1)
+
+    for folder, why in listing.unreadable_folders:
+        # A folder that could not be listed hides its images: count it rather than lose them silently.
+        skipped_counts["unreadable"] += 1
+        if len(skipped_files) < MAX_LISTED_SKIPS:
+            skipped_files.append({"path": folder + "/", "reason": "unreadable", "detail": f"folder: {why}"})
 
     if not kept_indices:
         raise FaceganError(_nothing_kept_message(config.source, num_files, skipped_counts, config.align))
@@ -222,6 +269,8 @@ def _prepare_listing(
         num_skipped=int(sum(skipped_counts.values())),
         skipped=dict(sorted(skipped_counts.items())),
         skipped_files=skipped_files,
+        num_damaged_kept=num_damaged_kept,
+        damaged_kept_files=damaged_kept,
         num_workers=num_workers,
         **listing.extra_manifest,
     )
@@ -253,23 +302,48 @@ def prepare_image(
     channels: int = 3,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = 0,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    keep_damaged: bool = False,
 ) -> np.ndarray:
     """One file -> uint8 (size, size, channels); raises SkippedImage when it cannot be used."""
+    image, damage = _prepare_image_with_damage(path, size, align, channels, max_pixels, min_side, max_file_bytes)
+    if damage and not keep_damaged:
+        raise SkippedImage("damaged", damage)
+    return image
+
+
+def _prepare_image_with_damage(
+    path: str | os.PathLike,
+    size: int,
+    align: AlignMode,
+    channels: int,
+    max_pixels: int,
+    min_side: int,
+    max_file_bytes: int,
+) -> tuple[np.ndarray, str]:
     # Decoding JPEGs at a reduced DCT scale is nearly free and keeps >= 2x the output size for the
     # antialiased resize; dlib needs the full resolution to place landmarks accurately.
     draft_size = None if align == "dlib" else (2 * size, 2 * size)
-    rgb = decode_image(path, max_pixels=max_pixels, draft_size=draft_size, min_side=min_side)
+    rgb, damage = decode_image_with_damage(
+        path, max_pixels=max_pixels, draft_size=draft_size, min_side=min_side, max_file_bytes=max_file_bytes
+    )
     aligned = align_image(rgb, size, align)
     if aligned is None:
         raise SkippedImage("no_face")
-    return convert_channels(aligned, channels)
+    return convert_channels(aligned, channels), damage
 
 
 def _prepare_one(path: str, config: PrepareConfig, channels: int) -> ImageOutcome:
     try:
-        image = prepare_image(path, config.size, config.align, channels, config.max_pixels, config.min_side)
+        image, damage = _prepare_image_with_damage(
+            path, config.size, config.align, channels, config.max_pixels, config.min_side, config.max_file_bytes
+        )
     except SkippedImage as skipped:
         return None, skipped.reason, skipped.detail
+    if damage:
+        if not config.keep_damaged:
+            return None, "damaged", damage
+        return image, "damaged", damage  # kept, but the manifest lists it
     return image, "", ""
 
 
@@ -355,10 +429,20 @@ def _allocate_images(shape: tuple[int, int, int, int], out: Path, cleanup: conte
     if math.prod(shape) <= IN_MEMORY_MAX_BYTES:
         return np.empty(shape, dtype=np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{out.name}.scratch-", suffix=".npy", dir=out.parent)
-    os.close(handle)
-    cleanup.callback(Path(name).unlink, missing_ok=True)
-    return np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{out.name}.scratch-", suffix=".npy", dir=out.parent)
+        os.close(handle)
+        cleanup.callback(Path(name).unlink, missing_ok=True)
+        images = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+        # Reserve the blocks now: a memmap that runs out of disk later dies of SIGBUS, not an error.
+        if hasattr(os, "posix_fallocate"):
+            with open(name, "r+b") as scratch:
+                os.posix_fallocate(scratch.fileno(), 0, os.fstat(scratch.fileno()).st_size)
+    except OSError as error:
+        raise FaceganError(
+            f"cannot make the {math.prod(shape) >> 20} MiB scratch file beside {out}: {error.strerror or error}"
+        ) from None
+    return images
 
 
 def _alignment_name(align: AlignMode) -> str:

@@ -48,6 +48,7 @@ class SourceListing:
     attribute_names: list[str] | None = None
     partition: np.ndarray | None = None  # int8 (num_files,): 0 train, 1 valid, 2 test, -1 unknown
     extra_manifest: dict[str, Any] = field(default_factory=dict)
+    unreadable_folders: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -65,6 +66,7 @@ class SourceListing:
             attribute_names=self.attribute_names,
             partition=pick(self.partition),
             extra_manifest=dict(self.extra_manifest),
+            unreadable_folders=list(self.unreadable_folders),
         )
 
 
@@ -77,7 +79,8 @@ def list_source(source: str | os.PathLike) -> SourceListing:
         raise FaceganError(f"source {source} is a file, not a folder ({SOURCE_HELP})")
     if (root / CELEBA_IMAGES_DIR).is_dir():
         return _list_celeba(root, source)
-    files = find_image_files(root)
+    unreadable: list[tuple[str, str]] = []
+    files = find_image_files(root, unreadable)
     if not files:
         raise FaceganError(
             f"no images found in {source} (looked recursively for {', '.join(IMAGE_EXTENSIONS)}); "
@@ -94,18 +97,33 @@ def list_source(source: str | os.PathLike) -> SourceListing:
             relative_paths=relative_paths,
             identity_names=list(persons),
             extra_manifest={"pairs_txt": None if pairs is None else str(pairs)},
+            unreadable_folders=unreadable,
         )
-    return SourceListing(kind="folder", root=root, files=files, relative_paths=relative_paths)
+    return SourceListing(kind="folder", root=root, files=files, relative_paths=relative_paths, unreadable_folders=unreadable)
 
 
-def find_image_files(root: Path) -> list[Path]:
-    """Every file under `root` with an image extension (any case), sorted by relative path."""
+def find_image_files(root: Path, unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Every file under `root` with an image extension (any case), sorted by relative path.
+
+    Sub-folders that cannot be listed (permission denied) are appended to `unreadable` as
+    (relative path, reason), so they are counted instead of silently missing.
+    """
     found: list[tuple[str, Path]] = []
+
+    def note_unreadable(error: OSError) -> None:
+        if unreadable is not None and error.filename is not None:
+            try:
+                relative = _relative(Path(error.filename), root)
+            except ValueError:
+                relative = str(error.filename)
+            unreadable.append((relative, error.strerror or type(error).__name__))
+
     visited: set[Path] = set()
+    root_real = root.resolve()
     # followlinks so symlinked sub-folders count; `visited` stops a link loop from recursing forever.
-    for folder, subfolders, names in os.walk(root, followlinks=True):
+    for folder, subfolders, names in os.walk(root, followlinks=True, onerror=note_unreadable):
         real = Path(folder).resolve()
-        if real in visited:
+        if real in visited or _is_pseudo_filesystem(real, root_real):
             subfolders[:] = []
             continue
         visited.add(real)
@@ -116,6 +134,19 @@ def find_image_files(root: Path) -> list[Path]:
                 found.append((_relative(path, root), path))
     found.sort(key=lambda pair: pair[0])
     return [path for _, path in found]
+
+
+# Kernel pseudo-filesystems: a link into them (`sys -> /`, `dev -> /dev`) would make the listing
+# crawl endless process trees and devices instead of photos.
+_PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def _is_pseudo_filesystem(real: Path, root_real: Path) -> bool:
+    for pseudo in _PSEUDO_ROOTS:
+        inside = real == pseudo or pseudo in real.parents
+        if inside and not (root_real == pseudo or pseudo in root_real.parents):
+            return True
+    return False
 
 
 # ---- LFW --------------------------------------------------------------------------------------
@@ -146,7 +177,8 @@ def _find_lfw_pairs(root: Path) -> Path | None:
 def _list_celeba(root: Path, source: str | os.PathLike) -> SourceListing:
     images_dir = root / CELEBA_IMAGES_DIR
     # Recursive, because the Kaggle copy nests img_align_celeba/img_align_celeba/.
-    files = find_image_files(images_dir)
+    unreadable: list[tuple[str, str]] = []
+    files = find_image_files(images_dir, unreadable)
     if not files:
         raise FaceganError(
             f"no images found in {images_dir} (looked recursively for {', '.join(IMAGE_EXTENSIONS)}); "
@@ -155,7 +187,10 @@ def _list_celeba(root: Path, source: str | os.PathLike) -> SourceListing:
     relative_paths = [_relative(path, root) for path in files]
     # Label files name images like 000001.jpg; match on the stem so re-encoded copies (.png) still match.
     stems = [path.stem for path in files]
-    listing = SourceListing(kind="celeba", root=root, files=files, relative_paths=relative_paths)
+    listing = SourceListing(
+        kind="celeba", root=root, files=files, relative_paths=relative_paths,
+        unreadable_folders=[(f"{CELEBA_IMAGES_DIR}/{path}", reason) for path, reason in unreadable],
+    )
     label_files: dict[str, str] = {}
 
     attributes_path = root / CELEBA_ATTRIBUTES_FILE

@@ -10,8 +10,8 @@ complete file; a file that fails to load or check is recomputed and replaced, ne
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from facegan.data.dataset import FaceDataset
+from facegan.errors import FaceganError
+from facegan.files import write_bytes_atomic
 from facegan.metrics.features import FeatureExtractor, extract_features, extractor_identity
 
 CACHE_ENV = "FACEGAN_CACHE_DIR"
@@ -97,20 +99,15 @@ def load_cached_features(path: Path, key: str, indices: np.ndarray, dim: int) ->
 
 
 def save_cached_features(path: Path, key: str, features: np.ndarray, indices: np.ndarray, info: dict[str, Any]) -> None:
-    """Write the features atomically (temp file + os.replace); a cache that cannot be written only warns."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write the features atomically (facegan.files: temp file + os.replace, never through a link or
+    over a device); a cache that cannot be written only warns."""
+    buffer = io.BytesIO()
+    # A 0-d unicode array, not a dict, so loading never needs pickle.
+    np.savez(buffer, key=np.array(key), features=features, indices=indices, info=np.array(json.dumps(info, sort_keys=True)))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as handle:
-            # A 0-d unicode array, not a dict, so loading never needs pickle.
-            np.savez(handle, key=np.array(key), features=features, indices=indices, info=np.array(json.dumps(info, sort_keys=True)))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):  # the folder itself may be what is unwritable
-            temporary.unlink(missing_ok=True)
-        warnings.warn(f"could not write the feature cache {path} ({error}); features will be recomputed next time", stacklevel=2)
+        write_bytes_atomic(path, buffer.getvalue())
+    except FaceganError as error:
+        warnings.warn(f"could not write the feature cache ({error}); features will be recomputed next time", stacklevel=2)
 
 
 @dataclass
