@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from facegan.data.dataset import FaceDataset
-from facegan.errors import FaceganError
 from facegan.privacy.audit import audit_generator, discriminator_scores, load_run_discriminator, membership_attack
 from facegan.privacy.audit_controls import builtin_control_sets
 from facegan.training.loop import train
