@@ -164,3 +164,30 @@ def test_dropout_discriminator_trains_privately(faces32, tiny_config, tmp_path):
     config.out = str(run)
     train(config, progress=False)
     assert _dp_block(run)["steps"] == 2
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_metric_every_never_selects_an_export_under_dp(private, faces16, tiny_config, tmp_path, monkeypatch):
+    """Choosing a checkpoint by FD on the private data would spend uncharged privacy: DP runs log metrics, keep no export-best/."""
+    from facegan.metrics.features import unregister_extractor
+    from tests.metrics.helpers import PROJECTION_NAME, register_projection
+
+    monkeypatch.setenv("FACEGAN_CACHE_DIR", str(tmp_path / "cache"))
+    schedule = {"metric_kimg": 0.032, "metric_num": 16, "metric_features": PROJECTION_NAME,
+                "log_kimg": 0.016, "checkpoint_kimg": 0.032, "snapshot_kimg": 0.032, "num_snapshot_images": 4}
+    run = tmp_path / "run"
+    if private:
+        config = private_config(tiny_config, faces16, run, kimg=0.064, schedule=schedule)
+    else:
+        config = tiny_config(faces16, run, preset="dp", kimg=0.064, schedule=schedule)  # same recipe, privacy off
+    register_projection()
+    try:
+        train(config, progress=False)
+    finally:
+        unregister_extractor(PROJECTION_NAME)
+    measured = [line for line in _stats(run) if "fd" in line]
+    assert [round(line["kimg"], 3) for line in measured] == [0.032, 0.064] and all(line["fd"] >= 0 for line in measured)
+    assert ("epsilon" in measured[0]) == private
+    assert (run / "export-best").exists() == (not private)
+    if not private:
+        assert json.loads((run / "export-best" / "config.json").read_text())["selected_by"]["fd"] == min(line["fd"] for line in measured)
