@@ -143,3 +143,15 @@ def test_metric_every_logs_fd_and_keeps_the_best_export(faces16, tiny_config, tm
     best = json.loads((run / "export-best" / "config.json").read_text())
     assert best["selected_by"]["fd"] == pytest.approx(min(line["fd"] for line in measured), rel=1e-5)
     assert _state(run)["best_fd"] == pytest.approx(best["selected_by"]["fd"], rel=1e-5)
+
+
+def test_max_minutes_alone_stops_early_with_a_checkpoint(faces16, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    schedule = {**tiny_config(faces16, run).schedule.__dict__, "max_minutes": 1e-4}  # 6 ms: over after the first step
+    result = train(tiny_config(faces16, run, kimg=10, schedule=schedule), progress=False)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_early"].startswith("time budget of 0.0001 min reached at") and not summary["interrupted"]
+    seen = _state(run)["num_images_seen"]
+    assert 8 <= seen < 10_000 and seen == round(summary["kimg"] * 1000) == round(result.kimg * 1000)
+    assert json.loads((run / "export" / "config.json").read_text())["kimg"] == seen / 1000  # the export is the stopped model
+    assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["kimg"] == round(seen / 1000, 3)  # its last line logged
