@@ -91,9 +91,25 @@ def test_truncated_webp_is_truncated(encode_image):
 
 
 def test_skip_reasons_are_documented():
-    for reason in ("zero_byte", "not_an_image", "truncated", "corrupt", "too_large", "unreadable", "no_face", "too_small"):
-        assert SKIP_REASONS[reason]
-    with pytest.raises(ValueError):
+    # Every reason decode/prepare can report, each explained by a phrase that names its cause.
+    expected = {
+        "unreadable": "permission denied",
+        "zero_byte": "empty",
+        "not_an_image": "not a JPEG, PNG, WebP, BMP or GIF",
+        "truncated": "ends early",
+        "corrupt": "damaged",
+        "too_large": "more pixels than the limit",
+        "unsupported_mode": "colour mode",
+        "too_small": "minimum side",
+        "no_face": "no face",
+    }
+    assert set(SKIP_REASONS) == set(expected)
+    for reason, phrase in expected.items():
+        assert phrase in SKIP_REASONS[reason], reason
+        assert "\n" not in SKIP_REASONS[reason] and SKIP_REASONS[reason][0].islower(), reason  # one line, reads after "reason: "
+    skipped = SkippedImage("truncated", "photo.jpg")
+    assert skipped.reason == "truncated" and str(skipped) == "truncated: photo.jpg" and str(SkippedImage("zero_byte")) == "zero_byte"
+    with pytest.raises(ValueError, match="unknown skip reason 'made_up_reason'"):
         SkippedImage("made_up_reason")
 
 

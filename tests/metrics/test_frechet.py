@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import linalg
 
 from facegan.errors import FaceganError
-from facegan.metrics.frechet import feature_statistics, frechet_distance, frechet_distance_from_features
+from facegan.metrics.frechet import feature_statistics, frechet_distance, frechet_distance_from_features, trace_sqrt_product
 
 
 def reference_frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
@@ -75,12 +75,29 @@ samples = st.integers(min_value=0, max_value=2**31 - 1).flatmap(
 )
 
 
+def _eigenvalue_frechet_distance(mu1, sigma1, mu2, sigma2):
+    """FD with tr((S1 S2)^(1/2)) as the sum of square roots of the eigenvalues of S1 S2 (real, >= 0 in exact arithmetic)."""
+    eigenvalues = np.linalg.eigvals(sigma1 @ sigma2)
+    trace_sqrt = np.sqrt(np.clip(eigenvalues.real, 0.0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
 @settings(max_examples=40, deadline=None)
 @given(samples, samples)
 def test_never_negative(first, second):
+    # The result is clamped at 0, so ">= 0" alone proves nothing: the unclamped covariance term (a squared
+    # Bures distance) must itself be >= 0 and match an independent eigenvalue computation.
     seed1, dim, num1 = first
     seed2, _, num2 = second
-    assert frechet_distance_from_features(_gaussian_features(seed1, num1, dim), _gaussian_features(seed2, num2, dim, 0.1)) >= 0.0
+    mu1, sigma1 = feature_statistics(_gaussian_features(seed1, num1, dim))
+    mu2, sigma2 = feature_statistics(_gaussian_features(seed2, num2, dim, 0.1))
+    scale = 1.0 + np.trace(sigma1) + np.trace(sigma2)
+    covariance_term = np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+    assert covariance_term >= -1e-6 * scale  # square roots of round-off-level eigenvalues are ~1e-8, not 1e-16
+    distance = frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert distance >= float((mu1 - mu2) @ (mu1 - mu2)) - 1e-6 * scale  # the mean term is a lower bound
+    assert distance == pytest.approx(max(_eigenvalue_frechet_distance(mu1, sigma1, mu2, sigma2), 0.0), abs=1e-6 * scale)
 
 
 @settings(max_examples=40, deadline=None)

@@ -55,11 +55,44 @@ def test_seed_dcgan_discriminator_goes_down_to_one_logit(resolution):
     assert discriminator(torch.randn(4, 3, resolution, resolution)).shape == (4,)
 
 
-def test_seed_dcgan_recipe_is_bce_adam_1e4():
-    config = resolve_config("seed-dcgan")
-    assert config.loss.kind == "logistic" and config.loss.r1_gamma == 0
-    assert config.optimizer.lr_g == config.optimizer.lr_d == pytest.approx(1e-4)
-    assert config.augment.policy == "" and not config.ema.enabled
+def test_seed_dcgan_recipe_is_bce_adam_1e4(faces32, tiny_config, tmp_path):
+    """The trainer built from the preset: BCE losses, Adam 1e-4 steps, no augmentation, no EMA, no R1."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from facegan.images import to_model
+    from tests.privacy.helpers import build_trainer
+
+    trainer = build_trainer(tiny_config(faces32, tmp_path / "run", preset="seed-dcgan"))
+    assert trainer.G_ema is None and trainer.export_module is trainer.G
+    real = to_model(trainer.images[:8], torch.device("cpu"))  # (8, 1, 32, 32)
+    assert trainer.augment(real) is real
+    fake = trainer.G(torch.randn(8, 100, generator=torch.Generator().manual_seed(0)))
+
+    # D's loss is BCE (real -> 1, fake -> 0); the same dropout masks are drawn from the same global seed.
+    reference_D = copy.deepcopy(trainer.D)
+    torch.manual_seed(1)
+    with trainer.autocast():  # bf16 where the CPU has it natively, as the trainer runs
+        real_logits, fake_logits = reference_D(real).float(), reference_D(fake.detach()).float()
+    expected_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones(8)) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros(8))).item()
+    before = {name: p.detach().clone() for name, p in trainer.D.named_parameters()}
+    torch.manual_seed(1)
+    stats = trainer.discriminator_step(real, fake.detach())
+    assert stats["loss_d"] == pytest.approx(expected_d, rel=1e-5) and "r1" not in stats
+    # A first Adam step moves every weight with a gradient by lr = 1e-4 (m/sqrt(v) = sign(g)).
+    steps = torch.cat([(p.detach() - before[name]).abs().flatten() for name, p in trainer.D.named_parameters()])
+    assert steps.max().item() == pytest.approx(1e-4, rel=1e-3) and (steps > 0.99e-4).float().mean() > 0.9
+    assert [group["betas"] for group in trainer.opt_D.param_groups + trainer.opt_G.param_groups] == [(0.9, 0.999)] * 2
+
+    # G's loss is the non-saturating BCE -log sigmoid(D(fake)).
+    reference_D = copy.deepcopy(trainer.D)
+    torch.manual_seed(2)
+    with trainer.autocast():
+        expected_g = F.binary_cross_entropy_with_logits(reference_D(fake.detach()).float(), torch.ones(8)).item()
+    torch.manual_seed(2)
+    assert trainer.generator_step(fake)["loss_g"] == pytest.approx(expected_g, rel=1e-5)
+    assert max(p.grad.abs().max().item() for p in trainer.G.parameters()) > 0 and trainer.opt_G.param_groups[0]["lr"] == 1e-4
 
 
 def test_dcgan_rejects_unsupported_resolution():

@@ -142,8 +142,30 @@ def test_poisson_batches_vary_and_an_empty_batch_still_costs_a_noisy_step(faces1
 
 def test_dropout_discriminator_trains_privately(faces32, tiny_config, tmp_path):
     """seed-dcgan's D (dropout, no BatchNorm) is DP-compatible: dropout masks are drawn per face."""
+    from facegan.images import to_model
+    from facegan.privacy.validate import check_private_discriminator
+
+    config = tiny_config(faces32, tmp_path / "unused", preset="seed-dcgan", kimg=0.016, privacy={"noise_multiplier": 1.0, "accountant": "rdp"})
+    trainer = build_trainer(config)
+    check_private_discriminator(trainer.D)  # accepted: no layer mixes faces
+    same_face = trainer.images[:1].expand(4, -1, -1, -1)  # one face four times: only dropout can tell them apart
+    faces = to_model(same_face, torch.device("cpu"))  # (4, 1, 32, 32)
+    torch.manual_seed(0)
+    per_sample, logits = per_sample_gradients(trainer.D, faces, "logistic")
+    assert trainer.D.training and len(set(logits.tolist())) == 4  # four masks, one per face
+    weight = per_sample["logit.weight"].flatten(1)  # (4, P)
+    assert all(not torch.equal(weight[i], weight[j]) for i in range(4) for j in range(i))
+    # Each face's mask zeroes its own features: a weight whose input was dropped gets no gradient for that face.
+    zero_fraction = (weight == 0).float().mean(1)
+    assert ((zero_fraction > 0.2) & (zero_fraction < 0.4)).all(), zero_fraction  # about p = 0.3 of the last layer's inputs
+    trainer.D.eval()  # no dropout: the four copies are indistinguishable
+    per_sample, logits = per_sample_gradients(trainer.D, faces, "logistic")
+    assert len(set(logits.tolist())) == 1 and all(torch.equal(per_sample["logit.weight"][0], g) for g in per_sample["logit.weight"])
+    trainer.D.train()
+
     run = tmp_path / "run"
-    train(tiny_config(faces32, run, preset="seed-dcgan", kimg=0.016, privacy={"noise_multiplier": 1.0, "accountant": "rdp"}), progress=False)
+    config.out = str(run)
+    train(config, progress=False)
     assert _dp_block(run)["steps"] == 2
 
 
@@ -185,3 +207,30 @@ def test_private_setup_keeps_the_plain_trainer_class(faces16, tiny_config, tmp_p
         from facegan.privacy import make_private
 
         make_private(trainer)
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_metric_every_never_selects_an_export_under_dp(private, faces16, tiny_config, tmp_path, monkeypatch):
+    """Choosing a checkpoint by FD on the private data would spend uncharged privacy: DP runs log metrics, keep no export-best/."""
+    from facegan.metrics.features import unregister_extractor
+    from tests.metrics.helpers import PROJECTION_NAME, register_projection
+
+    monkeypatch.setenv("FACEGAN_CACHE_DIR", str(tmp_path / "cache"))
+    schedule = {"metric_kimg": 0.032, "metric_num": 16, "metric_features": PROJECTION_NAME,
+                "log_kimg": 0.016, "checkpoint_kimg": 0.032, "snapshot_kimg": 0.032, "num_snapshot_images": 4}
+    run = tmp_path / "run"
+    if private:
+        config = private_config(tiny_config, faces16, run, kimg=0.064, schedule=schedule)
+    else:
+        config = tiny_config(faces16, run, preset="dp", kimg=0.064, schedule=schedule)  # same recipe, privacy off
+    register_projection()
+    try:
+        train(config, progress=False)
+    finally:
+        unregister_extractor(PROJECTION_NAME)
+    measured = [line for line in _stats(run) if "fd" in line]
+    assert [round(line["kimg"], 3) for line in measured] == [0.032, 0.064] and all(line["fd"] >= 0 for line in measured)
+    assert ("epsilon" in measured[0]) == private
+    assert (run / "export-best").exists() == (not private)
+    if not private:
+        assert json.loads((run / "export-best" / "config.json").read_text())["selected_by"]["fd"] == min(line["fd"] for line in measured)

@@ -11,8 +11,26 @@ import pytest
 from facegan.training.loop import train
 
 
-def _start(data, out, kimg, extra=()):
-    command = [sys.executable, "-m", "facegan", "train", "--data", str(data), "--out", str(out), "--kimg", str(kimg), "--no-progress",
+# Run by the child before `facegan train`: the second time state.pt is about to be replaced, the complete
+# temporary file is on disk but not yet renamed; announce it and hang there, so a kill lands mid-write.
+_PAUSE_BEFORE_SECOND_RENAME = """
+import os, pathlib, sys, time
+real_replace = os.replace
+def replace(source, target, *args, **kwargs):
+    target = pathlib.Path(target)
+    if target.name == "state.pt" and target.exists():
+        (target.parent.parent / "mid-write").touch()
+        time.sleep(600)
+    return real_replace(source, target, *args, **kwargs)
+os.replace = replace
+from facegan.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _start(data, out, kimg, extra=(), pause_mid_write=False):
+    entry = ["-c", _PAUSE_BEFORE_SECOND_RENAME] if pause_mid_write else ["-m", "facegan"]
+    command = [sys.executable, *entry, "train", "--data", str(data), "--out", str(out), "--kimg", str(kimg), "--no-progress",
                "--batch-size", "8", "--set", "model.g_channels=16", "--set", "model.d_channels=16", "--set", "model.min_channels=8",
                "--set", "schedule.checkpoint_kimg=0.016", "--set", "schedule.log_kimg=0.016", "--set", "runtime.tensorboard=false",
                "--set", "runtime.num_threads=1", *extra]
@@ -41,6 +59,16 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(faces16, tmp_path):
     assert summary["interrupted"] and 0 < summary["kimg"] < 50
 
 
+def _resume_past(run, faces16, tiny_config):
+    """Resume the killed run 0.032 kimg beyond its checkpoint; returns (images in the checkpoint, result)."""
+    import torch
+
+    seen = torch.load(run / "checkpoints" / "state.pt", weights_only=True)["num_images_seen"]
+    config = tiny_config(faces16, run, kimg=seen / 1000 + 0.032,
+                         schedule={"log_kimg": 0.016, "snapshot_kimg": 0.032, "checkpoint_kimg": 0.016, "num_snapshot_images": 64})
+    return seen, train(config, resume=True, progress=False)
+
+
 @pytest.mark.slow
 def test_sigkill_at_any_moment_resumes_from_the_last_checkpoint(faces16, tiny_config, tmp_path):
     run = tmp_path / "run"
@@ -50,12 +78,22 @@ def test_sigkill_at_any_moment_resumes_from_the_last_checkpoint(faces16, tiny_co
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name != "state.pt"]
-    config = tiny_config(faces16, run, kimg=0.064, schedule={"log_kimg": 0.016, "snapshot_kimg": 0.032, "checkpoint_kimg": 0.016, "num_snapshot_images": 64})
-    # The killed run may have passed 0.064 kimg already; resume with a target beyond its checkpoint.
-    import torch
-
-    seen = torch.load(run / "checkpoints" / "state.pt", weights_only=True)["num_images_seen"]
-    config.kimg = seen / 1000 + 0.032
-    result = train(config, resume=True, progress=False)
-    assert result.kimg == pytest.approx(seen / 1000 + 0.032)
     assert all(name.startswith(".state.pt.tmp") for name in leftovers)  # only an abandoned temp file, never a torn state.pt
+    seen, result = _resume_past(run, faces16, tiny_config)
+    assert seen > 0 and result.kimg == pytest.approx(seen / 1000 + 0.032)
+
+
+@pytest.mark.slow
+def test_sigkill_between_checkpoint_write_and_rename_keeps_the_previous_checkpoint(faces16, tiny_config, tmp_path):
+    import facegan
+
+    run = tmp_path / "run"
+    process = _start(faces16, run, kimg=50, pause_mid_write=True)
+    _wait_for(run / "mid-write")  # the second checkpoint (32 images) is written to its temp file, not renamed
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    leftovers = [p.name for p in (run / "checkpoints").iterdir() if p.name != "state.pt"]
+    assert leftovers == [f".state.pt.tmp-{process.pid}"]  # the kill did land mid-write
+    seen, result = _resume_past(run, faces16, tiny_config)
+    assert seen == 16  # the first checkpoint, whole
+    assert result.kimg == pytest.approx(0.048) and facegan.load_generator(run).sample([0]).shape == (1, 16, 16, 1)

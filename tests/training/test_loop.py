@@ -1,4 +1,5 @@
 """The training loop on tiny models: files written, exact resume, divergence, refusals."""
+import copy
 import json
 
 import numpy as np
@@ -28,9 +29,28 @@ def test_run_folder_contents(faces16, tiny_config, tmp_path):
 
 def test_training_changes_weights_and_losses_are_finite(faces16, tiny_config, tmp_path):
     import facegan
+    from facegan.images import to_model
+    from facegan.training.losses import discriminator_loss
+    from tests.privacy.helpers import build_trainer
 
-    result = train(tiny_config(faces16, tmp_path / "run", kimg=0.048), progress=False)
+    config = tiny_config(faces16, tmp_path / "run", kimg=0.048)
+    initial = build_trainer(config)  # the networks train() starts from (same seed, same init)
+    result = train(config, progress=False)
     assert all(np.isfinite(v) for k, v in result.last_stats.items() if k.startswith("loss"))
+    state = _state(tmp_path / "run")
+    for net, module in (("G", initial.G), ("D", initial.D)):
+        unchanged = [name for name, p in module.named_parameters() if torch.equal(p.detach(), state[net][name])]
+        assert not unchanged, f"{net} parameters never updated: {unchanged}"
+    # The loss moved: D's loss on one fixed batch differs between its initial and its trained weights
+    # (spectral norm's power-iteration buffers kept at their initial values, so only weights can move it).
+    trained_D = copy.deepcopy(initial.D)
+    trained_D.load_state_dict({**state["D"], **dict(initial.D.named_buffers())})
+    real = to_model(initial.images[:8], torch.device("cpu"))  # (8, 1, 16, 16)
+    with torch.no_grad():
+        fake = initial.G.eval()(torch.randn(8, config.model.z_dim, generator=torch.Generator().manual_seed(0)))
+        before = discriminator_loss("logistic", initial.D.eval()(real), initial.D(fake)).item()
+        after = discriminator_loss("logistic", trained_D.eval()(real), trained_D(fake)).item()
+    assert np.isfinite(before) and np.isfinite(after) and abs(after - before) > 1e-3, (before, after)
     images = facegan.load_generator(tmp_path / "run").sample(range(4))
     assert images.shape == (4, 16, 16, 1) and images.std() > 1  # not a constant image
 
@@ -123,3 +143,15 @@ def test_metric_every_logs_fd_and_keeps_the_best_export(faces16, tiny_config, tm
     best = json.loads((run / "export-best" / "config.json").read_text())
     assert best["selected_by"]["fd"] == pytest.approx(min(line["fd"] for line in measured), rel=1e-5)
     assert _state(run)["best_fd"] == pytest.approx(best["selected_by"]["fd"], rel=1e-5)
+
+
+def test_max_minutes_alone_stops_early_with_a_checkpoint(faces16, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    schedule = {**tiny_config(faces16, run).schedule.__dict__, "max_minutes": 1e-4}  # 6 ms: over after the first step
+    result = train(tiny_config(faces16, run, kimg=10, schedule=schedule), progress=False)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_early"].startswith("time budget of 0.0001 min reached at") and not summary["interrupted"]
+    seen = _state(run)["num_images_seen"]
+    assert 8 <= seen < 10_000 and seen == round(summary["kimg"] * 1000) == round(result.kimg * 1000)
+    assert json.loads((run / "export" / "config.json").read_text())["kimg"] == seen / 1000  # the export is the stopped model
+    assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["kimg"] == round(seen / 1000, 3)  # its last line logged
