@@ -80,6 +80,8 @@ class ScheduleConfig:
     """Feature space of training-time metrics (a registered extractor: face, inception)."""
     max_minutes: float = 0.0
     """Also stop after this much training time (0 = no limit); for equal-CPU-time comparisons."""
+    checkpoint_minutes: float = 5.0
+    """Also write the resume state every this many minutes of wall time (0 = only every checkpoint_kimg), so a killed run loses minutes."""
 
 
 @dataclass
