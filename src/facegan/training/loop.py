@@ -321,6 +321,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.requested = False
+        self.armed = False  # before the first step there is nothing to save: a signal interrupts at once
         self._first_at = 0.0
         self._previous: dict[int, Any] = {}
 
@@ -332,6 +333,8 @@ class _StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         now = time.monotonic()
+        if not self.armed:
+            raise KeyboardInterrupt
         if self.requested:
             if now - self._first_at < self.REPEAT_WINDOW_S:
                 return
@@ -392,7 +395,9 @@ def train(
     lock = run.lock().acquire() if is_rank0 else None
     setup_done = [False]
     try:
-        return _train_locked(run, config, resume, progress, on_log, should_stop, setup_trainer, setup_done)
+        # The handlers stay until train() returns: torchrun forwards a Ctrl-C that may land after the loop ended.
+        with _StopFlag() as stop:
+            return _train_locked(run, config, resume, progress, on_log, should_stop, setup_trainer, setup_done, stop)
     finally:
         if lock is not None:
             lock.release()
@@ -410,7 +415,8 @@ def _remove_empty_run(run: Run) -> None:
 
 
 def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: ProgressCallback | None, on_log: LogCallback | None,
-                  should_stop: StopCallback | None, setup_trainer: Callable[[Trainer], None] | None, setup_done: list[bool]) -> TrainResult:
+                  should_stop: StopCallback | None, setup_trainer: Callable[[Trainer], None] | None, setup_done: list[bool],
+                  stop: _StopFlag) -> TrainResult:
     state = None
     expected_hash = None
     resumed_from_scratch = False
@@ -536,77 +542,77 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     if main and progress is not None:
         progress(trainer.num_images_seen / 1000, total_images / 1000)
 
+    stop.armed = True
     try:
-        with _StopFlag() as stop:
-            while trainer.num_images_seen < total_images:
-                try:
-                    step_stats = trainer.step()
-                except DivergenceError as error:
-                    raise DivergenceError(
-                        f"training diverged: {error}; the last good checkpoint is kept in {run.state_path}. "
-                        "Lower the learning rates (--set optimizer.lr_d=...) or raise loss.r1_gamma, then --resume"
-                    ) from None
-                _accumulate(sums, counts, step_stats)
-                seen = trainer.num_images_seen
-                if main and progress is not None:
-                    progress(seen / 1000, total_images / 1000)
-                # Stop decisions are agreed over ranks (OR of every rank's flags), so all stop at this same step.
+        while trainer.num_images_seen < total_images:
+            try:
+                step_stats = trainer.step()
+            except DivergenceError as error:
+                raise DivergenceError(
+                    f"training diverged: {error}; the last good checkpoint is kept in {run.state_path}. "
+                    "Lower the learning rates (--set optimizer.lr_d=...) or raise loss.r1_gamma, then --resume"
+                ) from None
+            _accumulate(sums, counts, step_stats)
+            seen = trainer.num_images_seen
+            if main and progress is not None:
+                progress(seen / 1000, total_images / 1000)
+            # Stop decisions are agreed over ranks (OR of every rank's flags), so all stop at this same step.
+            now = time.perf_counter()
+            wants_stop = stop.requested or (should_stop is not None and bool(should_stop()))
+            over_time = schedule.max_minutes > 0 and elapsed_before + now - start_time >= schedule.max_minutes * 60
+            wants_stop, over_time = any_rank([wants_stop, over_time], context)
+            stop_reason = trainer.should_stop()  # a function of the (identical) training state: the same on every rank
+            if over_time and not wants_stop:
+                stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
+            interrupted = wants_stop
+            finished = seen >= total_images or stop_reason is not None
+            metric_due = seen >= next_tick["metric"] or (finished and schedule.metric_kimg > 0)
+            log_due = seen >= next_tick["log"] or finished or interrupted or metric_due
+            snapshot_due = main and (seen >= next_tick["snapshot"] or finished)
+            checkpoint_due = (seen >= next_tick["checkpoint"] or finished or interrupted
+                              or (main and checkpoint_seconds > 0 and now - last_checkpoint_time >= checkpoint_seconds))
+            if not (log_due or snapshot_due or checkpoint_due):
+                continue
+            means = _means(sums, counts)  # the one host sync, at log/snapshot/checkpoint time only
+            check_finite(means, seen)
+            if log_due:
                 now = time.perf_counter()
-                wants_stop = stop.requested or (should_stop is not None and bool(should_stop()))
-                over_time = schedule.max_minutes > 0 and elapsed_before + now - start_time >= schedule.max_minutes * 60
-                wants_stop, over_time = any_rank([wants_stop, over_time], context)
-                stop_reason = trainer.should_stop()  # a function of the (identical) training state: the same on every rank
-                if over_time and not wants_stop:
-                    stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
-                interrupted = wants_stop
-                finished = seen >= total_images or stop_reason is not None
-                metric_due = seen >= next_tick["metric"] or (finished and schedule.metric_kimg > 0)
-                log_due = seen >= next_tick["log"] or finished or interrupted or metric_due
-                snapshot_due = main and (seen >= next_tick["snapshot"] or finished)
-                checkpoint_due = (seen >= next_tick["checkpoint"] or finished or interrupted
-                                  or (main and checkpoint_seconds > 0 and now - last_checkpoint_time >= checkpoint_seconds))
-                if not (log_due or snapshot_due or checkpoint_due):
-                    continue
-                means = _means(sums, counts)  # the one host sync, at log/snapshot/checkpoint time only
-                check_finite(means, seen)
-                if log_due:
-                    now = time.perf_counter()
-                    seconds = elapsed_before + now - start_time
-                    line = {"kimg": round(seen / 1000, 3), "step": trainer.num_steps, "time_s": round(seconds, 2),
-                            "img_per_s": round((seen - tick_start_images) / max(now - tick_start_time, 1e-9), 1)}
-                    line.update({name: round(all_reduce_mean(value, context), 5) for name, value in means.items()})
-                    line.update(trainer.extra_stats())
-                    if metric_due:
-                        if monitor is not None:
-                            line.update(monitor.measure(seen))
-                        next_tick["metric"] = _next_multiple(seen, schedule.metric_kimg)
-                    sums, counts = {}, {}
-                    tick_start_time, tick_start_images = now, seen
-                    last_stats = line
-                    if main:
-                        run.append_stats(line)
-                        if writer is not None:
-                            for name, value in line.items():
-                                if name not in ("kimg", "step"):
-                                    writer.add_scalar(f"train/{name}", value, global_step=seen)
-                        if on_log is not None:
-                            on_log(dict(line))
-                    next_tick["log"] = _next_multiple(seen, schedule.log_kimg)
-                if snapshot_due:
-                    grid = make_grid(render(trainer.export_module, snapshot_z))
-                    save_png(grid, run.fakes_grid_path(int(round(seen / 1000))))
-                    next_tick["snapshot"] = _next_multiple(seen, schedule.snapshot_kimg)
-                if checkpoint_due:
-                    save_all(elapsed_before + time.perf_counter() - start_time)
-                    last_checkpoint_time = time.perf_counter()
-                    if seen >= next_tick["checkpoint"]:
-                        next_tick["checkpoint"] = _next_multiple(seen, schedule.checkpoint_kimg)
-                if interrupted:
-                    stop_reason = None
-                    break
-                if stop_reason is not None:
-                    logger.info("stopping early: %s", stop_reason)
-                    break
+                seconds = elapsed_before + now - start_time
+                line = {"kimg": round(seen / 1000, 3), "step": trainer.num_steps, "time_s": round(seconds, 2),
+                        "img_per_s": round((seen - tick_start_images) / max(now - tick_start_time, 1e-9), 1)}
+                line.update({name: round(all_reduce_mean(value, context), 5) for name, value in means.items()})
+                line.update(trainer.extra_stats())
+                if metric_due:
+                    if monitor is not None:
+                        line.update(monitor.measure(seen))
+                    next_tick["metric"] = _next_multiple(seen, schedule.metric_kimg)
+                sums, counts = {}, {}
+                tick_start_time, tick_start_images = now, seen
+                last_stats = line
+                if main:
+                    run.append_stats(line)
+                    if writer is not None:
+                        for name, value in line.items():
+                            if name not in ("kimg", "step"):
+                                writer.add_scalar(f"train/{name}", value, global_step=seen)
+                    if on_log is not None:
+                        on_log(dict(line))
+                next_tick["log"] = _next_multiple(seen, schedule.log_kimg)
+            if snapshot_due:
+                grid = make_grid(render(trainer.export_module, snapshot_z))
+                save_png(grid, run.fakes_grid_path(int(round(seen / 1000))))
+                next_tick["snapshot"] = _next_multiple(seen, schedule.snapshot_kimg)
+            if checkpoint_due:
+                save_all(elapsed_before + time.perf_counter() - start_time)
+                last_checkpoint_time = time.perf_counter()
+                if seen >= next_tick["checkpoint"]:
+                    next_tick["checkpoint"] = _next_multiple(seen, schedule.checkpoint_kimg)
+            if interrupted:
+                stop_reason = None
+                break
+            if stop_reason is not None:
+                logger.info("stopping early: %s", stop_reason)
+                break
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             raise
