@@ -380,6 +380,8 @@ def train(
     """
     config = copy.deepcopy(config)
     config.validate()
+    if not math.isfinite(config.kimg):
+        raise FaceganError(f"--kimg must be a finite number of thousands of images, got {config.kimg}")
     if not config.schedule.checkpoint_minutes >= 0:
         raise FaceganError(f"schedule.checkpoint_minutes must be >= 0 (0 disables checkpoints on time), got {config.schedule.checkpoint_minutes}")
     # MERGE: enable refusal once privacy.train_private exists
