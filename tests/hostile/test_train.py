@@ -171,3 +171,18 @@ def test_progress_bar_never_runs_past_its_total():
             bar.update(step * 0.0129, 1.0)  # DP-like steps that overshoot the kimg target at the end
         assert bar.bar.n == bar.bar.total == 1000
         bar.close()  # n == total: the ETA is 0, never negative
+
+
+def test_resume_without_data_from_another_folder_uses_the_stored_dataset(faces16, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from facegan.cli.main import main
+
+    work = tmp_path / "work"
+    shutil.copytree(faces16, work / "faces16")
+    monkeypatch.chdir(work)
+    assert main(["train", "--data", "faces16/", "--out", "runs/a", "--kimg", "0.016", *TINY]) == 0  # relative, trailing slash
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "work/runs/a", "--resume", "--kimg", "0.032", *TINY]) == 0
+    assert "finished 0.0 kimg" in capsys.readouterr().out
+    assert json.loads((work / "runs" / "a" / "summary.json").read_text())["kimg"] == 0.032

@@ -5,7 +5,6 @@ import argparse
 import json
 import logging
 import os
-from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
 from facegan.errors import FaceganError
@@ -60,7 +59,9 @@ def build_config(args: argparse.Namespace):
                                              ("max_grad_norm", args.dp_max_grad_norm), ("accountant", args.dp_accountant)) if value is not None}
     if privacy:
         updates["privacy"] = privacy
-    if args.resume and (Path(args.out) / "config.json").is_file():
+    from facegan.run import Run
+
+    if args.resume and Run(args.out).has_config():
         saved = load_run_config(args.out)
         if args.preset and args.preset != saved.preset:
             updates["preset"] = args.preset  # refused by the resume check with a clear message
