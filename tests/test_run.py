@@ -57,7 +57,8 @@ def test_train_targets(tmp_path, monkeypatch):
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     (run / ".lock").write_text("1")
-    Run(run).check_can_train_into()  # a run: fine (refused or resumed later, by its contents)
+    (run / "my-samples").mkdir()
+    Run(run).check_can_train_into()  # a run, even with the user's extras: fine (refused or resumed later, by its contents)
     (tmp_path / "file").write_text("x")
     with pytest.raises(FaceganError, match="is a file, not a folder"):
         Run(tmp_path / "file").check_can_train_into()

@@ -205,8 +205,8 @@ class Run:
         path = self.path
         if path.exists() and not path.is_dir():
             raise FaceganError(f"--out {path} is a file, not a folder; pass a run folder such as runs/NAME")
-        if not path.is_dir():
-            return
+        if not path.is_dir() or self.has_config() or self.has_checkpoint():
+            return  # a new folder, or a run (which may hold the user's own extras, e.g. samples they wrote into it)
         try:
             entries = sorted(entry.name for entry in path.iterdir())
         except OSError as error:

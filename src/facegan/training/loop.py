@@ -544,6 +544,9 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     if main and progress is not None:
         progress(trainer.num_images_seen / 1000, total_images / 1000)
 
+    # On CUDA the agreement is a device sync: take it every few steps there (every step costs nothing on gloo/CPU).
+    agree_every = 8 if context.enabled and device.type == "cuda" else 1
+    local_stop = False
     stop.armed = True
     try:
         while trainer.num_images_seen < total_images:
@@ -560,9 +563,11 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
                 progress(seen / 1000, total_images / 1000)
             # Stop decisions are agreed over ranks (OR of every rank's flags), so all stop at this same step.
             now = time.perf_counter()
-            wants_stop = stop.requested or (should_stop is not None and bool(should_stop()))
-            over_time = schedule.max_minutes > 0 and elapsed_before + now - start_time >= schedule.max_minutes * 60
-            wants_stop, over_time = any_rank([wants_stop, over_time], context)
+            local_stop = local_stop or stop.requested or (should_stop is not None and bool(should_stop()))
+            local_over_time = schedule.max_minutes > 0 and elapsed_before + now - start_time >= schedule.max_minutes * 60
+            wants_stop = over_time = False
+            if trainer.num_steps % agree_every == 0:
+                wants_stop, over_time = any_rank([local_stop, local_over_time], context)
             stop_reason = trainer.should_stop()  # a function of the (identical) training state: the same on every rank
             if over_time and not wants_stop:
                 stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
