@@ -220,3 +220,16 @@ def test_a_full_disk_while_exporting_leaves_no_temp_file(faces16, tiny_config, t
     with pytest.raises(FaceganError, match="cannot write the export"):
         train(tiny_config(faces16, tmp_path / "run", kimg=0.016))
     assert [p.name for p in (tmp_path / "run").rglob(".*tmp*")] == []
+
+
+def test_a_full_disk_while_writing_stats_is_one_line(faces16, tiny_config, tmp_path, monkeypatch):
+    import errno
+
+    from facegan.run import Run
+
+    def full_disk(self, line):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Run, "append_stats", full_disk)
+    with pytest.raises(FaceganError, match=r"cannot write to the run folder .* \(No space left on device\).*--resume"):
+        train(tiny_config(faces16, tmp_path / "run", kimg=0.016))

@@ -400,6 +400,13 @@ def train(
         # The handlers stay until train() returns: torchrun forwards a Ctrl-C that may land after the loop ended.
         with _StopFlag() as stop:
             return _train_locked(run, config, resume, progress, on_log, should_stop, setup_trainer, setup_done, stop)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        # A full (or read-only) disk while writing stats, samples or the run config: one line, no temp files left.
+        _remove_temp_files(run.path)
+        raise FaceganError(f"cannot write to the run folder {run.path} ({error.strerror}); free some space or fix the folder, "
+                           "then continue with --resume") from None
     finally:
         if lock is not None:
             lock.release()
@@ -615,17 +622,13 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
                 if seen >= next_tick["checkpoint"]:
                     next_tick["checkpoint"] = _next_multiple(seen, schedule.checkpoint_kimg)
             if interrupted:
+                if not stop.requested:
+                    logger.info("stopping: asked to stop at %.3f kimg; checkpoint saved", seen / 1000)
                 stop_reason = None
                 break
             if stop_reason is not None:
                 logger.info("stopping early: %s", stop_reason)
                 break
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-            raise
-        _remove_temp_files(run.path)
-        raise FaceganError(f"cannot write to the run folder {run.path} ({error.strerror}); free some space or fix the folder, "
-                           "then continue with --resume") from None
     finally:
         if writer is not None:
             writer.close()
