@@ -28,7 +28,7 @@ def main() -> None:
     from facegan.metrics import evaluate
     from facegan.models.export import load_generator
     from facegan.training.config import resolve_config
-    from facegan.training.loop import train
+    from facegan import train
 
     out = Path(args.out)
     dataset = ensure_builtin_dataset(out / "data", args.size)

@@ -105,7 +105,7 @@ def run_facegan(folder: Path, workdir: Path, size: int, batch_size: int, num_ima
     """facegan: prepare once, then train; returns (preparation seconds, training seconds)."""
     from facegan.data.pipeline import prepare_dataset
     from facegan.training.config import resolve_config
-    from facegan.training.loop import train
+    from facegan import train
 
     start = time.perf_counter()
     prepare_dataset(str(folder), workdir / "data", size=size, align="center", progress=False)

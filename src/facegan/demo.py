@@ -34,7 +34,7 @@ def ensure_trained(config, progress: bool = True):
     """Train `config`, or resume it if a previous demo was cut short, or skip it if it is done."""
     import json
 
-    from facegan.training.loop import train
+    from facegan import train
 
     run = Path(config.out)
     summary_path = run / "summary.json"

@@ -200,6 +200,25 @@ class Run:
         """An exclusive lock on this run folder; see RunLock."""
         return RunLock(self.lock_path)
 
+    def check_can_train_into(self) -> None:
+        """Refuse an --out that is a file, or a folder holding files that no facegan run wrote (e.g. `--out .`)."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise FaceganError(f"--out {path} is a file, not a folder; pass a run folder such as runs/NAME")
+        if not path.is_dir() or self.has_config() or self.has_checkpoint():
+            return  # a new folder, or a run (which may hold the user's own extras, e.g. samples they wrote into it)
+        try:
+            entries = sorted(entry.name for entry in path.iterdir())
+        except OSError as error:
+            raise FaceganError(f"cannot read the run folder {path} ({error.strerror or error}); choose another --out") from None
+        foreign = [name for name in entries if not _is_run_entry(name)]
+        if foreign:
+            where = "the current folder" if path.resolve() == Path.cwd().resolve() else str(path)
+            raise FaceganError(
+                f"--out {path}: {where} already holds files that are not part of a facegan run ({foreign[0]!r}, ...); "
+                "pass a new folder such as runs/NAME"
+            )
+
     # ---- runs and exports ------------------------------------------------------------------------
     @staticmethod
     def containing(export_dir: str | os.PathLike) -> "Run | None":
@@ -256,6 +275,17 @@ class Located:
         return self.run.path if self.run is not None else self.export_dir
 
 
+_RUN_ENTRIES = frozenset({
+    CONFIG_NAME, RUN_INFO_NAME, STATS_NAME, TENSORBOARD_DIR, SAMPLES_DIR, CHECKPOINTS_DIR, EXPORT_DIR, EXPORT_BEST_DIR,
+    METRICS_NAME, AUDIT_NAME, REPORT_NAME, SUMMARY_NAME, LOSS_CURVES_NAME, LOCK_NAME,
+})
+
+
+def _is_run_entry(name: str) -> bool:
+    """Whether a file name in a folder is one facegan puts in a run (hidden files such as temp files count too)."""
+    return name in _RUN_ENTRIES or name.startswith(".") or (name.startswith("audit_") and name.endswith(".png"))
+
+
 def is_export_folder(path: str | os.PathLike) -> bool:
     """Whether `path` holds an export's two files (their content is checked when it is loaded)."""
     folder = Path(path)
@@ -298,8 +328,13 @@ class RunLock:
 
         if self._handle is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as error:
+            # A read-only or foreign folder, or a file where the folder should be: say so before any work.
+            raise FaceganError(f"cannot write to the run folder {folder} ({error.strerror or error}); choose another --out") from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -70,3 +70,65 @@ def test_torchrun_cli_trains_with_two_processes_and_exits_cleanly(faces16, tmp_p
     assert process.stdout.count("finished") == 1  # one process reports
     assert json.loads((tmp_path / "run" / "run.json").read_text())["num_processes"] == 2
     assert (tmp_path / "run" / "export" / "model.safetensors").is_file()
+
+
+def _torchrun(data, out, kimg, *extra):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return [str(torchrun) if torchrun.exists() else shutil.which("torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port()),
+            "-m", "facegan", "train", "--data", str(data), "--out", str(out), "--kimg", str(kimg), "--batch-size", "8",
+            "--no-progress", "--set", "model.g_channels=16", "--set", "model.d_channels=16", "--set", "model.min_channels=8",
+            "--set", "runtime.tensorboard=false", "--set", "runtime.num_threads=1", "--set", "schedule.num_snapshot_images=4",
+            "--set", "schedule.log_kimg=0.016", "--set", "schedule.checkpoint_kimg=0.016", *extra]
+
+
+@pytest.mark.slow
+def test_torchrun_time_budget_stops_every_rank_at_the_same_step(faces16, tmp_path):
+    import json
+    import subprocess
+
+    run = tmp_path / "run"
+    # Each rank's clock would stop it at a different step; the decision is agreed, so gloo never sees a rank leave early.
+    process = subprocess.run(_torchrun(faces16, run, 50, "--set", "schedule.max_minutes=0.05"), capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "Traceback" not in process.stderr and "Connection reset" not in process.stderr
+    assert process.stdout.count("stopping early: time budget") == 1 and process.stdout.count("finished") == 1
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["state.pt"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_early"].startswith("time budget") and 0 < summary["kimg"] < 50
+
+
+@pytest.mark.slow
+def test_torchrun_ctrl_c_stops_every_rank_cleanly(faces16, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group): ranks agree, rank 0 checkpoints once, every rank exits 130.
+
+    torchrun itself turns the SIGINT it received into its own SignalException: it prints that traceback
+    (frames from torch/distributed only) and exits 1, whatever its workers returned. Nothing of ours fails.
+    """
+    import json
+    import signal
+    import subprocess
+    import time
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(_torchrun(faces16, run, 50), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 50
+    while not (run / "checkpoints" / "state.pt").exists():
+        assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode in (1, 130), stderr[-3000:]  # torchrun's own exit status after a SIGINT (see the docstring)
+    assert stdout.count("interrupted at") == 1 and "resume with: facegan train" in stdout
+    assert stdout.count("stopping: finishing this step") == 1  # one rank reports
+    worker_tracebacks = [block for block in stderr.split("Traceback")[1:] if "facegan" in block.split("SignalException")[0]]
+    assert not worker_tracebacks, stderr[-3000:]
+    assert "KeyboardInterrupt" not in stderr and "Connection reset" not in stderr and "exitcode" not in stderr
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["state.pt"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    state = __import__("torch").load(run / "checkpoints" / "state.pt", weights_only=True)
+    assert state["num_images_seen"] == round(summary["kimg"] * 1000)  # the checkpoint is the step every rank stopped at

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from facegan import __version__
@@ -42,17 +43,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print `error: ...` on one line and exit with status 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the CLI; user errors print `error: ...` on one line and exit with status 2.
+
+    Exit codes: 0 success, 2 a user error, 130 interrupted by Ctrl-C (training stops cleanly first),
+    141 the reader of our output went away (`facegan ... | head -1`), as for any Unix tool killed by SIGPIPE.
+    """
     try:
-        return int(args.handler(args) or 0)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit where it would print a traceback
+        return code
     except FaceganError as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split("\n")).strip() or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Point stdout at devnull so the final flush at exit cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
 from facegan.errors import FaceganError
@@ -146,7 +146,9 @@ def build_config(args: argparse.Namespace):
                                              ("max_grad_norm", args.dp_max_grad_norm), ("accountant", args.dp_accountant)) if value is not None}
     if privacy:
         updates["privacy"] = privacy
-    if args.resume and (Path(args.out) / "config.json").is_file():
+    from facegan.run import Run
+
+    if args.resume and Run(args.out).has_config():
         saved = load_run_config(args.out)
         if args.preset and args.preset != saved.preset:
             updates["preset"] = args.preset  # refused by the resume check with a clear message
@@ -166,20 +168,88 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from facegan.config import to_dict
-    from facegan.training.loop import train
+    from facegan import train
 
     config = build_config(args)
     if args.dry_run:
         config.validate()
         print(json.dumps(to_dict(config), indent=2, sort_keys=True))
         return 0
-    result = train(config, resume=args.resume, progress=not args.no_progress)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, one process reports
-        return 0
+    reporting = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports
+    bar = _ProgressBar(enabled=reporting and not args.no_progress)
+    # Other ranks stay quiet (a NullHandler also keeps logging's last-resort printer away).
+    handler = _LogHandler(bar) if reporting else logging.NullHandler()
+    library_logger = logging.getLogger("facegan")
+    library_logger.addHandler(handler)
+    previous_level = library_logger.level
+    library_logger.setLevel(logging.INFO)
+    try:
+        result = train(config, resume=args.resume, progress=bar.update, on_log=bar.show_stats)
+    finally:
+        bar.close()
+        library_logger.removeHandler(handler)
+        library_logger.setLevel(previous_level)
+    if not reporting:
+        return 130 if result.interrupted else 0
     state = "interrupted at" if result.interrupted else "finished"
     print(f"{state} {result.kimg:.1f} kimg in {result.seconds:.0f} s ({result.img_per_s:.0f} img/s)")
     print(f"run folder: {result.run_dir}")
     print(f"export:     {result.export_dir}")
     if result.interrupted:
         print(f"resume with: facegan train --out {result.run_dir} --resume")
+        return 130  # the shell convention for a run ended by Ctrl-C (after its clean stop)
     return 0
+
+
+class _ProgressBar:
+    """The tqdm bar of `facegan train`, counted in images (integers: it never runs past its total) and shown in kimg."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def update(self, kimg_done: float, kimg_total: float) -> None:
+        if not self.enabled:
+            return
+        total = int(round(kimg_total * 1000))
+        done = min(int(round(kimg_done * 1000)), total)
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="kimg", unit_scale=0.001, desc="train", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}{postfix}]")
+            return
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def show_stats(self, stats: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"D {stats.get('loss_d', 0):.3f} G {stats.get('loss_g', 0):.3f} {stats['img_per_s']:.0f} img/s")
+
+    def write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _LogHandler(logging.Handler):
+    """The library's log messages (stopping early, resuming from scratch) as plain lines above the bar."""
+
+    def __init__(self, bar: _ProgressBar) -> None:
+        super().__init__(logging.INFO)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.name == "facegan.training" and message.startswith("stopping: "):
+                message = "\n" + message  # after the ^C the terminal echoed
+            self.bar.write(message)
+        except Exception:  # a log line must never break training
+            self.handleError(record)

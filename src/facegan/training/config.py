@@ -113,6 +113,8 @@ class ScheduleConfig:
     """Feature space of training-time metrics (a registered extractor: face, inception)."""
     max_minutes: float = 0.0
     """Also stop after this much training time (0 = no limit); for equal-CPU-time comparisons."""
+    checkpoint_minutes: float = 5.0
+    """Also write the resume state every this many minutes of wall time (0 = only every checkpoint_kimg), so a killed run loses minutes."""
 
 
 @dataclass
@@ -225,6 +227,7 @@ class TrainConfig:
             check_range(f"schedule.{name}", getattr(schedule, name), 0, MAX_KIMG, min_open=True)
         check_range("schedule.metric_kimg", schedule.metric_kimg, 0, MAX_KIMG, hint="0 = never")
         check_range("schedule.max_minutes", schedule.max_minutes, 0, 1e9, hint="0 = no limit")
+        check_range("schedule.checkpoint_minutes", schedule.checkpoint_minutes, 0, 1e9, hint="0 = only on kimg")
         check_range("schedule.num_snapshot_images", schedule.num_snapshot_images, 1, 4096)
         check_range("schedule.metric_num", schedule.metric_num, 2, 10_000_000)
 

@@ -79,6 +79,16 @@ def all_reduce_mean(value: float, context: DistributedContext) -> float:
     return float(tensor.item() / context.world_size)
 
 
+def any_rank(flags: list[bool], context: DistributedContext) -> list[bool]:
+    """Each flag OR-ed over processes (an all-reduce MAX), so every rank takes the same decision at the same step."""
+    if not context.enabled:
+        return list(flags)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([int(flag) for flag in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return [bool(value) for value in tensor.tolist()]
+
+
 def shutdown_distributed(context: DistributedContext) -> None:
     """Wait for rank 0 to finish writing, then leave the process group (a process that exits while
     still in it makes gloo abort)."""

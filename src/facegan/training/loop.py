@@ -1,20 +1,16 @@
 """The GAN training loop: one readable pass from a prepared dataset to a run folder and an export.
 
-Run folder (unit a user passes around):
-    config.json            resolved TrainConfig (defaults < preset < flags)
-    run.json               environment: facegan/torch versions, device, processes, dataset hash
-    stats.jsonl            one line per `schedule.log_kimg`: losses, kimg, img/s, time
-    tensorboard/           the same scalars for TensorBoard
-    samples/               reals.png, fakes000010.png ... grids at fixed seeds
-    checkpoints/state.pt   full resume state (atomic; loaded weights-only)
-    export/                config.json + model.safetensors (the generator to share)
-    loss_curves.png, summary.json   written when the run ends
+`train(config)` is embeddable: it logs through `logging` ("facegan.training"), reports progress and
+stats lines through callbacks, can be stopped from another thread (`should_stop`), and takes the run
+folder's lock for its whole length. The run-folder layout belongs to `facegan.run.Run`.
 """
 from __future__ import annotations
 
 import copy
-import json
+import errno
+import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -27,18 +23,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from facegan.config import from_dict, load_json, save_json, to_dict
+from facegan.config import from_dict, to_dict
 from facegan.data.dataset import FaceDataset
 from facegan.errors import DivergenceError, FaceganError
 from facegan.images import make_grid, save_png, to_model
 from facegan.models import build_discriminator, build_generator
 from facegan.models.export import latents_for_seeds, render, save_export
+from facegan.run import Run
 from facegan.training.augment import DiffAugment
-from facegan.training.checkpoint import STATE_NAME, load_state, save_state
+from facegan.training.checkpoint import load_state, save_state
 from facegan.training.config import TrainConfig
 from facegan.training.distributed import (
     DistributedContext,
     all_reduce_mean,
+    any_rank,
     average_gradients,
     broadcast_module,
     init_distributed,
@@ -48,8 +46,18 @@ from facegan.training.ema import ema_beta, update_ema
 from facegan.training.extensions import DiscriminatorGradients, RealBatchSampler, TrainerExtension
 from facegan.training.losses import discriminator_loss, generator_loss, get_loss, r1_penalty
 
+logger = logging.getLogger("facegan.training")
+
 # Fields that define what is being learned: a resumed run must agree with the saved run on all of them.
+# "data" is compared by the dataset's content hash, not by how its path was spelled.
 RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema", "privacy")
+
+ProgressCallback = Callable[[float, float], None]
+"""progress(kimg_done, kimg_total), called once before the first step and after every step (rank 0 only)."""
+LogCallback = Callable[[dict[str, Any]], None]
+"""on_log(stats), called with each stats line as it is written to the run's stats (rank 0 only)."""
+StopCallback = Callable[[], bool]
+"""should_stop() -> True to stop cleanly (checkpoint, then return interrupted); polled every step, may be set from any thread."""
 
 
 @dataclass
@@ -64,6 +72,10 @@ class TrainResult:
     img_per_s: float
     interrupted: bool = False
     last_stats: dict[str, Any] = field(default_factory=dict)
+    stopped_early: str | None = None
+    """Why training ended before the kimg target without being interrupted (time or privacy budget), else None."""
+    resumed_from_scratch: bool = False
+    """A --resume of a run that had no checkpoint yet: it started from the beginning with its saved config."""
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -328,12 +340,14 @@ def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved config a run was started with."""
-    return from_dict(TrainConfig, load_json(Path(run_dir) / "config.json", what="run config"))
+    return from_dict(TrainConfig, Run(run_dir).read_config())
 
 
 def _check_resume_compatible(saved: TrainConfig, requested: TrainConfig) -> None:
     saved_dict, requested_dict = to_dict(saved), to_dict(requested)
     for key in RESUME_LOCKED_FIELDS:
+        if key == "data":
+            continue  # the same dataset may be named another way (absolute, relative, trailing slash): compared by hash
         if saved_dict[key] != requested_dict[key]:
             detail = key
             if isinstance(saved_dict[key], dict):
@@ -343,41 +357,44 @@ def _check_resume_compatible(saved: TrainConfig, requested: TrainConfig) -> None
             )
 
 
-def _truncate_stats(path: Path, max_kimg: float) -> None:
-    """Drop stats lines written after the checkpoint we resume from (a killed run may have some)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["kimg"] <= max_kimg + 1e-9:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError):
-            continue  # a half-written last line from a killed run
-    path.write_text("".join(f"{line}\n" for line in kept))
-
-
 class _StopFlag:
-    """Ctrl-C asks for a clean stop (checkpoint, then exit); a second Ctrl-C aborts at once."""
+    """SIGINT/SIGTERM ask for a clean stop (checkpoint, then exit); another Ctrl-C later aborts at once.
+
+    Under torchrun one Ctrl-C reaches each rank twice (from the terminal's process group, then forwarded
+    by torchrun), so a repeat within `REPEAT_WINDOW_S` is the same request, not a second one. Off the
+    main thread (a web worker) no handler can be installed: the `should_stop` callback is the way in.
+    """
+
+    REPEAT_WINDOW_S = 2.0
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.armed = False  # before the first step there is nothing to save: a signal interrupts at once
+        self._first_at = 0.0
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
+    def _handle(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if not self.armed:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping: finishing this step and saving a checkpoint (Ctrl-C again to abort)", flush=True)
+        if self.requested:
+            if now - self._first_at < self.REPEAT_WINDOW_S:
+                return
+            raise KeyboardInterrupt
+        self.requested, self._first_at = True, now
+        logger.warning("stopping: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
 
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 def _prepare_model_config(config: TrainConfig, dataset: FaceDataset) -> TrainConfig:
@@ -395,27 +412,97 @@ def _prepare_model_config(config: TrainConfig, dataset: FaceDataset) -> TrainCon
     return config
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train (or resume) a GAN as `config` says; returns where everything was written."""
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | bool | None = None,
+    on_log: LogCallback | None = None,
+    should_stop: StopCallback | None = None,
+    setup_trainer: Callable[[Trainer], None] | None = None,
+) -> TrainResult:
+    """Train (or resume) a GAN as `config` says; returns where everything was written.
+
+    progress(kimg_done, kimg_total) and on_log(stats) report to the caller (rank 0); should_stop() is
+    polled every step and may be flipped from any thread: the run then checkpoints and returns with
+    `interrupted=True`. setup_trainer(trainer) runs once the trainer is built (before a resume loads).
+    """
     config = copy.deepcopy(config)
     config.validate()
-    run_dir = Path(config.out)
-    state_path = run_dir / "checkpoints" / STATE_NAME
+    if not math.isfinite(config.kimg):
+        raise FaceganError(f"--kimg must be a finite number of thousands of images, got {config.kimg}")
+    if config.privacy.enabled and setup_trainer is None:
+        raise FaceganError(PRIVATE_SETUP_NEEDED)  # before anything is written
+    if isinstance(progress, bool):
+        progress = None  # older callers asked for the library's own bar; the CLI owns the bar now
+    run = Run(config.out)
+    run.check_can_train_into()
+    # One writer per run folder: rank 0 holds the lock for the whole run (torchrun's other ranks write nothing).
+    is_rank0 = int(os.environ.get("RANK", "0")) == 0
+    created = not run.path.exists()
+    lock = run.lock().acquire() if is_rank0 else None
+    setup_done = [False]
+    try:
+        # The handlers stay until train() returns: torchrun forwards a Ctrl-C that may land after the loop ended.
+        with _StopFlag() as stop:
+            return _train_locked(run, config, resume, progress, on_log, should_stop, setup_trainer, setup_done, stop)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        # A full (or read-only) disk while writing stats, samples or the run config: one line, no temp files left.
+        _remove_temp_files(run.path)
+        raise FaceganError(f"cannot write to the run folder {run.path} ({error.strerror}); free some space or fix the folder, "
+                           "then continue with --resume") from None
+    finally:
+        if lock is not None:
+            lock.release()
+            if created and not setup_done[0]:
+                _remove_empty_run(run)
+
+
+def _remove_empty_run(run: Run) -> None:
+    """A run that failed during setup leaves nothing behind (only the lock file was created)."""
+    try:
+        run.lock_path.unlink(missing_ok=True)
+        run.path.rmdir()
+    except OSError:
+        pass
+
+
+def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: ProgressCallback | None, on_log: LogCallback | None,
+                  should_stop: StopCallback | None, setup_trainer: Callable[[Trainer], None] | None, setup_done: list[bool],
+                  stop: _StopFlag) -> TrainResult:
     state = None
+    expected_hash = None
+    resumed_from_scratch = False
     if resume:
-        if not (run_dir / "config.json").is_file():
-            raise FaceganError(f"nothing to resume in {run_dir} (no config.json); start it without --resume")
-        saved = load_run_config(run_dir)
+        if not run.has_config():
+            raise FaceganError(f"nothing to resume in {run.path} (no run config); start it without --resume")
+        saved = load_run_config(run.path)
         _check_resume_compatible(saved, _fill_model_from(saved, config))
         config.model = saved.model
-        state = load_state(state_path)
-    elif state_path.exists() or (run_dir / "config.json").exists():
-        raise FaceganError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out")
+        if run.has_checkpoint():
+            state = load_state(run.state_path)
+        else:
+            resumed_from_scratch = True
+            logger.warning("%s has no checkpoint yet (it stopped before its first one): starting it from the beginning "
+                           "with its saved config", run.path)
+        expected_hash = (state or {}).get("dataset_hash") or (run.read_run_info() or {}).get("dataset_hash")
+    elif run.has_checkpoint() or run.has_config():
+        raise FaceganError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
 
-    dataset = FaceDataset.load(config.data)
+    # The dataset is known by its content: stored as an absolute path (resume from any folder), checked by hash.
+    data_path = Path(config.data).expanduser()
+    dataset = FaceDataset.load(data_path)
+    config.data = str(data_path.resolve())
     config = _prepare_model_config(config, dataset)
-    if state is not None and state.get("dataset_hash") not in (None, dataset.content_hash):
-        raise FaceganError(f"cannot resume: the dataset {config.data} changed since the run started (content hash differs)")
+    if expected_hash is not None and expected_hash != dataset.content_hash:
+        raise FaceganError(
+            f"cannot resume: the dataset {config.data} is not the one this run was trained on (content hash changed); "
+            "pass --data with the original dataset"
+        )
+    if state is not None and len(state["data_order"]) and int(state["data_order"].max()) >= len(dataset):
+        raise FaceganError(f"checkpoint {run.state_path} is damaged ('data_order' indexes past the dataset); delete it to start over")
 
     device = resolve_device(config.runtime.device)
     if config.runtime.num_threads > 0:
@@ -426,47 +513,57 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
     if device.type == "cuda" and context.enabled:
         device = torch.device("cuda", context.local_rank)
 
-    trainer = make_trainer(config, dataset, device, context)
+    trainer = make_trainer(config, dataset, device, context, setup_trainer=setup_trainer)
     if state is not None:
         trainer.load_state_dict(state)
     main = context.is_main
     elapsed_before = float(state.get("seconds", 0.0)) if state else 0.0
 
-    stats_path = run_dir / "stats.jsonl"
+    # Setup succeeded: only now does the folder become a run (a run that failed before this can simply be restarted).
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_json(to_dict(config), run_dir / "config.json")
+        run.write_config(to_dict(config))
         from facegan import __version__
 
-        save_json(
-            {
-                "facegan_version": __version__,
-                "torch_version": torch.__version__,
-                "device": str(device),
-                "bf16_autocast": trainer.bf16,
-                "num_processes": context.world_size,
-                "num_threads": torch.get_num_threads(),
-                "dataset_hash": dataset.content_hash,
-                "dataset_images": len(dataset),
-            },
-            run_dir / "run.json",
-        )
-        if state is not None:
-            _truncate_stats(stats_path, trainer.num_images_seen / 1000)
-        save_png(make_grid(np.asarray(dataset.images[: config.schedule.num_snapshot_images])), run_dir / "samples" / "reals.png")
+        run.write_run_info({
+            "facegan_version": __version__,
+            "torch_version": torch.__version__,
+            "device": str(device),
+            "bf16_autocast": trainer.bf16,
+            "num_processes": context.world_size,
+            "num_threads": torch.get_num_threads(),
+            "dataset_path": config.data,
+            "dataset_hash": dataset.content_hash,
+            "dataset_images": len(dataset),
+        })
+        if resume:
+            run.truncate_stats(trainer.num_images_seen / 1000)
+        save_png(make_grid(np.asarray(dataset.images[: config.schedule.num_snapshot_images])), run.reals_grid_path)
+    setup_done[0] = True
 
     writer = None
     if main and config.runtime.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
+        writer = SummaryWriter(str(run.tensorboard_dir))
 
     snapshot_z = latents_for_seeds(range(config.schedule.num_snapshot_images), config.model.z_dim)
-    monitor = _QualityMonitor(config, dataset, trainer, run_dir, state) if main and config.schedule.metric_kimg > 0 else None
+    monitor = _QualityMonitor(config, dataset, trainer, run, state) if main and config.schedule.metric_kimg > 0 else None
     total_images = int(config.kimg * 1000)
     schedule = config.schedule
+    checkpoint_seconds = schedule.checkpoint_minutes * 60
     next_tick = {name: _next_multiple(trainer.num_images_seen, getattr(schedule, f"{name}_kimg")) for name in ("log", "snapshot", "checkpoint")}
     next_tick["metric"] = _next_multiple(trainer.num_images_seen, schedule.metric_kimg) if schedule.metric_kimg > 0 else float("inf")
+
+    def check_finite(values: dict[str, float], seen: int) -> None:
+        """Never log on or checkpoint a diverged run: the last good checkpoint stays as it was."""
+        for name, value in values.items():
+            if not math.isfinite(value):
+                kept = (f"the last good checkpoint is kept in {run.state_path}" if run.has_checkpoint()
+                        else "no checkpoint had been written yet")
+                raise DivergenceError(
+                    f"training diverged: {name} became {value} at kimg {seen / 1000:.2f}; {kept}. "
+                    "Lower the learning rates (--set optimizer.lr_d=...) or raise loss.r1_gamma, then --resume"
+                )
 
     def save_all(seconds: float) -> None:
         if not main:
@@ -475,130 +572,178 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         full.update(seconds=seconds, dataset_hash=dataset.content_hash)
         if monitor is not None:
             full.update(best_fd=monitor.best_fd)
-        save_state(state_path, full)
-        save_export(run_dir / "export", trainer.export_module, config.model, {
-            "dataset_hash": dataset.content_hash,
-            "dataset": str(config.data),
-            "preset": config.preset,
-            "kimg": trainer.num_images_seen / 1000,
-            "ema": config.ema.enabled,
-            **trainer.export_metadata(),
-        })
+        save_state(run.state_path, full)
+        try:
+            save_export(run.export_dir, trainer.export_module, config.model, {
+                "dataset_hash": dataset.content_hash,
+                "dataset": str(config.data),
+                "preset": config.preset,
+                "kimg": trainer.num_images_seen / 1000,
+                "ema": config.ema.enabled,
+                **trainer.export_metadata(),
+            })
+        except OSError as error:
+            _remove_temp_files(run.export_dir)
+            raise FaceganError(f"cannot write the export {run.export_dir} ({error.strerror or error}); "
+                               "free some space or fix the folder, then continue with --resume") from None
 
-    sums: dict[str, float] = {}
+    sums: dict[str, Any] = {}
     counts: dict[str, int] = {}
     tick_start_time, tick_start_images = time.perf_counter(), trainer.num_images_seen
-    start_time = time.perf_counter()
+    start_time = last_checkpoint_time = time.perf_counter()
     last_stats: dict[str, Any] = {}
     interrupted = False
     stop_reason: str | None = None
-    bar = None
-    if main and progress:
-        from tqdm import tqdm
+    if main and progress is not None:
+        progress(trainer.num_images_seen / 1000, total_images / 1000)
 
-        bar = tqdm(total=round(config.kimg, 3), initial=round(trainer.num_images_seen / 1000, 3), unit="kimg", desc="train", dynamic_ncols=True,
-                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}{postfix}]")
-
+    # On CUDA the agreement is a device sync: take it every few steps there (every step costs nothing on gloo/CPU).
+    agree_every = 8 if context.enabled and device.type == "cuda" else 1
+    local_stop = False
+    stop.armed = True
     try:
-        with _StopFlag() as stop:
-            while trainer.num_images_seen < total_images:
-                try:
-                    step_stats = trainer.step()
-                except DivergenceError as error:
-                    raise DivergenceError(
-                        f"training diverged: {error}; the last good checkpoint is kept in {state_path}. "
-                        "Lower the learning rates (--set optimizer.lr_d=...) or raise loss.r1_gamma, then --resume"
-                    ) from None
-                for name, value in step_stats.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                    counts[name] = counts.get(name, 0) + 1
-                seen = trainer.num_images_seen
-                if bar is not None:
-                    bar.update(max(0.0, round(min(seen / 1000, bar.total) - bar.n, 3)))  # the last batch may overshoot
-                stop_reason = trainer.should_stop()
-                if schedule.max_minutes > 0 and elapsed_before + time.perf_counter() - start_time >= schedule.max_minutes * 60:
-                    stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
-                finished = seen >= total_images or stop_reason is not None
-                metric_due = seen >= next_tick["metric"] or (finished and schedule.metric_kimg > 0)
-                if seen >= next_tick["log"] or finished or stop.requested or metric_due:
-                    now = time.perf_counter()
-                    seconds = elapsed_before + now - start_time
-                    line = {"kimg": round(seen / 1000, 3), "step": trainer.num_steps, "time_s": round(seconds, 2),
-                            "img_per_s": round((seen - tick_start_images) / max(now - tick_start_time, 1e-9), 1)}
-                    line.update({name: round(all_reduce_mean(sums[name] / counts[name], context), 5) for name in sums})
-                    line.update(trainer.extra_stats())
-                    if metric_due:
-                        if monitor is not None:
-                            line.update(monitor.measure(seen))
-                        next_tick["metric"] = _next_multiple(seen, schedule.metric_kimg)
-                    sums, counts = {}, {}
-                    tick_start_time, tick_start_images = now, seen
-                    last_stats = line
-                    if main:
-                        with open(stats_path, "a") as handle:
-                            handle.write(json.dumps(line) + "\n")
-                        if writer is not None:
-                            for name, value in line.items():
-                                if name not in ("kimg", "step"):
-                                    writer.add_scalar(f"train/{name}", value, global_step=seen)
-                        if bar is not None:
-                            bar.set_postfix_str(f"D {line.get('loss_d', 0):.3f} G {line.get('loss_g', 0):.3f} {line['img_per_s']:.0f} img/s")
-                    next_tick["log"] = _next_multiple(seen, schedule.log_kimg)
-                if main and (seen >= next_tick["snapshot"] or finished):
-                    grid = make_grid(render(trainer.export_module, snapshot_z))
-                    save_png(grid, run_dir / "samples" / f"fakes{int(round(seen / 1000)):06d}.png")
-                    next_tick["snapshot"] = _next_multiple(seen, schedule.snapshot_kimg)
-                if seen >= next_tick["checkpoint"] or finished or stop.requested:
-                    save_all(elapsed_before + time.perf_counter() - start_time)
+        while trainer.num_images_seen < total_images:
+            try:
+                step_stats = trainer.step()
+            except DivergenceError as error:
+                raise DivergenceError(
+                    f"training diverged: {error}; the last good checkpoint is kept in {run.state_path}. "
+                    "Lower the learning rates (--set optimizer.lr_d=...) or raise loss.r1_gamma, then --resume"
+                ) from None
+            _accumulate(sums, counts, step_stats)
+            seen = trainer.num_images_seen
+            if main and progress is not None:
+                progress(seen / 1000, total_images / 1000)
+            # Stop decisions are agreed over ranks (OR of every rank's flags), so all stop at this same step.
+            now = time.perf_counter()
+            local_stop = local_stop or stop.requested or (should_stop is not None and bool(should_stop()))
+            local_over_time = schedule.max_minutes > 0 and elapsed_before + now - start_time >= schedule.max_minutes * 60
+            wants_stop = over_time = False
+            if trainer.num_steps % agree_every == 0:
+                wants_stop, over_time = any_rank([local_stop, local_over_time], context)
+            stop_reason = trainer.should_stop()  # a function of the (identical) training state: the same on every rank
+            if over_time and not wants_stop:
+                stop_reason = f"time budget of {schedule.max_minutes:g} min reached at {seen / 1000:.1f} kimg"
+            interrupted = wants_stop
+            finished = seen >= total_images or stop_reason is not None
+            metric_due = seen >= next_tick["metric"] or (finished and schedule.metric_kimg > 0)
+            log_due = seen >= next_tick["log"] or finished or interrupted or metric_due
+            snapshot_due = main and (seen >= next_tick["snapshot"] or finished)
+            checkpoint_due = (seen >= next_tick["checkpoint"] or finished or interrupted
+                              or (main and checkpoint_seconds > 0 and now - last_checkpoint_time >= checkpoint_seconds))
+            if not (log_due or snapshot_due or checkpoint_due):
+                continue
+            means = _means(sums, counts)  # the one host sync, at log/snapshot/checkpoint time only
+            check_finite(means, seen)
+            if log_due:
+                now = time.perf_counter()
+                seconds = elapsed_before + now - start_time
+                line = {"kimg": round(seen / 1000, 3), "step": trainer.num_steps, "time_s": round(seconds, 2),
+                        "img_per_s": round((seen - tick_start_images) / max(now - tick_start_time, 1e-9), 1)}
+                line.update({name: round(all_reduce_mean(value, context), 5) for name, value in means.items()})
+                line.update(trainer.extra_stats())
+                if metric_due:
+                    if monitor is not None:
+                        line.update(monitor.measure(seen))
+                    next_tick["metric"] = _next_multiple(seen, schedule.metric_kimg)
+                sums, counts = {}, {}
+                tick_start_time, tick_start_images = now, seen
+                last_stats = line
+                if main:
+                    run.append_stats(line)
+                    if writer is not None:
+                        for name, value in line.items():
+                            if name not in ("kimg", "step"):
+                                writer.add_scalar(f"train/{name}", value, global_step=seen)
+                    if on_log is not None:
+                        on_log(dict(line))
+                next_tick["log"] = _next_multiple(seen, schedule.log_kimg)
+            if snapshot_due:
+                grid = make_grid(render(trainer.export_module, snapshot_z))
+                save_png(grid, run.fakes_grid_path(int(round(seen / 1000))))
+                next_tick["snapshot"] = _next_multiple(seen, schedule.snapshot_kimg)
+            if checkpoint_due:
+                save_all(elapsed_before + time.perf_counter() - start_time)
+                last_checkpoint_time = time.perf_counter()
+                if seen >= next_tick["checkpoint"]:
                     next_tick["checkpoint"] = _next_multiple(seen, schedule.checkpoint_kimg)
-                if stop.requested:
-                    interrupted = True
-                    break
-                if stop_reason is not None:
-                    print(f"stopping early: {stop_reason}", flush=True)
-                    break
+            if interrupted:
+                if not stop.requested:
+                    logger.info("stopping: asked to stop at %.3f kimg; checkpoint saved", seen / 1000)
+                stop_reason = None
+                break
+            if stop_reason is not None:
+                logger.info("stopping early: %s", stop_reason)
+                break
     finally:
-        if bar is not None:
-            bar.close()
         if writer is not None:
             writer.close()
 
     seconds = elapsed_before + time.perf_counter() - start_time
     result = TrainResult(
-        run_dir=run_dir,
-        export_dir=run_dir / "export",
+        run_dir=run.path,
+        export_dir=run.export_dir,
         kimg=trainer.num_images_seen / 1000,
         num_steps=trainer.num_steps,
         seconds=seconds,
         img_per_s=(trainer.num_images_seen - (state or {}).get("num_images_seen", 0)) / max(time.perf_counter() - start_time, 1e-9),
         interrupted=interrupted,
         last_stats=last_stats,
+        stopped_early=stop_reason,
+        resumed_from_scratch=resumed_from_scratch,
     )
     if main:
         from facegan.report.plots import plot_training_curves
 
-        plot_training_curves(stats_path, run_dir / "loss_curves.png")
-        save_json(
+        plot_training_curves(run.stats_path, run.loss_curves_path)
+        run.write_summary(
             {"kimg": result.kimg, "num_steps": result.num_steps, "seconds": round(seconds, 2), "img_per_s": round(result.img_per_s, 1),
-             "interrupted": interrupted, "stopped_early": stop_reason, "last_stats": last_stats, "export": str(result.export_dir)},
-            run_dir / "summary.json",
+             "interrupted": interrupted, "stopped_early": stop_reason, "last_stats": last_stats, "export": str(result.export_dir)}
         )
     shutdown_distributed(context)
     return result
 
 
+def _accumulate(sums: dict[str, Any], counts: dict[str, int], step_stats: dict[str, Any]) -> None:
+    """Add one step's stats (floats, or detached 0-d tensors kept on the device: no host sync here)."""
+    for name, value in step_stats.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().to(torch.float64)  # float64 sums equal the float sums of .item() values exactly
+        sums[name] = sums[name] + value if name in sums else value
+        counts[name] = counts.get(name, 0) + 1
+
+
+def _means(sums: dict[str, Any], counts: dict[str, int]) -> dict[str, float]:
+    """The accumulated stats as Python floats (one device sync for all the tensors)."""
+    tensors = [name for name, value in sums.items() if isinstance(value, torch.Tensor)]
+    values = {name: float(value) for name, value in sums.items() if name not in tensors}
+    if tensors:
+        values.update(zip(tensors, torch.stack([sums[name].reshape(()) for name in tensors]).tolist()))
+    return {name: values[name] / counts[name] for name in sums}
+
+
+def _remove_temp_files(folder: Path) -> None:
+    """Temp files this process left behind when a write failed (a full disk): `.NAME.tmp-PID`, anywhere in the run."""
+    suffix = f".tmp-{os.getpid()}"
+    try:
+        for path in folder.rglob(f".*{suffix}"):
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 class _QualityMonitor:
-    """FD/KID of the exported generator during training, and the best export kept in export-best/.
+    """FD/KID of the exported generator during training, and the best export kept in the run's best-export folder.
 
     Under differential privacy the metrics are still logged (they stay in the run folder), but no
     checkpoint is *selected* with them: choosing by a statistic of the private data would spend
     privacy that the accountant never charged.
     """
 
-    def __init__(self, config: TrainConfig, dataset: FaceDataset, trainer: Trainer, run_dir: Path, state: dict[str, Any] | None) -> None:
+    def __init__(self, config: TrainConfig, dataset: FaceDataset, trainer: Trainer, run: Run, state: dict[str, Any] | None) -> None:
         from facegan.metrics import compute_real_features, get_extractor
 
-        self.config, self.trainer, self.run_dir = config, trainer, run_dir
+        self.config, self.trainer, self.run = config, trainer, run
         self.extractor = get_extractor(config.schedule.metric_features)
         self.real_features = compute_real_features(dataset, self.extractor, config.schedule.metric_num).features
         self.best_fd = float((state or {}).get("best_fd", float("inf")))
@@ -615,7 +760,7 @@ class _QualityMonitor:
         values = {name: round(float(value), 6) for name, value in values.items()}
         if self.select_best and values["fd"] < self.best_fd:
             self.best_fd = values["fd"]
-            save_export(self.run_dir / "export-best", module, self.config.model, {
+            save_export(self.run.export_best_dir, module, self.config.model, {
                 "dataset_hash": self.dataset.content_hash, "dataset": str(self.config.data), "preset": self.config.preset,
                 "kimg": num_images_seen / 1000, "ema": self.config.ema.enabled,
                 "selected_by": {"fd": values["fd"], "features": self.extractor.name, "num": self.config.schedule.metric_num},
