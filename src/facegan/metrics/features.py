@@ -2,7 +2,7 @@
 
 A metric never knows which network made its features; it receives float32 (N, D) arrays. Extractors
 are looked up by a short name ("face", "inception") so a CLI flag, a config value or a test can pick
-one, and a test can register a tiny random extractor in one line:
+one, and a test can register a tiny random extractor in one line (each name once: a duplicate is refused):
 
     register_extractor("tiny", lambda **options: TinyExtractor())
 """
@@ -49,7 +49,7 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_extractor(name: str, factory: ExtractorFactory, input_convention: str = "") -> ExtractorFactory:
-    """Make `get_extractor(name, **options)` call `factory(**options)`; re-registering a name replaces it.
+    """Make `get_extractor(name, **options)` call `factory(**options)`; a name already registered is a ValueError.
 
     `factory` must accept (and may ignore) any keyword options, because one option set (e.g.
     `inception_weights`) is passed to whichever extractor the user picked. `input_convention`
@@ -58,6 +58,9 @@ def register_extractor(name: str, factory: ExtractorFactory, input_convention: s
     """
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"extractor names are short words (letters, digits, - and _), got {name!r}")
+    if name in _REGISTRY:
+        # Replacing silently would let a plugin change what "face" means under the same cache keys.
+        raise ValueError(f"a feature extractor named {name!r} is already registered; choose another name, or unregister_extractor() it first")
     _REGISTRY[name] = _Entry(factory, input_convention)
     return factory
 

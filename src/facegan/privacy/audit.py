@@ -10,7 +10,7 @@
                               ROC AUC and TPR at 1% / 0.1% FPR
                identity       share of generated faces dlib calls a training person, against the share
                               of real holdout faces (the natural lookalike rate)
-    result     AuditResult -> audit.json + audit_*.png; `facegan.privacy.report` puts it in the report card
+    result     AuditResult -> audit.json + audit_*.png; `facegan.report.privacy_sections` puts it in the report card
 
 Absolute distances mean nothing on their own, so every check is read against the holdout set: what a
 real face the model never saw scores. A check is flagged only when it is past a practical line (AUC

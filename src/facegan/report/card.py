@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,17 @@ import numpy as np
 from facegan.errors import FaceganError
 from facegan.files import write_bytes_atomic
 from facegan.images import make_grid, png_bytes, upscale_nearest
-from facegan.report.plots import line_plot_png, plot_training_curves, read_stats
+from facegan.plots import line_plot_png, plot_training_curves, read_stats
 from facegan.report.sections import Figure, ReportSection, Table, register_section, registered_sections
+from facegan.run import Run, is_export_folder
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError:
+        value = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def _format(value: Any) -> str:
@@ -33,11 +36,11 @@ def _format(value: Any) -> str:
 # ---- core sections -------------------------------------------------------------------------------
 @register_section("overview", order=10)
 def overview_section(run: Path) -> ReportSection | None:
-    config = _read_json(run / "config.json")
+    config = _read_json(Run(run).config_path)
     if config is None:
         return None
-    summary = _read_json(run / "summary.json") or {}
-    environment = _read_json(run / "run.json") or {}
+    summary = Run(run).read_summary() or {}
+    environment = Run(run).read_run_info() or {}
     model = config.get("model", {})
     rows = [
         ["preset", config.get("preset")],
@@ -61,13 +64,13 @@ def overview_section(run: Path) -> ReportSection | None:
 
 @register_section("training", order=20)
 def training_section(run: Path) -> ReportSection | None:
-    rows = read_stats(run / "stats.jsonl")
+    rows = read_stats(Run(run).stats_path)
     if not rows:
         return None
     figures = []
-    curves = run / "loss_curves.png"
+    curves = Run(run).loss_curves_path
     if not curves.is_file():
-        plot_training_curves(run / "stats.jsonl", curves)
+        plot_training_curves(Run(run).stats_path, curves)
     figures.append(Figure("Training curves", curves.read_bytes(),
                           "Losses and mean discriminator logits over training; steady, bounded curves are healthy, a D loss near 0 with G loss climbing means D has won (collapse risk)."))
     metric_png = _metric_curves(rows)
@@ -110,7 +113,7 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
     from facegan.data.dataset import FaceDataset
     from facegan.models.export import load_generator
 
-    config = _read_json(run / "config.json")
+    config = _read_json(Run(run).config_path)
     if config is None:
         return None
     try:
@@ -141,7 +144,7 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
 
 @register_section("metrics", order=50)
 def metrics_section(run: Path) -> ReportSection | None:
-    metrics = _read_json(run / "metrics.json")
+    metrics = Run(run).read_metrics()
     if metrics is None:
         return None
     values = metrics.get("metrics", {})
@@ -198,28 +201,54 @@ def render_html(title: str, sections: list[ReportSection]) -> str:
     return "\n".join(parts)
 
 
+def resolve_report_run(path: str | Path) -> Run:
+    """The run a report is about: a run folder, or the run an export folder (or its weights file) belongs to.
+
+    A stand-alone export or any other folder is refused in one line: the report card reads a run's
+    config, stats and results, which an export alone does not have.
+    """
+    given = Path(path)
+    if not given.exists():
+        raise FaceganError(f"no such run folder: {given}; pass the folder given to `facegan train --out`")
+    run = Run(given)
+    if run.is_run():
+        return run
+    export_dir = given.parent if given.is_file() else given
+    if is_export_folder(export_dir):
+        containing = Run.containing(export_dir)
+        if containing is not None:
+            return containing
+        raise FaceganError(f"{given} is a stand-alone export (not inside a run folder); the report card needs the run it was trained in")
+    raise FaceganError(f"{given} is not a facegan run folder (no config.json); pass the folder given to `facegan train --out`")
+
+
+def check_report_target(out: str | Path) -> Path:
+    """Refuse, before any work, a report path that is a folder or an existing file that is not an HTML page."""
+    out = Path(out)
+    if out.is_dir():
+        raise FaceganError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise FaceganError(f"--out {out} does not end in .html; the report card is one HTML file")
+    return out
+
+
 def build_report(run: str | Path, out: str | Path | None = None) -> Path:
-    """Build every section that has data for this run and write one self-contained HTML file."""
-    _load_extension_sections()
-    run = Path(run)
-    if not (run / "config.json").is_file():
-        raise FaceganError(f"{run} is not a facegan run folder (no config.json); pass the folder given to `facegan train --out`")
+    """Build every section that has data for this run and write one self-contained HTML file.
+
+    `run` may be a run folder or an export inside one (the report is then of that run); the page
+    goes to `out`, else the run's report.html.
+    """
+    target = resolve_report_run(run)
+    out_path = check_report_target(out) if out else target.report_path
     sections = []
     for _order, name, builder in registered_sections():
-        section = builder(run)
+        section = builder(target.path)
         if section is not None:
             sections.append(section)
-    out_path = Path(out) if out else run / "report.html"
-    write_bytes_atomic(out_path, render_html(f"facegan report: {run.name}", sections).encode())
+    name = Path(os.path.abspath(target.path)).name  # `facegan report .` is named after the folder, not ""
+    write_bytes_atomic(out_path, render_html(f"facegan report: {name}", sections).encode())
     return out_path
 
 
-def _load_extension_sections() -> None:
-    """Import the packages that contribute sections (each registers on import; absent ones are skipped)."""
-    import importlib
-
-    for module in ("facegan.privacy.report",):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
+# The privacy sections register on import; imported last so the core sections above are registered first.
+from facegan.report import privacy_sections  # noqa: E402,F401

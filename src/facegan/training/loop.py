@@ -521,7 +521,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> T
         last_stats=last_stats,
     )
     if main:
-        from facegan.report.plots import plot_training_curves
+        from facegan.plots import plot_training_curves
 
         plot_training_curves(stats_path, run_dir / "loss_curves.png")
         save_json(
