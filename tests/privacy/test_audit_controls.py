@@ -196,13 +196,21 @@ def test_input_errors_are_clear(controls):
         audit_generator(generator, "/nonexistent/train", controls.holdout)
 
 
-def test_overlapping_sets_are_noted(controls):
+def test_overlapping_sets_are_refused(controls):
+    """A holdout face that was trained on counts as a non-member: with the training set passed twice, a
+    perfect memoriser would pass the audit. Any overlap is refused before any face is generated."""
     leaky_holdout = controls.holdout.subset(np.arange(30))
     leaky_holdout.images[:3] = np.asarray(controls.train.images[:3])
-    generator = controls.negative_control()
-    result = audit_generator(generator, controls.train, leaky_holdout, num_samples=30, features=["pixel"])
-    assert result.data["holdout_in_train"] == 3
-    assert any("3 holdout face(s) are pixel-identical" in note for note in result.notes)
+    memoriser = controls.positive_control()
+    with pytest.raises(FaceganError, match="--holdout must be disjoint from --train: 3 of its 30 images are in the training set"):
+        audit_generator(memoriser, controls.train, leaky_holdout, num_samples=30, features=["pixel"])
+    with pytest.raises(FaceganError, match=f"--holdout must be disjoint from --train: {len(controls.train)} of its"):
+        audit_samples(np.asarray(controls.train.images), controls.train, controls.train, features=["pixel"])
+
+
+def test_pixel_only_audit_skips_identity(controls):
+    result = audit_generator(controls.negative_control(), controls.train, controls.holdout, num_samples=30, features=["pixel"])
+    assert result.data["holdout_in_train"] == 0
     assert "identity" in result.skipped  # pixel only: no face descriptors, no identity check
 
 

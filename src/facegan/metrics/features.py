@@ -97,6 +97,24 @@ def get_extractor(name: str, **options: Any) -> FeatureExtractor:
     return extractor
 
 
+def check_device(device: Any) -> str:
+    """A --device value that torch can use here ('cpu', 'cuda', 'cuda:1', ...), or a one-line FaceganError."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise FaceganError(f"unknown --device {device!r}; use cpu or cuda (cuda:N for the N-th GPU)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FaceganError(f"--device {device} was asked for, but no CUDA device is available here; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise FaceganError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type != "cpu":
+        raise FaceganError(f"--device {device} is not supported here; use cpu or cuda")
+    return str(device)
+
+
 def extractor_identity(extractor: FeatureExtractor) -> dict[str, Any]:
     """What identifies an extractor's output space: name, version, dim, and its weights hash if it has one."""
     identity: dict[str, Any] = {"name": str(extractor.name), "version": str(extractor.version), "dim": int(extractor.dim)}
@@ -145,11 +163,34 @@ def extract_features(
     return np.concatenate(outputs)
 
 
-# ---- the built-in extractors, imported only when asked for (each loads a network) ---------------
-def _face_extractor(**options: Any) -> FeatureExtractor:
-    from facegan.faces.dlib_resnet import FaceDescriptorExtractor
+class RecogniserFeatures:
+    """A face recogniser (`faces.recognisers`) as a feature extractor: its identity descriptors are the features.
 
-    return FaceDescriptorExtractor(device=options.get("device") or "cpu")
+    `name` and `version` are the feature space's, given explicitly: they key the real-feature cache,
+    so renaming a recogniser must not silently invalidate (or alias) cached features.
+    """
+
+    def __init__(self, recogniser: Any, name: str, version: str) -> None:
+        self.recogniser = recogniser
+        self.name = name
+        self.version = version
+        self.dim = int(recogniser.dim)
+
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 (N, S, S, C) face chips -> float32 (N, dim) descriptors."""
+        return self.recogniser.embed(images, batch_size=batch_size)
+
+
+# ---- the built-in extractors, imported only when asked for (each loads a network) ---------------
+FACE_FEATURES_NAME = "dlib-resnet-face"
+"""The "face" feature space: dlib-resnet descriptors (the name every cached real feature set carries)."""
+
+
+def _face_extractor(**options: Any) -> FeatureExtractor:
+    from facegan.faces.recognisers import get_recogniser
+
+    recogniser = get_recogniser("dlib-resnet", device=options.get("device") or "cpu")
+    return RecogniserFeatures(recogniser, FACE_FEATURES_NAME, recogniser.version)
 
 
 def _inception_extractor(**options: Any) -> FeatureExtractor:

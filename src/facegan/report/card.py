@@ -182,7 +182,7 @@ td,th{border:1px solid #ddd;padding:.25em .7em;text-align:left;font-size:.92em} 
 def render_html(title: str, sections: list[ReportSection]) -> str:
     """Sections -> one HTML page with every image inlined as base64 (no external files)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><p class='meta'>facegan report card, generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
+             f"<h1>{html.escape(title)}</h1>{REPORT_MARK}, generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
     for section in sections:
         parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
         parts += [f"<p class='reading'>{html.escape(reading)}</p>" for reading in section.readings]
@@ -222,13 +222,25 @@ def resolve_report_run(path: str | Path) -> Run:
     raise FaceganError(f"{given} is not a facegan run folder (no config.json); pass the folder given to `facegan train --out`")
 
 
+REPORT_MARK = "<p class='meta'>facegan report card"
+"""What every page `render_html` writes carries: an existing file without it is someone else's, never replaced."""
+
+
 def check_report_target(out: str | Path) -> Path:
-    """Refuse, before any work, a report path that is a folder or an existing file that is not an HTML page."""
+    """Refuse, before any work, a report path that is a folder, not .html, or an existing file facegan did not write."""
     out = Path(out)
     if out.is_dir():
         raise FaceganError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
     if out.suffix.lower() not in (".html", ".htm"):
         raise FaceganError(f"--out {out} does not end in .html; the report card is one HTML file")
+    if out.is_file():
+        try:
+            with open(out, "rb") as handle:
+                head = handle.read(4096).decode("utf-8", errors="replace")
+        except OSError as error:
+            raise FaceganError(f"cannot read --out {out} ({error.strerror}); choose another path") from None
+        if REPORT_MARK not in head:
+            raise FaceganError(f"--out {out} exists and is not a facegan report; choose another path (it is never overwritten)")
     return out
 
 
