@@ -17,8 +17,8 @@ from facegan.run import iter_stats  # noqa: E402
 
 
 def read_stats(path: str | Path) -> list[dict]:
-    """Lines of a stats.jsonl (a half-written last line from a killed run is skipped)."""
-    return list(iter_stats(path))
+    """Lines of a stats.jsonl that carry their kimg (a half-written last line from a killed run, or a foreign one, is skipped)."""
+    return [row for row in iter_stats(path) if isinstance(row.get("kimg"), (int, float)) and not isinstance(row.get("kimg"), bool)]
 
 
 def plot_training_curves(stats_path: str | Path, out_path: str | Path) -> Path | None:

@@ -226,3 +226,36 @@ def test_report_refuses_bad_out(run, tmp_path, capsys, name, message):
 
 def test_report_refuses_an_unwritable_out(run, tmp_path, capsys):
     refused(["report", str(run), "--out", str(_unwritable_folder(tmp_path) / "report.html")], capsys, "not writable")
+
+
+def test_an_export_that_refuses_to_load_is_one_line_or_a_reading(run, sets, tmp_path, capsys, monkeypatch):
+    """load_generator refuses broken exports (e.g. non-finite weights) with a FaceganError: eval and audit
+    must pass it on as one line, and the report must say so rather than silently drop its samples."""
+    import facegan.models.export as export
+    from facegan.errors import FaceganError
+
+    def broken(*args, **kwargs):
+        raise FaceganError("export/model.safetensors holds non-finite weights; export the model again")
+
+    monkeypatch.setattr(export, "load_generator", broken)
+    train, holdout, _ = sets
+    refused(["eval", str(run), "--data", str(train), "--num", "8", "--out", str(tmp_path / "m.json"), "--no-progress"], capsys, "non-finite weights")
+    refused(["audit", str(run), "--train", str(train), "--holdout", str(holdout), "--num", "8", "--out", str(tmp_path / "a"), "--no-progress"],
+            capsys, "non-finite weights")
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    assert "could not be loaded: export/model.safetensors holds non-finite weights" in (tmp_path / "r.html").read_text()
+
+
+def test_report_survives_foreign_lines_and_results_in_a_run(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    with open(copy / "stats.jsonl", "a") as handle:
+        handle.write('{"note": "added by hand"}\n[1, 2]\n')
+    (copy / "loss_curves.png").unlink()  # redrawn from the stats by the report
+    (copy / "metrics.json").write_text('{"metrics": {"fd": "n/a"}, "protocol": []}')
+    assert main(["report", str(copy)]) == 0, capsys.readouterr().err
+    page = (copy / "report.html").read_text()
+    assert "<h2>Training</h2>" in page and "<h2>Samples</h2>" in page
+    assert "<h2>Metrics</h2>" in page and "could not be built from the files" in page

@@ -90,10 +90,13 @@ def _metric_curves(rows: list[dict]) -> bytes | None:
 def samples_section(run: Path) -> ReportSection | None:
     from facegan.models.export import load_generator
 
+    if not Run(run).has_export():
+        return None  # no checkpoint written yet
     try:
         generator = load_generator(run)
-    except FaceganError:
-        return None
+    except FaceganError as error:
+        # An export that exists but cannot be used (corrupt, non-finite weights) is news, not a missing section.
+        return ReportSection("Samples", [f"The run's generator export could not be loaded: {error}"])
     grid = make_grid(generator.sample(range(64)), num_columns=8)
     rows = [generator.interpolate(a, b, 8) for a, b in ((3, 7), (11, 19), (23, 42))]
     strip = make_grid(np.concatenate(rows), num_columns=8)
@@ -254,7 +257,13 @@ def build_report(run: str | Path, out: str | Path | None = None) -> Path:
     out_path = check_report_target(out) if out else target.report_path
     sections = []
     for _order, name, builder in registered_sections():
-        section = builder(target.path)
+        try:
+            section = builder(target.path)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # A results file of another facegan version (or edited by hand) costs its section, not the whole report.
+            section = ReportSection(name.replace("-", " ").capitalize(), [
+                f"This section could not be built from the files in {target.path} ({type(error).__name__}: {error}); "
+                "they may come from another facegan version: run the command that writes them again."])
         if section is not None:
             sections.append(section)
     name = Path(os.path.abspath(target.path)).name  # `facegan report .` is named after the folder, not ""
