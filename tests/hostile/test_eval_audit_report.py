@@ -259,3 +259,9 @@ def test_report_survives_foreign_lines_and_results_in_a_run(run, tmp_path, capsy
     page = (copy / "report.html").read_text()
     assert "<h2>Training</h2>" in page and "<h2>Samples</h2>" in page
     assert "<h2>Metrics</h2>" in page and "could not be built from the files" in page
+
+
+def test_audit_refuses_an_unknown_feature_space_in_one_line(run, sets, tmp_path, capsys):
+    train, holdout, _ = sets
+    refused(["audit", str(run), "--train", str(train), "--holdout", str(holdout), "--features", "nope", "--out", str(tmp_path / "a")], capsys,
+            "unknown feature space 'nope'")

@@ -251,3 +251,29 @@ def test_identity_labels_count_the_people_matched(controls):
     assert identity.top_identities[0][0].startswith("person-") and sum(count for _, count in identity.top_identities) <= 40
     assert identity.top_identities[0][1] == 4
     assert any("shares 1 person with the training set" in note for note in result.notes)
+
+
+def test_identity_check_uses_the_recognisers_own_match_rule(controls, monkeypatch):
+    """The threshold is the recogniser's (faces.recognisers), not a constant imported by the audit."""
+    import facegan.privacy.audit as audit
+    from facegan.faces.match import MatchRule
+
+    class Strict:
+        """Block means as descriptors; only exact copies are one person under this rule."""
+
+        name, version, dim = "strict", "1", 4
+        match = MatchRule("euclidean", 1e-9)
+        threshold = match.threshold
+
+        def embed(self, images, batch_size=64):
+            images = np.asarray(images, dtype=np.float32)
+            count, height, width = images.shape[:3]
+            return images[..., 0].reshape(count, 2, height // 2, 2, width // 2).mean(axis=(2, 4)).reshape(count, 4)
+
+    monkeypatch.setattr(audit, "_face_recogniser", lambda device: Strict())
+    monkeypatch.setattr(audit, "_FACE_CACHE", {})  # descriptors of another recogniser must not leak into later tests
+    generator = controls.positive_control(noise_std=0.0)  # exact copies
+    result = audit_generator(generator, controls.train, controls.holdout, num_samples=controls.num_samples(generator), features=["face"])
+    assert result.identity.threshold == 1e-9
+    assert result.identity.holdout_match_rate == 0.0  # no real holdout face is an exact copy of a training face
+    assert result.identity.generated_match_rate > 0.5  # replayed training faces are, wherever dlib finds a face

@@ -34,7 +34,7 @@ def register(commands) -> None:
     audit.add_argument("--holdout", required=True, metavar="HOLDOUT", help="prepared dataset of faces never trained on (the non-members)")
     audit.add_argument("--num", default=None, help="faces to generate at seeds 0..NUM-1 (2000 when not given); with --samples, read at most NUM files (all when not given)")
     audit.add_argument("--out", metavar="DIR", help="folder for audit.json and its figures; when not given: the run folder, the export folder, or SAMPLES-audit/")
-    audit.add_argument("--features", action="append", choices=["pixel", "face"], help="feature space to measure in, repeatable; when not given: pixel and face")
+    audit.add_argument("--features", action="append", metavar="{pixel,face}", help="feature space to measure in (pixel or face), repeatable; when not given: pixel and face")
     audit.add_argument("--device", default="cpu", help="cpu or cuda")
     audit.add_argument("--fail-on-warning", action="store_true", help="exit with status 1 when any check is flagged (for CI)")
     audit.add_argument("--no-progress", action="store_true", help="do not print the stages")
