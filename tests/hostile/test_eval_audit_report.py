@@ -265,3 +265,12 @@ def test_audit_refuses_an_unknown_feature_space_in_one_line(run, sets, tmp_path,
     train, holdout, _ = sets
     refused(["audit", str(run), "--train", str(train), "--holdout", str(holdout), "--features", "nope", "--out", str(tmp_path / "a")], capsys,
             "unknown feature space 'nope'")
+
+
+def test_audit_of_samples_in_the_current_folder_writes_beside_it(tmp_path, monkeypatch):
+    from facegan.cli.audit import default_output_folder
+
+    (tmp_path / "fakes").mkdir()
+    monkeypatch.chdir(tmp_path / "fakes")
+    assert default_output_folder(None, ".") == tmp_path / "fakes-audit"  # not "./-audit" nor inside the samples
+    assert default_output_folder(None, "fakes") == Path("fakes-audit")

@@ -47,7 +47,9 @@ def default_output_folder(model: str | None, samples: str | None) -> Path:
 
     if samples is not None:
         # Not inside the samples folder: a second audit would read the figures as generated faces.
-        folder = Path(os.path.abspath(samples))  # `--samples .` is named after the folder, not "-audit"
+        folder = Path(samples)
+        if folder.name in ("", "..", "."):
+            folder = Path(os.path.abspath(samples))  # `--samples .` is named after the folder, not "-audit"
         return folder.with_name(f"{folder.name}-audit")
     return Run.locate(model).results_dir  # the run folder (where `facegan report` looks), else the export folder
 
