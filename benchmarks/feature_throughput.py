@@ -77,20 +77,20 @@ def cosine(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def time_facegan(chips: np.ndarray, label: str, batch_size: int, repeats: int, compile_model: bool = False,
                  **options) -> tuple[Row, np.ndarray]:
-    from facegan.faces.dlib_resnet import FaceDescriptorExtractor
+    from facegan.faces.dlib_resnet import DlibResNetRecogniser
 
     start = time.perf_counter()
-    extractor = FaceDescriptorExtractor(**options)
+    extractor = DlibResNetRecogniser(**options)
     if compile_model:
         # Benchmark-only: torch.compile gave no gain on CPU, so the library does not offer it. Static
         # shapes; the warm-up pass below compiles both batch shapes (full and last) before timing.
         extractor.model.forward_dlib_input = torch.compile(extractor.model.forward_dlib_input, dynamic=False)
-    descriptors = extractor.features(chips, batch_size=batch_size)  # warm-up: allocator, oneDNN, compile
+    descriptors = extractor.embed(chips, batch_size=batch_size)  # warm-up: allocator, oneDNN, compile
     warmup = time.perf_counter() - start
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        extractor.features(chips, batch_size=batch_size)
+        extractor.embed(chips, batch_size=batch_size)
         seconds.append(time.perf_counter() - start)
     return Row(label, len(chips), seconds, warmup), descriptors
 

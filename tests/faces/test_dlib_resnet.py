@@ -23,7 +23,7 @@ from facegan.faces.dlib_format import (  # noqa: E402
 )
 from facegan.faces.dlib_resnet import (  # noqa: E402
     MATCH_THRESHOLD,
-    FaceDescriptorExtractor,
+    DlibResNetRecogniser,
 )
 
 NUM_PARITY_FACES = 20  # of the 100 LFW faces; all 100 are measured by benchmarks/feature_throughput.py
@@ -49,8 +49,8 @@ def dlib_recognizer(recognizer_path):
 
 
 @pytest.fixture(scope="module")
-def extractor() -> FaceDescriptorExtractor:
-    return FaceDescriptorExtractor()
+def recogniser() -> DlibResNetRecogniser:
+    return DlibResNetRecogniser()
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,9 @@ def test_parse_rejects_truncated_or_padded_files(recognizer_path):
 # --- parity with dlib -----------------------------------------------------------------------
 
 
-def test_descriptors_match_dlib_on_real_faces(extractor, dlib_recognizer, lfw_chips, astronaut_chip):
+def test_descriptors_match_dlib_on_real_faces(recogniser, dlib_recognizer, lfw_chips, astronaut_chip):
     chips = np.concatenate([lfw_chips, astronaut_chip[None]])
-    ours = extractor.features(chips)
+    ours = recogniser.embed(chips)
     reference = _dlib_descriptors(dlib_recognizer, chips)
     assert ours.shape == (len(chips), 128) and ours.dtype == np.float32
     assert _cosine(ours, reference).min() >= 0.999
@@ -120,38 +120,38 @@ def test_descriptors_match_dlib_on_real_faces(extractor, dlib_recognizer, lfw_ch
     assert np.linalg.norm(ours - reference, axis=1).max() < 1e-3
 
 
-def test_batch_size_does_not_change_descriptors(extractor, lfw_chips):
+def test_batch_size_does_not_change_descriptors(recogniser, lfw_chips):
     chips = lfw_chips[:7]
-    np.testing.assert_allclose(extractor.features(chips, batch_size=3), extractor.features(chips), atol=1e-5)
+    np.testing.assert_allclose(recogniser.embed(chips, batch_size=3), recogniser.embed(chips), atol=1e-5)
 
 
-def test_grayscale_chips_equal_their_rgb_copies(extractor, lfw_chips):
+def test_grayscale_chips_equal_their_rgb_copies(recogniser, lfw_chips):
     gray = lfw_chips[:4, :, :, :1]
-    np.testing.assert_allclose(extractor.features(gray), extractor.features(lfw_chips[:4]), atol=1e-6)
+    np.testing.assert_allclose(recogniser.embed(gray), recogniser.embed(lfw_chips[:4]), atol=1e-6)
 
 
-def test_other_sizes_are_resized_to_150(extractor, astronaut_chip):
+def test_other_sizes_are_resized_to_150(recogniser, astronaut_chip):
     large = np.asarray(Image.fromarray(astronaut_chip).resize((300, 300), Image.BICUBIC))[None]
-    distance = np.linalg.norm(extractor.features(large) - extractor.features(astronaut_chip[None]))
+    distance = np.linalg.norm(recogniser.embed(large) - recogniser.embed(astronaut_chip[None]))
     assert distance < 0.1 * MATCH_THRESHOLD
 
 
-def test_bad_inputs_raise_one_line_errors(extractor):
+def test_bad_inputs_raise_one_line_errors(recogniser):
     with pytest.raises(FaceganError, match="square"):
-        extractor.features(np.zeros((1, 150, 120, 3), dtype=np.uint8))
+        recogniser.embed(np.zeros((1, 150, 120, 3), dtype=np.uint8))
     with pytest.raises(FaceganError, match="uint8"):
-        extractor.features(np.zeros((1, 150, 150, 3), dtype=np.float32))
+        recogniser.embed(np.zeros((1, 150, 150, 3), dtype=np.float32))
 
 
 # --- the differentiable path ------------------------------------------------------------------
 
 
-def test_embed_matches_features_and_passes_gradients(extractor, lfw_chips, astronaut_chip):
+def test_embed_tensor_matches_embed_and_passes_gradients(recogniser, lfw_chips, astronaut_chip):
     chips = np.concatenate([lfw_chips[:3], astronaut_chip[None]])
     images = torch.from_numpy(chips).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # (4, 3, 150, 150) in [-1, 1]
     images.requires_grad_(True)
-    embedded = extractor.embed(images)  # (4, 128)
-    np.testing.assert_allclose(embedded.detach().numpy(), extractor.features(chips), atol=1e-4)
+    embedded = recogniser.embed_tensor(images)  # (4, 128)
+    np.testing.assert_allclose(embedded.detach().numpy(), recogniser.embed(chips), atol=1e-4)
 
     # An identity loss: pull face 0 towards face 3. Its gradient must reach face 0's pixels only.
     loss = (embedded[0] - embedded[3].detach()).pow(2).sum()
@@ -159,4 +159,4 @@ def test_embed_matches_features_and_passes_gradients(extractor, lfw_chips, astro
     assert images.grad is not None
     assert images.grad[0].abs().sum() > 0
     assert images.grad[1:].abs().sum() == 0
-    assert all(parameter.grad is None for parameter in extractor.model.parameters())
+    assert all(parameter.grad is None for parameter in recogniser.model.parameters())

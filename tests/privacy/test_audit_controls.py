@@ -196,13 +196,21 @@ def test_input_errors_are_clear(controls):
         audit_generator(generator, "/nonexistent/train", controls.holdout)
 
 
-def test_overlapping_sets_are_noted(controls):
+def test_overlapping_sets_are_refused(controls):
+    """A holdout face that was trained on counts as a non-member: with the training set passed twice, a
+    perfect memoriser would pass the audit. Any overlap is refused before any face is generated."""
     leaky_holdout = controls.holdout.subset(np.arange(30))
     leaky_holdout.images[:3] = np.asarray(controls.train.images[:3])
-    generator = controls.negative_control()
-    result = audit_generator(generator, controls.train, leaky_holdout, num_samples=30, features=["pixel"])
-    assert result.data["holdout_in_train"] == 3
-    assert any("3 holdout face(s) are pixel-identical" in note for note in result.notes)
+    memoriser = controls.positive_control()
+    with pytest.raises(FaceganError, match="--holdout must be disjoint from --train: 3 of its 30 images are in the training set"):
+        audit_generator(memoriser, controls.train, leaky_holdout, num_samples=30, features=["pixel"])
+    with pytest.raises(FaceganError, match=f"--holdout must be disjoint from --train: {len(controls.train)} of its"):
+        audit_samples(np.asarray(controls.train.images), controls.train, controls.train, features=["pixel"])
+
+
+def test_pixel_only_audit_skips_identity(controls):
+    result = audit_generator(controls.negative_control(), controls.train, controls.holdout, num_samples=30, features=["pixel"])
+    assert result.data["holdout_in_train"] == 0
     assert "identity" in result.skipped  # pixel only: no face descriptors, no identity check
 
 
@@ -243,3 +251,29 @@ def test_identity_labels_count_the_people_matched(controls):
     assert identity.top_identities[0][0].startswith("person-") and sum(count for _, count in identity.top_identities) <= 40
     assert identity.top_identities[0][1] == 4
     assert any("shares 1 person with the training set" in note for note in result.notes)
+
+
+def test_identity_check_uses_the_recognisers_own_match_rule(controls, monkeypatch):
+    """The threshold is the recogniser's (faces.recognisers), not a constant imported by the audit."""
+    import facegan.privacy.audit as audit
+    from facegan.faces.match import MatchRule
+
+    class Strict:
+        """Block means as descriptors; only exact copies are one person under this rule."""
+
+        name, version, dim = "strict", "1", 4
+        match = MatchRule("euclidean", 1e-9)
+        threshold = match.threshold
+
+        def embed(self, images, batch_size=64):
+            images = np.asarray(images, dtype=np.float32)
+            count, height, width = images.shape[:3]
+            return images[..., 0].reshape(count, 2, height // 2, 2, width // 2).mean(axis=(2, 4)).reshape(count, 4)
+
+    monkeypatch.setattr(audit, "_face_recogniser", lambda device: Strict())
+    monkeypatch.setattr(audit, "_FACE_CACHE", {})  # descriptors of another recogniser must not leak into later tests
+    generator = controls.positive_control(noise_std=0.0)  # exact copies
+    result = audit_generator(generator, controls.train, controls.holdout, num_samples=controls.num_samples(generator), features=["face"])
+    assert result.identity.threshold == 1e-9
+    assert result.identity.holdout_match_rate == 0.0  # no real holdout face is an exact copy of a training face
+    assert result.identity.generated_match_rate > 0.5  # replayed training faces are, wherever dlib finds a face

@@ -145,7 +145,7 @@ def test_cli_audits_a_run_and_the_report_shows_it(split_run, capsys):
 
 
 def test_report_leaves_the_section_out_without_an_audit(tmp_path):
-    from facegan.privacy.report import privacy_audit_section
+    from facegan.report.privacy_sections import privacy_audit_section
 
     assert privacy_audit_section(tmp_path) is None
     (tmp_path / "audit.json").write_text("{not json")
@@ -186,7 +186,7 @@ def test_cli_user_errors_are_one_clear_line(argv, message, capsys):
 
 
 def test_report_survives_an_audit_from_another_version(tmp_path):
-    from facegan.privacy.report import privacy_audit_section
+    from facegan.report.privacy_sections import privacy_audit_section
 
     (tmp_path / "audit.json").write_text(json.dumps({"format": "facegan-privacy-audit", "membership": [{"attack": "x"}]}))
     section = privacy_audit_section(tmp_path)

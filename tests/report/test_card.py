@@ -6,7 +6,7 @@ import pytest
 
 from facegan.errors import FaceganError
 from facegan.report.card import build_report
-from facegan.report.sections import Figure, ReportSection, register_section, registered_sections
+from facegan.report.sections import Figure, ReportSection, register_section, registered_sections, unregister_section
 from facegan.training.loop import train
 
 
@@ -49,9 +49,17 @@ def test_sections_are_extensible(tiny_run, tmp_path):
         page = build_report(tiny_run, tmp_path / "r.html").read_text()
         assert page.index("<h2>Extra evidence</h2>") > page.index("<h2>Samples</h2>")
     finally:
-        import facegan.report.sections as sections
+        unregister_section("test-extra")
+    assert "test-extra" not in [name for _order, name, _builder in registered_sections()]
 
-        sections._BUILDERS[:] = [entry for entry in registered_sections() if entry[1] != "test-extra"]
+
+def test_a_section_name_is_registered_once():
+    names = [name for _order, name, _builder in registered_sections()]
+    assert {"overview", "training", "samples", "nearest", "metrics", "differential-privacy", "privacy"} <= set(names)
+    assert len(names) == len(set(names))
+    with pytest.raises(ValueError, match="'metrics' is already registered"):
+        register_section("metrics", order=1)(lambda run: None)
+    assert [name for _order, name, _builder in registered_sections()] == names  # the first one stays
 
 
 def test_not_a_run_is_one_clear_error(tmp_path):

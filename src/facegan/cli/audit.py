@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
+from facegan.cli.options import check_writable_target, parse_int
 
 AUDIT_EXAMPLES = """\
 examples:
@@ -30,9 +32,9 @@ def register(commands) -> None:
     audit.add_argument("--samples", metavar="DIR", help="audit a folder of generated images (PNG/JPG) instead of a model")
     audit.add_argument("--train", required=True, metavar="TRAIN", help="prepared dataset the model was trained on (the members)")
     audit.add_argument("--holdout", required=True, metavar="HOLDOUT", help="prepared dataset of faces never trained on (the non-members)")
-    audit.add_argument("--num", type=int, default=None, help="faces to generate at seeds 0..NUM-1 (2000 when not given); with --samples, read at most NUM files (all when not given)")
+    audit.add_argument("--num", default=None, help="faces to generate at seeds 0..NUM-1 (2000 when not given); with --samples, read at most NUM files (all when not given)")
     audit.add_argument("--out", metavar="DIR", help="folder for audit.json and its figures; when not given: the run folder, the export folder, or SAMPLES-audit/")
-    audit.add_argument("--features", action="append", choices=["pixel", "face"], help="feature space to measure in, repeatable; when not given: pixel and face")
+    audit.add_argument("--features", action="append", metavar="{pixel,face}", help="feature space to measure in (pixel or face), repeatable; when not given: pixel and face")
     audit.add_argument("--device", default="cpu", help="cpu or cuda")
     audit.add_argument("--fail-on-warning", action="store_true", help="exit with status 1 when any check is flagged (for CI)")
     audit.add_argument("--no-progress", action="store_true", help="do not print the stages")
@@ -41,16 +43,33 @@ def register(commands) -> None:
 
 def default_output_folder(model: str | None, samples: str | None) -> Path:
     """Where audit.json goes without --out: the run folder, the export folder, or SAMPLES-audit beside the samples."""
-    from facegan.models.export import resolve_export_path
+    from facegan.run import Run
 
     if samples is not None:
         # Not inside the samples folder: a second audit would read the figures as generated faces.
         folder = Path(samples)
+        if folder.name in ("", "..", "."):
+            folder = Path(os.path.abspath(samples))  # `--samples .` is named after the folder, not "-audit"
         return folder.with_name(f"{folder.name}-audit")
-    export_dir = resolve_export_path(model)
-    if export_dir.name == "export" and (export_dir.parent / "config.json").is_file():
-        return export_dir.parent  # the run folder, where `facegan report` looks for it
-    return export_dir
+    return Run.locate(model).results_dir  # the run folder (where `facegan report` looks), else the export folder
+
+
+def check_output_folder(out: Path, samples: str | None, given: bool) -> Path:
+    """Refuse, before any work, an output folder that is a file, unwritable, inside the samples, or holding a foreign audit.json."""
+    from facegan.errors import FaceganError
+    from facegan.privacy.audit_result import AUDIT_NAME, load_audit
+
+    what = "--out" if given else "audit output folder"
+    if out.exists() and not out.is_dir():
+        raise FaceganError(f"{what} {out} is a file; the audit writes a folder ({AUDIT_NAME} + audit_*.png), give a folder path")
+    if samples is not None and Path(samples).is_dir():
+        resolved_out, resolved_samples = out.resolve(), Path(samples).resolve()
+        if resolved_out == resolved_samples or resolved_samples in resolved_out.parents:
+            raise FaceganError(f"{what} {out} is inside --samples {samples}; a later audit would read its figures as generated faces")
+    check_writable_target(out / AUDIT_NAME, what)
+    if (out / AUDIT_NAME).exists() and load_audit(out) is None:
+        raise FaceganError(f"{out / AUDIT_NAME} exists and is not a facegan audit; choose another --out (it is never overwritten)")
+    return out
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -61,13 +80,12 @@ def run_audit(args: argparse.Namespace) -> int:
         raise FaceganError("give either RUN_OR_EXPORT or --samples DIR (one, not both); see `facegan audit --help`")
     features = args.features or list(FEATURE_SPACES)
     progress = not args.no_progress
-    out = Path(args.out) if args.out else default_output_folder(args.model, args.samples)
-    if args.num is not None and args.num < 2:
-        raise FaceganError(f"--num must be at least 2, got {args.num}")
+    num = parse_int("--num", args.num, 2)
+    out = check_output_folder(Path(args.out) if args.out else default_output_folder(args.model, args.samples), args.samples, bool(args.out))
     if args.samples is not None:
-        result = audit_samples(args.samples, args.train, args.holdout, features=features, max_images=args.num, device=args.device, progress=progress)
+        result = audit_samples(args.samples, args.train, args.holdout, features=features, max_images=num, device=args.device, progress=progress)
     else:
-        num_samples = DEFAULT_NUM_SAMPLES if args.num is None else args.num
+        num_samples = DEFAULT_NUM_SAMPLES if num is None else num
         result = audit_generator(args.model, args.train, args.holdout, num_samples=num_samples, features=features, device=args.device, progress=progress)
     path = result.save(out)
     for reading in result.readings:

@@ -8,7 +8,8 @@ to the larger one (dlib's `add_prev`), and the 128-D descriptor is *not* L2-norm
 with dlib's own `compute_face_descriptor` on identical chips.
 
 Inputs are face chips aligned as dlib expects: `dlib.get_face_chip(image, shape, size=150,
-padding=0.25)`. Nothing here detects or aligns faces.
+padding=0.25)`. Nothing here detects or aligns faces. Registered in `faces.recognisers` as
+"dlib-resnet"; its match rule is dlib's: Euclidean distance below 0.6.
 """
 from __future__ import annotations
 
@@ -20,15 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facegan.faces.align import dlib_model_path
 from facegan.errors import FaceganError
+from facegan.faces.align import dlib_model_path
 from facegan.faces.dlib_format import read_face_recognizer_dat
+from facegan.faces.match import MatchRule
 
 __all__ = [
     "CHIP_SIZE",
+    "MATCH_RULE",
     "MATCH_THRESHOLD",
     "DlibFaceRecognizer",
-    "FaceDescriptorExtractor",
+    "DlibResNetRecogniser",
     "load_dlib_face_recognizer",
 ]
 
@@ -37,8 +40,9 @@ MATCH_THRESHOLD = 0.6
 
 The network was trained (loss_metric, distance_threshold=0.6) so that same-identity pairs fall
 below 0.6 and different identities above it; dlib reports 99.38% LFW accuracy at this threshold.
-Applies to the raw, unnormalised descriptors that `FaceDescriptorExtractor` returns.
+Applies to the raw, unnormalised descriptors that `DlibResNetRecogniser.embed` returns.
 """
+MATCH_RULE = MatchRule("euclidean", MATCH_THRESHOLD)
 
 CHIP_SIZE = 150
 """Side of the square RGB face chip the network was trained on (dlib's input_rgb_image_sized<150>)."""
@@ -185,18 +189,20 @@ def _resize_to_chip(images: torch.Tensor) -> torch.Tensor:
     return F.interpolate(images, size=(CHIP_SIZE, CHIP_SIZE), mode="bilinear", align_corners=False, antialias=True)
 
 
-class FaceDescriptorExtractor:
-    """Feature extractor "dlib-resnet-face" v1: aligned face chips -> dlib's 128-D identity descriptors.
+class DlibResNetRecogniser:
+    """Recogniser "dlib-resnet" v1: aligned face chips -> dlib's 128-D identity descriptors, and dlib's match rule.
 
-    `features` takes uint8 NHWC chips (any square size, 1 or 3 channels) and returns what
+    `embed` takes uint8 NHWC chips (any square size, 1 or 3 channels) and returns what
     `dlib.face_recognition_model_v1.compute_face_descriptor` returns for them (float32, N x 128).
-    `embed` is the same network on float NCHW in [-1, 1], differentiable, for identity losses.
+    `embed_tensor` is the same network on float NCHW in [-1, 1], differentiable, for identity losses.
+    Two descriptors are one person when their Euclidean distance is below 0.6 (`match`).
     Runs on all CPU threads torch is allowed (torch.get_num_threads()).
     """
 
-    name = "dlib-resnet-face"
+    name = "dlib-resnet"
     version = "1"
     dim = 128
+    match = MATCH_RULE
 
     def __init__(self, device: torch.device | str = "cpu", channels_last: bool = True, bfloat16: bool = False) -> None:
         """The defaults are exact (fp32, cosine to dlib >= 0.9999999 on the test faces).
@@ -214,15 +220,26 @@ class FaceDescriptorExtractor:
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16)
 
-    def features(self, images_uint8_nhwc: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    @property
+    def threshold(self) -> float:
+        return self.match.threshold
+
+    def distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Euclidean distances (N,) between paired descriptors (N, 128); below `threshold` = one person."""
+        return self.match.distance(first, second)
+
+    def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self.match.same_person(first, second)
+
+    def embed(self, images_uint8_nhwc: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 (N, S, S, C) face chips, C in {1, 3} -> float32 (N, 128) descriptors."""
         images = np.asarray(images_uint8_nhwc)
         if images.dtype != np.uint8:
-            raise FaceganError(f"features expects uint8 images, got {images.dtype}; convert with facegan.images.to_uint8")
+            raise FaceganError(f"the face recogniser expects uint8 images, got {images.dtype}; convert with facegan.images.to_uint8")
         if images.ndim == 3:
             images = images[..., None]  # (N, H, W) grayscale
         if images.ndim != 4:
-            raise FaceganError(f"features expects (N, H, W, C) images, got shape {images.shape}")
+            raise FaceganError(f"the face recogniser expects (N, H, W, C) images, got shape {images.shape}")
         outputs = []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(images), batch_size):
@@ -237,7 +254,7 @@ class FaceDescriptorExtractor:
             return np.zeros((0, self.dim), dtype=np.float32)
         return torch.cat(outputs).numpy()
 
-    def embed(self, images_float_nchw_minus1_1: torch.Tensor) -> torch.Tensor:
+    def embed_tensor(self, images_float_nchw_minus1_1: torch.Tensor) -> torch.Tensor:
         """Float (N, C, S, S) in [-1, 1], C in {1, 3} -> (N, 128); gradients flow back to the images."""
         images = _as_nchw_rgb(images_float_nchw_minus1_1.to(self.device))
         images = _resize_to_chip(images).contiguous(memory_format=self.memory_format)

@@ -20,14 +20,15 @@ import numpy as np
 from facegan.data.dataset import FaceDataset
 from facegan.errors import FaceganError
 from facegan.metrics.cache import compute_real_features, iterate_rows, select_real_indices
-from facegan.metrics.features import FeatureExtractor, check_extractor_name, checked_features, get_extractor, input_convention
+from facegan.metrics.features import FeatureExtractor, check_device, check_extractor_name, checked_features, get_extractor, input_convention
 from facegan.metrics.frechet import frechet_distance_from_features
 from facegan.metrics.kid import DEFAULT_NUM_SUBSETS, DEFAULT_SUBSET_SIZE, effective_subset_size, kernel_inception_distance
-from facegan.metrics.prdc import DEFAULT_NUM_NEIGHBOURS, precision_recall_density_coverage
+from facegan.metrics.prdc import DEFAULT_CHUNK_SIZE, DEFAULT_NUM_NEIGHBOURS, precision_recall_density_coverage
+from facegan.run import METRICS_NAME as METRICS_FILENAME
+from facegan.run import Run
 
 METRIC_NAMES = ("fd", "kid", "prdc", "face-rate")
 FEATURE_METRICS = ("fd", "kid", "prdc")  # the ones that need an extractor
-METRICS_FILENAME = "metrics.json"
 
 # Which way is better, per reported value (the report card reads the same names).
 DIRECTIONS: dict[str, str] = {
@@ -112,7 +113,7 @@ def parse_metric_names(metrics: str | Iterable[str]) -> tuple[str, ...]:
 def _check_number(name: str, value: Any, minimum: float, maximum: float | None = None, integer: bool = True) -> None:
     if integer and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
         raise FaceganError(f"{name} must be an integer, got {value!r}")
-    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float))):
+    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value)):
         raise FaceganError(f"{name} must be a number, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
@@ -145,12 +146,22 @@ def _load_model(model: Any, device: str) -> tuple[Any, str]:
 
 def default_metrics_path(model: str | os.PathLike) -> Path:
     """Where `facegan eval` writes metrics.json: the run folder (an export's parent run), else the export folder."""
-    from facegan.models.export import CONFIG_NAME, resolve_export_path
+    return Run.locate(model).results_dir / METRICS_FILENAME
 
-    export = resolve_export_path(model)
-    if export.name == "export" and (export.parent / CONFIG_NAME).is_file():
-        return export.parent / METRICS_FILENAME
-    return export / METRICS_FILENAME
+
+def estimated_memory_bytes(num_generated: int, num_real: int, dim: int, metric_names: Sequence[str]) -> int:
+    """Peak memory of one evaluation, roughly: both feature sets, PRDC's float64 copies and distance blocks, FD's covariances.
+
+    Images are streamed chunk by chunk and never all held, so the count of images drives only the features.
+    """
+    needed = (num_generated + num_real) * dim * 4  # float32 features of both sides
+    if "prdc" in metric_names:
+        needed += (num_generated + num_real) * dim * 8 + 2 * DEFAULT_CHUNK_SIZE * max(num_generated, num_real) * 8
+    if "fd" in metric_names:
+        needed += 6 * dim * dim * 8  # covariances, their product and its square root, float64
+    if "face-rate" in metric_names:
+        needed += num_generated + num_real
+    return int(needed)
 
 
 # ---- the passes over images ---------------------------------------------------------------------
@@ -233,6 +244,7 @@ def evaluate(
     # ---- validate everything before any work
     metric_names = parse_metric_names(metrics)
     check_extractor_name(features)
+    check_device(device)
     _check_number("--num", num, 2)
     _check_number("--batch-size", batch_size, 1)
     _check_number("--seed", seed, 0, 2**63 - num)
@@ -255,6 +267,10 @@ def evaluate(
         )
     needs_features = any(name in FEATURE_METRICS for name in metric_names)
     extractor = get_extractor(features, inception_weights=inception_weights, device=device) if needs_features else None
+    from facegan.resources import check_fits_in_memory
+
+    check_fits_in_memory(estimated_memory_bytes(num, len(real_indices), int(extractor.dim) if extractor is not None else 0, metric_names),
+                         f"evaluating {num} generated images", "lower --num")
     detector = None
     if "face-rate" in metric_names:
         from facegan.faces.detection import FaceDetector

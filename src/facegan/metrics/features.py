@@ -2,7 +2,7 @@
 
 A metric never knows which network made its features; it receives float32 (N, D) arrays. Extractors
 are looked up by a short name ("face", "inception") so a CLI flag, a config value or a test can pick
-one, and a test can register a tiny random extractor in one line:
+one, and a test can register a tiny random extractor in one line (each name once: a duplicate is refused):
 
     register_extractor("tiny", lambda **options: TinyExtractor())
 """
@@ -49,7 +49,7 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_extractor(name: str, factory: ExtractorFactory, input_convention: str = "") -> ExtractorFactory:
-    """Make `get_extractor(name, **options)` call `factory(**options)`; re-registering a name replaces it.
+    """Make `get_extractor(name, **options)` call `factory(**options)`; a name already registered is a ValueError.
 
     `factory` must accept (and may ignore) any keyword options, because one option set (e.g.
     `inception_weights`) is passed to whichever extractor the user picked. `input_convention`
@@ -58,6 +58,9 @@ def register_extractor(name: str, factory: ExtractorFactory, input_convention: s
     """
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"extractor names are short words (letters, digits, - and _), got {name!r}")
+    if name in _REGISTRY:
+        # Replacing silently would let a plugin change what "face" means under the same cache keys.
+        raise ValueError(f"a feature extractor named {name!r} is already registered; choose another name, or unregister_extractor() it first")
     _REGISTRY[name] = _Entry(factory, input_convention)
     return factory
 
@@ -92,6 +95,24 @@ def get_extractor(name: str, **options: Any) -> FeatureExtractor:
         if not hasattr(extractor, attribute):
             raise TypeError(f"extractor '{name}' has no '{attribute}'; it must follow metrics.features.FeatureExtractor")
     return extractor
+
+
+def check_device(device: Any) -> str:
+    """A --device value that torch can use here ('cpu', 'cuda', 'cuda:1', ...), or a one-line FaceganError."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise FaceganError(f"unknown --device {device!r}; use cpu or cuda (cuda:N for the N-th GPU)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FaceganError(f"--device {device} was asked for, but no CUDA device is available here; use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise FaceganError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type != "cpu":
+        raise FaceganError(f"--device {device} is not supported here; use cpu or cuda")
+    return str(device)
 
 
 def extractor_identity(extractor: FeatureExtractor) -> dict[str, Any]:
@@ -142,11 +163,34 @@ def extract_features(
     return np.concatenate(outputs)
 
 
-# ---- the built-in extractors, imported only when asked for (each loads a network) ---------------
-def _face_extractor(**options: Any) -> FeatureExtractor:
-    from facegan.faces.dlib_resnet import FaceDescriptorExtractor
+class RecogniserFeatures:
+    """A face recogniser (`faces.recognisers`) as a feature extractor: its identity descriptors are the features.
 
-    return FaceDescriptorExtractor(device=options.get("device") or "cpu")
+    `name` and `version` are the feature space's, given explicitly: they key the real-feature cache,
+    so renaming a recogniser must not silently invalidate (or alias) cached features.
+    """
+
+    def __init__(self, recogniser: Any, name: str, version: str) -> None:
+        self.recogniser = recogniser
+        self.name = name
+        self.version = version
+        self.dim = int(recogniser.dim)
+
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 (N, S, S, C) face chips -> float32 (N, dim) descriptors."""
+        return self.recogniser.embed(images, batch_size=batch_size)
+
+
+# ---- the built-in extractors, imported only when asked for (each loads a network) ---------------
+FACE_FEATURES_NAME = "dlib-resnet-face"
+"""The "face" feature space: dlib-resnet descriptors (the name every cached real feature set carries)."""
+
+
+def _face_extractor(**options: Any) -> FeatureExtractor:
+    from facegan.faces.recognisers import get_recogniser
+
+    recogniser = get_recogniser("dlib-resnet", device=options.get("device") or "cpu")
+    return RecogniserFeatures(recogniser, FACE_FEATURES_NAME, recogniser.version)
 
 
 def _inception_extractor(**options: Any) -> FeatureExtractor:

@@ -6,7 +6,7 @@
     training.py        `make_private(trainer)` installs them in a trainer; `train_private(config)` trains
     audit.py           `audit_generator` / `audit_samples`: memorisation, membership inference, identity leakage
     audit_*.py         the audit's metrics (exact ROC), inputs, result types, figures and controls
-    report.py          the report-card section (guarantee + audit)
+    (the report-card sections for the guarantee and the audit live in `facegan.report.privacy_sections`)
 
 Only the discriminator reads real faces, so only its gradient from real samples is clipped per sample
 and noised; fakes cost no privacy, and the generator learns through the private discriminator

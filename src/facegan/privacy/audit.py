@@ -10,7 +10,7 @@
                               ROC AUC and TPR at 1% / 0.1% FPR
                identity       share of generated faces dlib calls a training person, against the share
                               of real holdout faces (the natural lookalike rate)
-    result     AuditResult -> audit.json + audit_*.png; `facegan.privacy.report` puts it in the report card
+    result     AuditResult -> audit.json + audit_*.png; `facegan.report.privacy_sections` puts it in the report card
 
 Absolute distances mean nothing on their own, so every check is read against the holdout set: what a
 real face the model never saw scores. A check is flagged only when it is past a practical line (AUC
@@ -36,8 +36,9 @@ from torch import nn
 
 from facegan.data.dataset import FaceDataset
 from facegan.errors import FaceganError
+from facegan.metrics.features import check_device
 from facegan.privacy.audit_figures import AuditFigure, closest_pairs_figure, distance_figure, roc_figure
-from facegan.privacy.audit_inputs import discriminator_scores, load_run_discriminator, load_sample_images
+from facegan.privacy.audit_inputs import check_samples_folder, discriminator_scores, load_run_discriminator, load_sample_images
 from facegan.privacy.audit_metrics import (
     auc_chance_sd,
     auc_p_value,
@@ -110,11 +111,19 @@ def _as_dataset(data: FaceDataset | np.ndarray | str | os.PathLike, what: str) -
         raise FaceganError(f"{what}: {error}") from None
 
 
-@functools.lru_cache(maxsize=2)
-def _face_extractor(device: str):
-    from facegan.faces.dlib_resnet import FaceDescriptorExtractor
+FACE_RECOGNISER = "dlib-resnet"
+"""The registered recogniser (`faces.recognisers`) whose descriptors are the face space and whose match rule is the identity check."""
 
-    return FaceDescriptorExtractor(device)
+
+@functools.lru_cache(maxsize=2)
+def _face_recogniser(device: str):
+    from facegan.faces.recognisers import get_recogniser
+
+    recogniser = get_recogniser(FACE_RECOGNISER, device=device)
+    # Nearest faces are found by Euclidean distance (audit_metrics), so the rule must measure the same way.
+    if recogniser.match.metric != "euclidean":
+        raise FaceganError(f"the audit's face space is Euclidean, but recogniser {FACE_RECOGNISER!r} matches by {recogniser.match.metric} distance")
+    return recogniser
 
 
 # Descriptors of real sets keyed by content hash (and device: GPU kernels round differently): a second
@@ -128,7 +137,7 @@ def _face_descriptors(images: np.ndarray, device: str, content_hash: str | None 
     key = (content_hash, str(device))
     if content_hash is not None and key in _FACE_CACHE:
         return _FACE_CACHE[key]
-    descriptors = _face_extractor(str(device)).features(images)  # (N, 128) float32
+    descriptors = _face_recogniser(str(device)).embed(images)  # (N, 128) float32
     if content_hash is not None:
         if len(_FACE_CACHE) >= _FACE_CACHE_ENTRIES:
             _FACE_CACHE.pop(next(iter(_FACE_CACHE)))  # oldest first
@@ -247,9 +256,9 @@ def _gan_leaks(space: str, features: _SpaceFeatures, distances: _Distances) -> A
     return membership_attack("gan_leaks", space, -distances.train_to_generated, -nonmember_distance[:, 0])
 
 
-def _identity_leakage(train: FaceDataset, holdout: FaceDataset, face: _Distances, generated_images: np.ndarray,
+def _identity_leakage(train: FaceDataset, holdout: FaceDataset, face: _Distances, generated_images: np.ndarray, device: str = "cpu",
                       num_top: int = 5) -> tuple[IdentityResult, list[str]]:
-    """Identity matches from the face-space distances already computed (closest training face < 0.6).
+    """Identity matches from the face-space distances already computed, by the recogniser's match rule (dlib: < 0.6).
 
     Only images in which dlib's detector finds a face can show a person: a featureless blob lands near
     the recogniser's mean descriptor and would "match" everyone, which is no re-identification. Both
@@ -258,13 +267,13 @@ def _identity_leakage(train: FaceDataset, holdout: FaceDataset, face: _Distances
     from scipy.stats import fisher_exact
 
     from facegan.faces.detection import FaceDetector
-    from facegan.faces.dlib_resnet import MATCH_THRESHOLD
 
+    rule = _face_recogniser(str(device)).match
     with FaceDetector() as detector:
         generated_is_face = detector.detect(generated_images)  # (G,) bool
         holdout_is_face = detector.detect(np.asarray(holdout.images))  # (H,) bool
-    generated_match = (face.generated[:, 0] < MATCH_THRESHOLD) & generated_is_face
-    holdout_match = (face.holdout[:, 0] < MATCH_THRESHOLD) & holdout_is_face
+    generated_match = rule.matches(face.generated[:, 0]) & generated_is_face
+    holdout_match = rule.matches(face.holdout[:, 0]) & holdout_is_face
     generated_rate, holdout_rate = float(generated_match.mean()), float(holdout_match.mean())
     excess = generated_rate - holdout_rate
     # Fisher's exact test, one-sided: rates near 0 or 1 on a few holdout faces are exactly where the
@@ -273,7 +282,7 @@ def _identity_leakage(train: FaceDataset, holdout: FaceDataset, face: _Distances
     table = [[int(generated_match.sum()), int((~generated_match).sum())], [int(holdout_match.sum()), int((~holdout_match).sum())]]
     p_value = float(fisher_exact(table, alternative="greater").pvalue)
     result = IdentityResult(
-        threshold=MATCH_THRESHOLD,
+        threshold=rule.threshold,
         generated_match_rate=generated_rate,
         holdout_match_rate=holdout_rate,
         excess=excess,
@@ -319,6 +328,12 @@ def _check_spaces(features: Iterable[str]) -> list[str]:
 
 
 def _check_sets(train: FaceDataset, holdout: FaceDataset) -> None:
+    """Refuse sets the audit cannot read: too small, of different sizes, or sharing faces.
+
+    A holdout face that is also a training face counts as a non-member that was trained on: a model
+    that copies its training set then looks like one that leaks nothing (the same set passed twice
+    gives a perfect memoriser a clean verdict), so any overlap is refused, not noted.
+    """
     if len(train) < 2:
         raise FaceganError(f"the training set has {len(train)} face(s); the audit needs at least 2 (closest and second closest)")
     if len(holdout) < 2:
@@ -328,18 +343,31 @@ def _check_sets(train: FaceDataset, holdout: FaceDataset) -> None:
             f"train faces are {train.resolution}px x {train.channels} channel(s) but holdout faces are {holdout.resolution}px x "
             f"{holdout.channels}; prepare both at the same size, e.g. with `facegan data split`"
         )
+    shared = len(holdout) if holdout.content_hash == train.content_hash else _num_shared_rows(holdout, train)
+    if shared:
+        raise FaceganError(
+            f"--holdout must be disjoint from --train: {shared} of its {len(holdout)} images are in the training set; "
+            "split the data with `facegan data split DATASET` and audit against its -holdout set"
+        )
+
+
+def _num_shared_rows(holdout: FaceDataset, train: FaceDataset) -> int:
+    """How many holdout images are pixel-identical to some training image."""
+    train_rows = _row_hashes(np.asarray(train.images))
+    return sum(digest in train_rows for digest in _row_digests(np.asarray(holdout.images)))
+
+
+def _row_digests(images: np.ndarray) -> list[bytes]:
+    return [hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest() for image in images]
 
 
 def _row_hashes(images: np.ndarray) -> set[bytes]:
-    return {hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest() for image in images}
+    return set(_row_digests(images))
 
 
 def _data_notes(train: FaceDataset, holdout: FaceDataset, trained_on: str | None) -> tuple[dict[str, Any], list[str]]:
     notes = []
-    shared = len(_row_hashes(np.asarray(holdout.images)) & _row_hashes(np.asarray(train.images)))
-    if shared:
-        notes.append(f"{shared} holdout face(s) are pixel-identical to training faces; they count as non-members but were trained on, "
-                     "which pulls every attack toward 0.5; split again so the sets are disjoint")
+    shared = 0  # overlapping sets are refused up front (_check_sets); the field stays in audit.json for its readers
     matches = None
     if trained_on is not None:
         matches = trained_on == train.content_hash
@@ -405,7 +433,7 @@ def _run_audit(
         membership.append(_gan_leaks(space, features, distances[space]))
     identity = None
     if "face" in distances:
-        identity, identity_notes = _identity_leakage(train, holdout, distances["face"], np.asarray(generated))
+        identity, identity_notes = _identity_leakage(train, holdout, distances["face"], np.asarray(generated), device)
         notes += identity_notes
     else:
         skipped["identity"] = "needs face space (--features face)"
@@ -503,9 +531,28 @@ def _figures(result: AuditResult, generated: np.ndarray, train_images: np.ndarra
 
 
 def _num_samples(num_samples: int) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise FaceganError(f"--num must be a whole number, got {num_samples!r}")
     if num_samples < 2:
         raise FaceganError(f"--num must be at least 2, got {num_samples}")
     return int(num_samples)
+
+
+def estimated_memory_bytes(num_generated: int, image_shape: tuple[int, ...], spaces: Iterable[str]) -> int:
+    """Peak memory the audit holds for `num_generated` faces, roughly: the faces themselves (all kept, for the
+    closest-pair figures), their descriptors and nearest-face distances, plus the fixed distance blocks."""
+    per_face = int(np.prod(image_shape))  # uint8 pixels
+    spaces = list(spaces)
+    if "face" in spaces:
+        per_face += 128 * 4 + 8  # dlib descriptor, face-detector flag
+    per_face += len(spaces) * (2 * 8 + 2 * 8)  # two nearest distances and indices per space
+    return int(num_generated * per_face + 2 * 2**22 * 8)
+
+
+def _check_memory(num_generated: int, image_shape: tuple[int, ...], spaces: Iterable[str]) -> None:
+    from facegan.resources import check_fits_in_memory
+
+    check_fits_in_memory(estimated_memory_bytes(num_generated, image_shape, spaces), f"auditing {num_generated} generated faces", "lower --num")
 
 
 def audit_generator(
@@ -520,24 +567,28 @@ def audit_generator(
 ) -> AuditResult:
     """Audit a run folder, an export folder, or any object with `.sample(seeds)`, on seeds 0..num_samples-1.
 
-    The discriminator attack runs when `model` is a run folder with checkpoints/state.pt, or when a
+    The discriminator attack runs when `model` is a run folder with a resume state (checkpoint), or when a
     `discriminator` is passed; otherwise it is reported as skipped with the reason.
     """
-    from facegan.models.export import load_generator, resolve_export_path
+    from facegan.models.export import load_generator
+    from facegan.run import Run
 
     spaces = _check_spaces(features)
+    num_samples = _num_samples(num_samples)
+    check_device(device)
     train, holdout = _as_dataset(train, "--train"), _as_dataset(holdout, "--holdout")
     _check_sets(train, holdout)
-    num_samples = _num_samples(num_samples)
+    _check_memory(num_samples, train.images.shape[1:], spaces)
     report = _Progress(progress)
     discriminator_skip = None
     trained_on = None
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        export_dir = resolve_export_path(path)
+        located = Run.locate(path)
+        export_dir = located.export_dir
         generator = load_generator(export_dir, device=device)
-        run_dir = export_dir.parent if (export_dir.parent / "config.json").is_file() and export_dir.name == "export" else None
-        kind = "run" if run_dir is not None and path.resolve() == run_dir.resolve() else "export"
+        run_dir = located.run.path if located.run is not None else None
+        kind = "run" if Run(path).is_run() else "export"
         target = {"kind": kind, "path": str(path), "export": str(export_dir), "kimg": generator.metadata.get("kimg"),
                   "dp": generator.metadata.get("dp")}
         trained_on = generator.metadata.get("dataset_hash")
@@ -582,6 +633,9 @@ def audit_samples(
     Everything runs except the discriminator attack, which needs model internals.
     """
     spaces = _check_spaces(features)
+    check_device(device)
+    if not isinstance(samples, np.ndarray):
+        check_samples_folder(samples)  # before the datasets are read: a typo fails at once
     train, holdout = _as_dataset(train, "--train"), _as_dataset(holdout, "--holdout")
     _check_sets(train, holdout)
     report = _Progress(progress)

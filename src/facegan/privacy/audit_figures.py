@@ -5,11 +5,26 @@ and which way is better; `AuditResult.save` writes them beside audit.json and th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from facegan.images import make_grid, png_bytes, upscale_nearest
-from facegan.report.plots import figure_png
-from facegan.report.sections import Figure as AuditFigure  # title, png, one-sentence caption
+from facegan.plots import figure_png
+
+
+@dataclass
+class AuditFigure:
+    """A picture of the audit with a one-sentence caption (what it shows and which way is better).
+
+    Its own type, not the report's Figure: privacy sits below the report and must not import it;
+    the report reads these back from audit_*.png.
+    """
+
+    title: str
+    png: bytes
+    caption: str
+
 
 SPACE_NAMES = {"pixel": "pixel space", "face": "face space (dlib)"}
 

@@ -12,7 +12,17 @@ from torch import nn
 
 from facegan.errors import FaceganError
 
-__all__ = ["load_sample_images", "load_run_discriminator", "discriminator_scores"]
+__all__ = ["check_samples_folder", "load_sample_images", "load_run_discriminator", "discriminator_scores"]
+
+
+def check_samples_folder(folder: str | os.PathLike) -> Path:
+    """The --samples folder, or a one-line FaceganError when it is missing or a file."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FaceganError(f"samples folder not found: {folder} (write images there, e.g. `facegan sample RUN --seeds 0-1999 --out-dir {folder}`)")
+    if not folder.is_dir():
+        raise FaceganError(f"--samples must be a folder of images, but {folder} is a file")
+    return folder
 
 
 def load_sample_images(folder: str | os.PathLike, size: int, channels: int, max_images: int | None = None) -> tuple[np.ndarray, Counter[str]]:
@@ -26,11 +36,7 @@ def load_sample_images(folder: str | os.PathLike, size: int, channels: int, max_
     from facegan.data.decode import SkippedImage, decode_image
     from facegan.data.sources import IMAGE_EXTENSIONS, find_image_files
 
-    folder = Path(folder)
-    if not folder.exists():
-        raise FaceganError(f"samples folder not found: {folder} (write images there, e.g. `facegan sample RUN --seeds 0-1999 --out-dir {folder}`)")
-    if not folder.is_dir():
-        raise FaceganError(f"--samples must be a folder of images, but {folder} is a file")
+    folder = check_samples_folder(folder)
     files = find_image_files(folder)
     if not files:
         raise FaceganError(f"no images in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)}); generate some first, e.g. `facegan sample RUN --seeds 0-1999 --out-dir {folder}`")
@@ -51,13 +57,14 @@ def load_sample_images(folder: str | os.PathLike, size: int, channels: int, max_
 
 
 def load_run_discriminator(run_dir: str | os.PathLike) -> nn.Module:
-    """The discriminator of a run, from its resume state (checkpoints/state.pt, read weights-only)."""
+    """The discriminator of a run, from its resume state (`Run.state_path`, read weights-only)."""
     from facegan.models import build_discriminator
-    from facegan.training.checkpoint import STATE_NAME, load_state
+    from facegan.run import Run
+    from facegan.training.checkpoint import load_state
     from facegan.training.loop import load_run_config
 
     run_dir = Path(run_dir)
-    state_path = run_dir / "checkpoints" / STATE_NAME
+    state_path = Run(run_dir).state_path
     if not state_path.is_file():
         raise FaceganError(f"no {state_path.relative_to(run_dir)} in {run_dir}: the discriminator lives only in the resume state")
     config = load_run_config(run_dir)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from facegan.privacy.audit_figures import AuditFigure
+from facegan.run import AUDIT_NAME  # the file name is the run layout's; results folders outside a run reuse it
 
 __all__ = ["AUDIT_NAME", "AUDIT_FORMAT", "AttackResult", "MemorisationResult", "IdentityResult", "AuditResult", "load_audit"]
 
-AUDIT_NAME = "audit.json"
 AUDIT_FORMAT = "facegan-privacy-audit"
 
 
@@ -148,7 +148,7 @@ def load_audit(folder: str | os.PathLike) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) and data.get("format") == AUDIT_FORMAT else None
 

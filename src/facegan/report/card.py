@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,17 @@ import numpy as np
 from facegan.errors import FaceganError
 from facegan.files import write_bytes_atomic
 from facegan.images import make_grid, png_bytes, upscale_nearest
-from facegan.report.plots import line_plot_png, plot_training_curves, read_stats
+from facegan.plots import line_plot_png, plot_training_curves, read_stats
 from facegan.report.sections import Figure, ReportSection, Table, register_section, registered_sections
+from facegan.run import Run, is_export_folder
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError:
+        value = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def _format(value: Any) -> str:
@@ -33,11 +36,11 @@ def _format(value: Any) -> str:
 # ---- core sections -------------------------------------------------------------------------------
 @register_section("overview", order=10)
 def overview_section(run: Path) -> ReportSection | None:
-    config = _read_json(run / "config.json")
+    config = _read_json(Run(run).config_path)
     if config is None:
         return None
-    summary = _read_json(run / "summary.json") or {}
-    environment = _read_json(run / "run.json") or {}
+    summary = Run(run).read_summary() or {}
+    environment = Run(run).read_run_info() or {}
     model = config.get("model", {})
     rows = [
         ["preset", config.get("preset")],
@@ -61,13 +64,13 @@ def overview_section(run: Path) -> ReportSection | None:
 
 @register_section("training", order=20)
 def training_section(run: Path) -> ReportSection | None:
-    rows = read_stats(run / "stats.jsonl")
+    rows = read_stats(Run(run).stats_path)
     if not rows:
         return None
     figures = []
-    curves = run / "loss_curves.png"
+    curves = Run(run).loss_curves_path
     if not curves.is_file():
-        plot_training_curves(run / "stats.jsonl", curves)
+        plot_training_curves(Run(run).stats_path, curves)
     figures.append(Figure("Training curves", curves.read_bytes(),
                           "Losses and mean discriminator logits over training; steady, bounded curves are healthy, a D loss near 0 with G loss climbing means D has won (collapse risk)."))
     metric_png = _metric_curves(rows)
@@ -87,10 +90,13 @@ def _metric_curves(rows: list[dict]) -> bytes | None:
 def samples_section(run: Path) -> ReportSection | None:
     from facegan.models.export import load_generator
 
+    if not Run(run).has_export():
+        return None  # no checkpoint written yet
     try:
         generator = load_generator(run)
-    except FaceganError:
-        return None
+    except FaceganError as error:
+        # An export that exists but cannot be used (corrupt, non-finite weights) is news, not a missing section.
+        return ReportSection("Samples", [f"The run's generator export could not be loaded: {error}"])
     grid = make_grid(generator.sample(range(64)), num_columns=8)
     rows = [generator.interpolate(a, b, 8) for a, b in ((3, 7), (11, 19), (23, 42))]
     strip = make_grid(np.concatenate(rows), num_columns=8)
@@ -110,7 +116,7 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
     from facegan.data.dataset import FaceDataset
     from facegan.models.export import load_generator
 
-    config = _read_json(run / "config.json")
+    config = _read_json(Run(run).config_path)
     if config is None:
         return None
     try:
@@ -141,7 +147,7 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
 
 @register_section("metrics", order=50)
 def metrics_section(run: Path) -> ReportSection | None:
-    metrics = _read_json(run / "metrics.json")
+    metrics = Run(run).read_metrics()
     if metrics is None:
         return None
     values = metrics.get("metrics", {})
@@ -179,7 +185,7 @@ td,th{border:1px solid #ddd;padding:.25em .7em;text-align:left;font-size:.92em} 
 def render_html(title: str, sections: list[ReportSection]) -> str:
     """Sections -> one HTML page with every image inlined as base64 (no external files)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><p class='meta'>facegan report card, generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
+             f"<h1>{html.escape(title)}</h1>{REPORT_MARK}, generated {time.strftime('%Y-%m-%d %H:%M')}</p>"]
     for section in sections:
         parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
         parts += [f"<p class='reading'>{html.escape(reading)}</p>" for reading in section.readings]
@@ -198,28 +204,72 @@ def render_html(title: str, sections: list[ReportSection]) -> str:
     return "\n".join(parts)
 
 
+def resolve_report_run(path: str | Path) -> Run:
+    """The run a report is about: a run folder, or the run an export folder (or its weights file) belongs to.
+
+    A stand-alone export or any other folder is refused in one line: the report card reads a run's
+    config, stats and results, which an export alone does not have.
+    """
+    given = Path(path)
+    if not given.exists():
+        raise FaceganError(f"no such run folder: {given}; pass the folder given to `facegan train --out`")
+    run = Run(given)
+    if run.is_run():
+        return run
+    export_dir = given.parent if given.is_file() else given
+    if is_export_folder(export_dir):
+        containing = Run.containing(export_dir)
+        if containing is not None:
+            return containing
+        raise FaceganError(f"{given} is a stand-alone export (not inside a run folder); the report card needs the run it was trained in")
+    raise FaceganError(f"{given} is not a facegan run folder (no config.json); pass the folder given to `facegan train --out`")
+
+
+REPORT_MARK = "<p class='meta'>facegan report card"
+"""What every page `render_html` writes carries: an existing file without it is someone else's, never replaced."""
+
+
+def check_report_target(out: str | Path) -> Path:
+    """Refuse, before any work, a report path that is a folder, not .html, or an existing file facegan did not write."""
+    out = Path(out)
+    if out.is_dir():
+        raise FaceganError(f"--out {out} is a folder; give the HTML file to write, e.g. {out / 'report.html'}")
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise FaceganError(f"--out {out} does not end in .html; the report card is one HTML file")
+    if out.is_file():
+        try:
+            with open(out, "rb") as handle:
+                head = handle.read(4096).decode("utf-8", errors="replace")
+        except OSError as error:
+            raise FaceganError(f"cannot read --out {out} ({error.strerror}); choose another path") from None
+        if REPORT_MARK not in head:
+            raise FaceganError(f"--out {out} exists and is not a facegan report; choose another path (it is never overwritten)")
+    return out
+
+
 def build_report(run: str | Path, out: str | Path | None = None) -> Path:
-    """Build every section that has data for this run and write one self-contained HTML file."""
-    _load_extension_sections()
-    run = Path(run)
-    if not (run / "config.json").is_file():
-        raise FaceganError(f"{run} is not a facegan run folder (no config.json); pass the folder given to `facegan train --out`")
+    """Build every section that has data for this run and write one self-contained HTML file.
+
+    `run` may be a run folder or an export inside one (the report is then of that run); the page
+    goes to `out`, else the run's report.html.
+    """
+    target = resolve_report_run(run)
+    out_path = check_report_target(out) if out else target.report_path
     sections = []
     for _order, name, builder in registered_sections():
-        section = builder(run)
+        try:
+            section = builder(target.path)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # A results file of another facegan version (or edited by hand) costs its section, not the whole report.
+            section = ReportSection(name.replace("-", " ").capitalize(), [
+                f"This section could not be built from the files in {target.path} ({type(error).__name__}: {error}); "
+                "they may come from another facegan version: run the command that writes them again."])
         if section is not None:
             sections.append(section)
-    out_path = Path(out) if out else run / "report.html"
-    write_bytes_atomic(out_path, render_html(f"facegan report: {run.name}", sections).encode())
+    name = Path(os.path.abspath(target.path)).name  # `facegan report .` is named after the folder, not ""
+    write_bytes_atomic(out_path, render_html(f"facegan report: {name}", sections).encode())
     return out_path
 
 
-def _load_extension_sections() -> None:
-    """Import the packages that contribute sections (each registers on import; absent ones are skipped)."""
-    import importlib
-
-    for module in ("facegan.privacy.report",):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
+# The privacy sections register on import; imported last so the core sections above are registered first.
+from facegan.report import privacy_sections  # noqa: E402,F401

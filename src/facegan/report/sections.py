@@ -1,7 +1,10 @@
 """Report-card sections: small typed records any part of facegan can contribute.
 
 A section builder takes a run folder and returns a `ReportSection`, or None when the run has nothing
-for it (no metrics yet, no audit). Later parts (privacy, recognition) register their own builders.
+for it (no metrics yet, no audit). Each part's sections live in this package (`card.py` the core ones,
+`privacy_sections.py` the privacy ones) and read that part's results: the report sits above every part
+it shows, so no part imports the report. A name is registered once; a second builder under the same
+name is refused rather than silently replacing the first.
 """
 from __future__ import annotations
 
@@ -45,15 +48,25 @@ _BUILDERS: list[tuple[int, str, SectionBuilder]] = []
 
 
 def register_section(name: str, order: int) -> Callable[[SectionBuilder], SectionBuilder]:
-    """Decorator: add a section builder; sections appear sorted by `order`."""
+    """Decorator: add a section builder; sections appear sorted by `order`. A name already registered is a ValueError."""
 
     def decorate(builder: SectionBuilder) -> SectionBuilder:
-        _BUILDERS[:] = [entry for entry in _BUILDERS if entry[1] != name]
+        for _order, registered, existing in _BUILDERS:
+            if registered == name:
+                raise ValueError(
+                    f"a report section named {name!r} is already registered ({existing.__module__}.{existing.__qualname__}); "
+                    "choose another name, or unregister_section() it first"
+                )
         _BUILDERS.append((order, name, builder))
         _BUILDERS.sort(key=lambda entry: entry[0])
         return builder
 
     return decorate
+
+
+def unregister_section(name: str) -> None:
+    """Remove a registered section builder (tests use this to clean up); unknown names are ignored."""
+    _BUILDERS[:] = [entry for entry in _BUILDERS if entry[1] != name]
 
 
 def registered_sections() -> list[tuple[int, str, SectionBuilder]]:

@@ -693,7 +693,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
         resumed_from_scratch=resumed_from_scratch,
     )
     if main:
-        from facegan.report.plots import plot_training_curves
+        from facegan.plots import plot_training_curves
 
         plot_training_curves(run.stats_path, run.loss_curves_path)
         run.write_summary(

@@ -1,7 +1,10 @@
-"""Figures people would rather look at than read (matplotlib, headless)."""
+"""Figures people would rather look at than read (matplotlib, headless), as PNG bytes or files.
+
+A core module below every package that draws (training writes loss_curves.png, the privacy audit its
+figures, the report card its curves), so none of them has to import another to plot. No torch.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,20 +13,12 @@ matplotlib.use("Agg")  # headless: no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 from facegan.files import write_bytes_atomic  # noqa: E402
+from facegan.run import iter_stats  # noqa: E402
 
 
 def read_stats(path: str | Path) -> list[dict]:
-    """Lines of a stats.jsonl (a half-written last line from a killed run is skipped)."""
-    rows = []
-    path = Path(path)
-    if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    """Lines of a stats.jsonl that carry their kimg (a half-written last line from a killed run, or a foreign one, is skipped)."""
+    return [row for row in iter_stats(path) if isinstance(row.get("kimg"), (int, float)) and not isinstance(row.get("kimg"), bool)]
 
 
 def plot_training_curves(stats_path: str | Path, out_path: str | Path) -> Path | None:

@@ -1,6 +1,8 @@
-"""The privacy audit's report-card section: readings, tables and figures from RUN/audit.json.
+"""The privacy sections of the report card: the DP guarantee (from the export) and the audit (RUN/audit.json).
 
-Imported by `facegan.report.card` when present; the section appears once `facegan audit RUN` has run.
+Registered on import by `facegan.report.card`. They live in the report package, which sits above
+privacy: the report reads privacy's results (`privacy.audit_result`), privacy never imports the report.
+The audit section appears once `facegan audit RUN` has run.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from facegan.privacy.audit_result import load_audit
 from facegan.report.sections import Figure, ReportSection, Table, register_section
+from facegan.run import EXPORT_CONFIG_NAME, Run
 
 FIGURE_ORDER = ("roc", "distances", "closest_pixel", "closest_face")
 
@@ -85,8 +88,8 @@ def _stale_note(run: Path, audit: dict[str, Any]) -> str | None:
     """A reading when the run's export has trained on since the audit was taken."""
     audited_kimg = audit.get("target", {}).get("kimg")
     try:
-        current_kimg = json.loads((run / "export" / "config.json").read_text()).get("kimg")
-    except (OSError, json.JSONDecodeError):
+        current_kimg = json.loads((Run(run).export_dir / EXPORT_CONFIG_NAME).read_text()).get("kimg")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return None
     if audited_kimg is not None and current_kimg is not None and abs(float(current_kimg) - float(audited_kimg)) > 1e-9:
         return f"This audit is of the model at {audited_kimg:g} kimg, but the run's export is now at {current_kimg:g} kimg; run `facegan audit` again."
@@ -103,7 +106,7 @@ def privacy_audit_section(run: Path) -> ReportSection | None:
         return _section(run, audit)
     except (KeyError, TypeError, ValueError, AttributeError):
         # An audit.json from another facegan version: say so rather than break the whole report.
-        return ReportSection("Privacy audit", [f"{run / 'audit.json'} could not be read by this facegan version; run `facegan audit` again."])
+        return ReportSection("Privacy audit", [f"{Run(run).audit_path} could not be read by this facegan version; run `facegan audit` again."])
 
 
 def _section(run: Path, audit: dict[str, Any]) -> ReportSection:
@@ -128,9 +131,9 @@ def _section(run: Path, audit: dict[str, Any]) -> ReportSection:
 @register_section("differential-privacy", order=55)
 def differential_privacy_section(run: Path) -> ReportSection | None:
     """The (epsilon, delta) guarantee of a DP run, from its export, and epsilon spent over training."""
-    from facegan.report.plots import line_plot_png, read_stats
+    from facegan.plots import line_plot_png, read_stats
 
-    export_config = run / "export" / "config.json"
+    export_config = Run(run).export_dir / EXPORT_CONFIG_NAME
     if not export_config.is_file():
         return None
     guarantee = json.loads(export_config.read_text()).get("dp")
@@ -153,7 +156,7 @@ def differential_privacy_section(run: Path) -> ReportSection | None:
         "The guarantee covers the exported weights, not the run folder's local diagnostics (real-image grid, real-image logits).",
     ]
     figures = []
-    points = [(row["kimg"], row["epsilon"]) for row in read_stats(run / "stats.jsonl") if "epsilon" in row]
+    points = [(row["kimg"], row["epsilon"]) for row in read_stats(Run(run).stats_path) if "epsilon" in row]
     if points:
         png = line_plot_png(points, "kimg", "epsilon spent", "Privacy budget spent during training", reference=guarantee.get("target_epsilon"))
         figures.append(Figure("Epsilon over training", png,

@@ -1,0 +1,112 @@
+"""Face recognisers: the protocol every recogniser follows, and a registry by name.
+
+A recogniser turns aligned face chips into identity descriptors and says, through its match rule,
+when two descriptors are the same person:
+
+    recogniser = get_recogniser("dlib-resnet")          # dlib's ResNet, ported to PyTorch
+    descriptors = recogniser.embed(chips)               # uint8 (N, S, S, C) -> float32 (N, 128)
+    recogniser.same_person(descriptors[:1], descriptors[1:2])
+
+Metrics use a recogniser as a feature extractor (`metrics.features`, "face"), the privacy audit as its
+identity check. Each name is registered once; a second registration under a taken name is refused.
+Importing this module loads neither torch nor dlib: a factory imports its network when called.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from facegan.errors import FaceganError
+from facegan.faces.match import MatchRule
+
+__all__ = [
+    "Recogniser",
+    "RecogniserFactory",
+    "available_recognisers",
+    "get_recogniser",
+    "register_recogniser",
+    "unregister_recogniser",
+]
+
+
+@runtime_checkable
+class Recogniser(Protocol):
+    """Aligned uint8 NHWC face chips -> float32 (N, dim) identity descriptors, and when two are one person.
+
+    `name` and `version` identify the descriptor space: bump `version` whenever the same chips would
+    give different descriptors. `match` is the rule (distance and threshold) the recogniser was
+    calibrated for; `threshold` is `match.threshold`.
+    """
+
+    name: str
+    version: str
+    dim: int
+    match: MatchRule
+
+    @property
+    def threshold(self) -> float: ...
+
+    def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 (N, H, W, C) aligned chips -> float32 (N, dim)."""
+        ...
+
+    def distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Row-by-row distances (N,) of two (N, dim) descriptor sets; lower = more alike."""
+        ...
+
+    def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Bool (N,): whether each descriptor pair is one person under `match`."""
+        ...
+
+
+RecogniserFactory = Callable[..., Recogniser]
+_REGISTRY: dict[str, RecogniserFactory] = {}
+
+
+def register_recogniser(name: str, factory: RecogniserFactory) -> RecogniserFactory:
+    """Make `get_recogniser(name, **options)` call `factory(**options)`; a name already registered is a ValueError.
+
+    `factory` must accept (and may ignore) keyword options such as `device`. Returns it unchanged.
+    """
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"recogniser names are short words (letters, digits, - and _), got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"a face recogniser named {name!r} is already registered; choose another name, or unregister_recogniser() it first")
+    _REGISTRY[name] = factory
+    return factory
+
+
+def unregister_recogniser(name: str) -> None:
+    """Remove a registered recogniser (tests use this to clean up); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def available_recognisers() -> list[str]:
+    """Registered recogniser names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_recogniser(name: str, **options: Any) -> Recogniser:
+    """Build the recogniser registered as `name`; unknown names are a one-line FaceganError."""
+    if name not in _REGISTRY:
+        raise FaceganError(f"unknown face recogniser '{name}'; choose one of: {', '.join(available_recognisers())}")
+    recogniser = _REGISTRY[name](**options)
+    for attribute in ("name", "version", "dim", "match", "embed", "distance", "same_person"):
+        if not hasattr(recogniser, attribute):
+            raise TypeError(f"recogniser '{name}' has no '{attribute}'; it must follow faces.recognisers.Recogniser")
+    return recogniser
+
+
+# ---- the built-in recognisers, imported only when asked for (each loads a network) ---------------
+def _dlib_resnet(**options: Any) -> Recogniser:
+    from facegan.faces.dlib_resnet import DlibResNetRecogniser
+
+    return DlibResNetRecogniser(
+        device=options.get("device") or "cpu",
+        channels_last=options.get("channels_last", True),
+        bfloat16=options.get("bfloat16", False),
+    )
+
+
+register_recogniser("dlib-resnet", _dlib_resnet)
