@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 __all__ = ["__version__", "train", "load_generator", "FaceganError"]
 
 from facegan.errors import FaceganError
+from facegan.version import __version__
 
 if TYPE_CHECKING:
     from facegan.training.config import TrainConfig

@@ -10,6 +10,7 @@ import errno
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 from facegan.errors import FaceganError
@@ -43,7 +44,7 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def check_writable_folder(folder: str | os.PathLike, what: str = "output") -> Path:
+def check_writable_folder(folder: str | os.PathLike, what: str = "output", probe_with_file: bool = True) -> Path:
     """Refuse early when files cannot be created in `folder` (or in the nearest existing folder above it).
 
     Call it before slow work, so a read-only or mistyped destination fails in a second, not after an hour.
@@ -65,11 +66,23 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output") -> Pa
         # os.access asks the kernel with the real uid, so it also knows when root may write anyway.
         if not os.access(probe, os.W_OK | os.X_OK):
             raise FaceganError(f"cannot write {what} in {folder}: the folder {probe} is not writable; choose another path")
+        if not probe_with_file:
+            break
+        # Root passes os.access almost everywhere; a real (empty, removed at once) file settles it for
+        # read-only mounts and pseudo-filesystems such as /proc.
+        try:
+            handle, name = tempfile.mkstemp(prefix=".facegan-write-test-", dir=probe)
+        except OSError as error:
+            raise FaceganError(
+                f"cannot write {what} in {folder}: the folder {probe} is not writable ({error.strerror}); choose another path"
+            ) from None
+        os.close(handle)
+        os.unlink(name)
         break
     return folder
 
 
-def check_writable_target(path: str | os.PathLike, what: str = "output file") -> Path:
+def check_writable_target(path: str | os.PathLike, what: str = "output file", probe_with_file: bool = True) -> Path:
     """Refuse (FaceganError, one line) a file path facegan must not write: a folder, a link, a device,
     a FIFO or socket, a path under a file, or one in a folder that is not writable. Returns the path."""
     path = Path(path)
@@ -87,7 +100,7 @@ def check_writable_target(path: str | os.PathLike, what: str = "output file") ->
         raise FaceganError(
             f"{what} {path} is {_kind_of(mode)}; facegan only replaces regular files, give another path"
         )
-    check_writable_folder(path.parent, what)
+    check_writable_folder(path.parent, what, probe_with_file)
     return path
 
 
@@ -97,7 +110,7 @@ def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> None:
     Refuses non-regular targets (see check_writable_target); on any failure (a full disk) the
     temporary file is removed and the error is one FaceganError line.
     """
-    path = check_writable_target(path)
+    path = check_writable_target(path, probe_with_file=False)  # the write itself is the probe
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from facegan import __version__
+from facegan.version import __version__
 from facegan.cli.common import ExamplesFormatter
 from facegan.errors import FaceganError
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
+from facegan import files
 from facegan.errors import FaceganError
 
 
@@ -45,21 +45,6 @@ def check_writable_target(path: str | os.PathLike, what: str) -> Path:
     The first existing folder on the way is probed with a real temporary file (as root, permission bits
     alone would say yes to a read-only mount). Folders that do not exist yet are created by the writer.
     """
-    # TODO(merge): facegan.files.check_writable_target(path, what) replaces this helper.
-    path = Path(path)
-    if path.is_dir():
+    if Path(path).is_dir():
         raise FaceganError(f"{what} {path} is a folder; give a file path")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise FaceganError(f"cannot write {what} {path}: {ancestor} is a file, not a folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise FaceganError(f"cannot write {what} {path}: the file is read-only")
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".facegan-write-test-", dir=ancestor)
-    except OSError as error:
-        raise FaceganError(f"cannot write {what} {path}: {ancestor} is not writable ({error.strerror}); choose another --out") from None
-    os.close(handle)
-    os.unlink(probe)
-    return path
+    return files.check_writable_target(path, what)

@@ -155,7 +155,7 @@ def prepare_dataset(
 
 def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDataset:
     """Prepare a dataset as described by `config` into the folder `out`."""
-    from facegan import __version__
+    from facegan.version import __version__
 
     started = time.perf_counter()
     if not isinstance(config, PrepareConfig):

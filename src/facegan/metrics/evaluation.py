@@ -239,7 +239,7 @@ def evaluate(
     device: where the generator and the extractor run. cache: reuse/store real features (metrics.cache).
     Every option is checked before any image is made; user errors are one-line FaceganErrors.
     """
-    from facegan import __version__
+    from facegan.version import __version__
 
     # ---- validate everything before any work
     metric_names = parse_metric_names(metrics)

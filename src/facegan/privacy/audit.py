@@ -439,7 +439,7 @@ def _run_audit(
         skipped["identity"] = "needs face space (--features face)"
 
     warnings = _warnings(memorisation, membership, identity)
-    from facegan import __version__
+    from facegan.version import __version__
 
     protocol = {
         "facegan_version": __version__,

@@ -522,7 +522,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     # Setup succeeded: only now does the folder become a run (a run that failed before this can simply be restarted).
     if main:
         run.write_config(to_dict(config))
-        from facegan import __version__
+        from facegan.version import __version__
 
         run.write_run_info({
             "facegan_version": __version__,
