@@ -93,7 +93,8 @@ def check_writable_target(path: str | os.PathLike, what: str = "output file", pr
     except FileNotFoundError:
         mode = None
     except NotADirectoryError:
-        raise FaceganError(f"cannot write {what} {path}: a folder in that path is a file") from None
+        blocking = next((parent for parent in path.parents if parent.is_file()), None)
+        raise FaceganError(f"cannot write {what} {path}: {blocking or 'a folder in that path'} is a file, not a folder") from None
     except OSError as error:
         raise FaceganError(f"cannot write {what} {path}: {error.strerror}") from None
     if mode is not None and not stat.S_ISREG(mode):

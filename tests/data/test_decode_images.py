@@ -99,6 +99,8 @@ def test_skip_reasons_are_documented():
         "truncated": "ends early",
         "corrupt": "damaged",
         "too_large": "more pixels than the limit",
+        "not_a_regular_file": "FIFO, device, socket",
+        "damaged": "corrupt data",
         "unsupported_mode": "colour mode",
         "too_small": "minimum side",
         "no_face": "no face",

@@ -71,14 +71,17 @@ def test_setup_trainer_sees_the_trainer_before_the_first_step(faces16, tiny_conf
 
 
 def test_step_stats_as_device_tensors_give_the_same_log_lines(faces16, tiny_config, tmp_path, monkeypatch):
-    train(tiny_config(faces16, tmp_path / "floats", kimg=0.064))
-    float_step = Trainer.step
-
-    def tensor_step(self):
-        return {name: torch.tensor(value, dtype=torch.float32) for name, value in float_step(self).items()}
-
-    monkeypatch.setattr(Trainer, "step", tensor_step)
+    """Steps return 0-d tensors (no host sync); summing them at log time gives what per-step floats gave."""
     train(tiny_config(faces16, tmp_path / "tensors", kimg=0.064))
+    tensor_step = Trainer.step
+
+    def float_step(self):
+        stats = tensor_step(self)
+        assert all(isinstance(value, torch.Tensor) for value in stats.values())
+        return {name: float(value) for name, value in stats.items()}  # the old per-step .item()
+
+    monkeypatch.setattr(Trainer, "step", float_step)
+    train(tiny_config(faces16, tmp_path / "floats", kimg=0.064))
     drop = ("time_s", "img_per_s")
     strip = lambda lines: [{k: v for k, v in line.items() if k not in drop} for line in lines]  # noqa: E731
     assert strip(_stats_lines(tmp_path / "tensors")) == strip(_stats_lines(tmp_path / "floats"))
@@ -209,15 +212,19 @@ def test_a_full_disk_at_checkpoint_time_is_one_line_and_leaves_no_temp_file(face
 
 def test_a_full_disk_while_exporting_leaves_no_temp_file(faces16, tiny_config, tmp_path, monkeypatch):
     import errno
+    import os
 
-    import safetensors.torch
+    import facegan.files
 
-    def full_disk(tensors, filename, metadata=None):
-        open(filename, "wb").write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
+    real_replace = os.replace
 
-    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    with pytest.raises(FaceganError, match="cannot write the export"):
+    def full_disk(source, target, *args, **kwargs):
+        if os.path.basename(target) == "model.safetensors":  # the export's weights: the temp file is complete, the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(facegan.files.os, "replace", full_disk)
+    with pytest.raises(FaceganError, match=r"cannot write .*model\.safetensors.*No space left on device"):
         train(tiny_config(faces16, tmp_path / "run", kimg=0.016))
     assert [p.name for p in (tmp_path / "run").rglob(".*tmp*")] == []
 

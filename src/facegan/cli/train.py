@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 
 from facegan.cli.common import ExamplesFormatter
+from facegan.cli.progress import TrainingProgress
 from facegan.errors import FaceganError
 
 EXAMPLES = """\
@@ -176,19 +176,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(config), indent=2, sort_keys=True))
         return 0
     reporting = os.environ.get("RANK", "0") == "0"  # under torchrun, one process reports
-    bar = _ProgressBar(enabled=reporting and not args.no_progress)
-    # Other ranks stay quiet (a NullHandler also keeps logging's last-resort printer away).
-    handler = _LogHandler(bar) if reporting else logging.NullHandler()
-    library_logger = logging.getLogger("facegan")
-    library_logger.addHandler(handler)
-    previous_level = library_logger.level
-    library_logger.setLevel(logging.INFO)
-    try:
-        result = train(config, resume=args.resume, progress=bar.update, on_log=bar.show_stats)
-    finally:
-        bar.close()
-        library_logger.removeHandler(handler)
-        library_logger.setLevel(previous_level)
+    with TrainingProgress(enabled=not args.no_progress, reporting=reporting) as progress:
+        result = train(config, resume=args.resume, progress=progress.update, on_log=progress.show_stats)
     if not reporting:
         return 130 if result.interrupted else 0
     state = "interrupted at" if result.interrupted else "finished"
@@ -199,57 +188,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"resume with: facegan train --out {result.run_dir} --resume")
         return 130  # the shell convention for a run ended by Ctrl-C (after its clean stop)
     return 0
-
-
-class _ProgressBar:
-    """The tqdm bar of `facegan train`, counted in images (integers: it never runs past its total) and shown in kimg."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-
-    def update(self, kimg_done: float, kimg_total: float) -> None:
-        if not self.enabled:
-            return
-        total = int(round(kimg_total * 1000))
-        done = min(int(round(kimg_done * 1000)), total)
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, unit="kimg", unit_scale=0.001, desc="train", dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}{postfix}]")
-            return
-        if done > self.bar.n:
-            self.bar.update(done - self.bar.n)
-
-    def show_stats(self, stats: dict) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"D {stats.get('loss_d', 0):.3f} G {stats.get('loss_g', 0):.3f} {stats['img_per_s']:.0f} img/s")
-
-    def write(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.write(message)
-        else:
-            print(message, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class _LogHandler(logging.Handler):
-    """The library's log messages (stopping early, resuming from scratch) as plain lines above the bar."""
-
-    def __init__(self, bar: _ProgressBar) -> None:
-        super().__init__(logging.INFO)
-        self.bar = bar
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-            if record.name == "facegan.training" and message.startswith("stopping: "):
-                message = "\n" + message  # after the ^C the terminal echoed
-            self.bar.write(message)
-        except Exception:  # a log line must never break training
-            self.handleError(record)

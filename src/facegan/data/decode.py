@@ -30,7 +30,7 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 
 SKIP_REASONS: dict[str, str] = {
     "unreadable": "the file could not be read (permission denied, vanished, or a dangling link)",
-    "not_a_regular_file": "the path is a FIFO, device, socket or a link to one (never opened)",
+    "not_a_regular_file": "the path is a folder, FIFO, device, socket or a link to one (never opened)",
     "zero_byte": "the file is empty",
     "not_an_image": "the content is not a JPEG, PNG, WebP, BMP or GIF image",
     "truncated": "the image data ends early (an interrupted download or copy)",
