@@ -234,3 +234,12 @@ def test_metric_every_never_selects_an_export_under_dp(private, faces16, tiny_co
     assert (run / "export-best").exists() == (not private)
     if not private:
         assert json.loads((run / "export-best" / "config.json").read_text())["selected_by"]["fd"] == min(line["fd"] for line in measured)
+
+
+def test_a_callers_setup_runs_after_the_private_pieces(faces16, tiny_config, tmp_path):
+    """facegan.train(private config, setup_trainer=f): f sees a trainer that is already private (and DP still applies)."""
+    seen = []
+    result = train(private_config(tiny_config, faces16, tmp_path / "run", kimg=0.016),
+                   setup_trainer=lambda trainer: seen.append(private_part(trainer).ledger.num_steps))
+    assert seen == [0]
+    assert _dp_block(tmp_path / "run")["steps"] == result.num_steps > 0

@@ -148,4 +148,11 @@ def train_private(config: TrainConfig, **options: Any) -> TrainResult:
     if not config.privacy.enabled:
         raise FaceganError("this config does not ask for differential privacy (set --dp-epsilon or --dp-noise-multiplier)")
     check_private_launch(config)
-    return train(config, setup_trainer=lambda trainer: make_private(trainer, trainer.config.privacy), **options)
+    user_setup = options.pop("setup_trainer", None)
+
+    def setup(trainer: Trainer) -> None:
+        make_private(trainer, trainer.config.privacy)
+        if user_setup is not None:  # the caller's own extensions come after the private pieces
+            user_setup(trainer)
+
+    return train(config, setup_trainer=setup, **options)
