@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.registry import Registry
 from facegan.faces.match import MatchRule
 
 __all__ = [
@@ -61,37 +62,30 @@ class Recogniser(Protocol):
 
 
 RecogniserFactory = Callable[..., Recogniser]
-_REGISTRY: dict[str, RecogniserFactory] = {}
+_REGISTRY: Registry[RecogniserFactory] = Registry("face recogniser", unknown="unknown face recogniser '{name}'; choose one of: {known}")
 
 
 def register_recogniser(name: str, factory: RecogniserFactory) -> RecogniserFactory:
-    """Make `get_recogniser(name, **options)` call `factory(**options)`; a name already registered is a ValueError.
+    """Make `get_recogniser(name, **options)` call `factory(**options)`; a name already registered is refused.
 
     `factory` must accept (and may ignore) keyword options such as `device`. Returns it unchanged.
     """
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"recogniser names are short words (letters, digits, - and _), got {name!r}")
-    if name in _REGISTRY:
-        raise ValueError(f"a face recogniser named {name!r} is already registered; choose another name, or unregister_recogniser() it first")
-    _REGISTRY[name] = factory
-    return factory
+    return _REGISTRY.add(name, factory)
 
 
 def unregister_recogniser(name: str) -> None:
     """Remove a registered recogniser (tests use this to clean up); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.remove(name)
 
 
 def available_recognisers() -> list[str]:
     """Registered recogniser names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_REGISTRY.names())
 
 
 def get_recogniser(name: str, **options: Any) -> Recogniser:
     """Build the recogniser registered as `name`; unknown names are a one-line FaceganError."""
-    if name not in _REGISTRY:
-        raise FaceganError(f"unknown face recogniser '{name}'; choose one of: {', '.join(available_recognisers())}")
-    recogniser = _REGISTRY[name](**options)
+    recogniser = _REGISTRY.get(name)(**options)
     for attribute in ("name", "version", "dim", "match", "embed", "distance", "same_person"):
         if not hasattr(recogniser, attribute):
             raise TypeError(f"recogniser '{name}' has no '{attribute}'; it must follow faces.recognisers.Recogniser")

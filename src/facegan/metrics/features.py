@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.registry import Registry
 
 
 @runtime_checkable
@@ -45,52 +46,45 @@ class _Entry:
         self.input_convention = input_convention
 
 
-_REGISTRY: dict[str, _Entry] = {}
+# Replacing a name silently would let a plug-in change what "face" means under the same cache keys.
+_REGISTRY: Registry[_Entry] = Registry("feature extractor", unknown="unknown features '{name}'; choose one of: {known}")
 
 
 def register_extractor(name: str, factory: ExtractorFactory, input_convention: str = "") -> ExtractorFactory:
-    """Make `get_extractor(name, **options)` call `factory(**options)`; a name already registered is a ValueError.
+    """Make `get_extractor(name, **options)` call `factory(**options)`; a name already registered is refused.
 
     `factory` must accept (and may ignore) any keyword options, because one option set (e.g.
     `inception_weights`) is passed to whichever extractor the user picked. `input_convention`
     says how images are resized/normalised before the network, for the result's protocol.
     Returns `factory` unchanged.
     """
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"extractor names are short words (letters, digits, - and _), got {name!r}")
-    if name in _REGISTRY:
-        # Replacing silently would let a plugin change what "face" means under the same cache keys.
-        raise ValueError(f"a feature extractor named {name!r} is already registered; choose another name, or unregister_extractor() it first")
-    _REGISTRY[name] = _Entry(factory, input_convention)
+    _REGISTRY.add(name, _Entry(factory, input_convention))
     return factory
 
 
 def unregister_extractor(name: str) -> None:
     """Remove a registered extractor (tests use this to clean up); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    _REGISTRY.remove(name)
 
 
 def available_extractors() -> list[str]:
     """Registered extractor names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_REGISTRY.names())
 
 
 def check_extractor_name(name: str) -> None:
     """Raise FaceganError (one line, listing the choices) if `name` is not registered."""
-    if name not in _REGISTRY:
-        raise FaceganError(f"unknown features '{name}'; choose one of: {', '.join(available_extractors())}")
+    _REGISTRY.check(name)
 
 
 def input_convention(name: str) -> str:
     """How the named extractor resizes/normalises its input (for protocols); '' if not stated."""
-    check_extractor_name(name)
-    return _REGISTRY[name].input_convention
+    return _REGISTRY.get(name).input_convention
 
 
 def get_extractor(name: str, **options: Any) -> FeatureExtractor:
     """Build the extractor registered as `name`; unknown names are a one-line FaceganError."""
-    check_extractor_name(name)
-    extractor = _REGISTRY[name].factory(**options)
+    extractor = _REGISTRY.get(name).factory(**options)
     for attribute in ("name", "version", "dim", "features"):
         if not hasattr(extractor, attribute):
             raise TypeError(f"extractor '{name}' has no '{attribute}'; it must follow metrics.features.FeatureExtractor")

@@ -12,6 +12,7 @@ from torch import nn
 
 from facegan.errors import FaceganError
 from facegan.models.config import ModelConfig
+from facegan.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -48,32 +49,25 @@ class Architecture:
     """None when the discriminator built for a config gives correct per-sample gradients, else why not."""
 
 
-_ARCHITECTURES: dict[str, Architecture] = {}
+_ARCHITECTURES: Registry[Architecture] = Registry("architecture", unknown="unknown model.architecture '{name}' (known: {known})")
 
 
 def register_architecture(name: str, *, generator: Callable[[ModelConfig], nn.Module],
                           discriminator: Callable[[ModelConfig], nn.Module], dp_safe: DPDeclaration) -> Architecture:
     """Add an architecture; `dp_safe(config)` must say why it cannot train privately (or None). Duplicate names are refused."""
-    if name in _ARCHITECTURES:
-        raise FaceganError(f"an architecture named '{name}' is already registered; pick another name")
     if not callable(dp_safe):
         raise FaceganError(f"architecture '{name}': dp_safe must be a function of the model config (always_dp_safe, never_dp_safe(...))")
-    architecture = Architecture(name, generator, discriminator, dp_safe)
-    _ARCHITECTURES[name] = architecture
-    return architecture
+    return _ARCHITECTURES.add(name, Architecture(name, generator, discriminator, dp_safe))
 
 
 def unregister_architecture(name: str) -> None:
     """Remove a registered architecture (for tests and plug-ins that register temporarily)."""
-    _ARCHITECTURES.pop(name, None)
+    _ARCHITECTURES.remove(name)
 
 
 def available_architectures() -> tuple[str, ...]:
-    return tuple(_ARCHITECTURES)
+    return tuple(_ARCHITECTURES.names())
 
 
 def get_architecture(name: str) -> Architecture:
-    try:
-        return _ARCHITECTURES[name]
-    except KeyError:
-        raise FaceganError(f"unknown model.architecture '{name}' (known: {', '.join(_ARCHITECTURES)})") from None
+    return _ARCHITECTURES.get(name)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from facegan.registry import Registry
+
 
 @dataclass
 class Figure:
@@ -44,21 +46,14 @@ class ReportSection:
 
 
 SectionBuilder = Callable[[Path], "ReportSection | None"]
-_BUILDERS: list[tuple[int, str, SectionBuilder]] = []
+_BUILDERS: Registry[tuple[int, SectionBuilder]] = Registry("report section")
 
 
 def register_section(name: str, order: int) -> Callable[[SectionBuilder], SectionBuilder]:
-    """Decorator: add a section builder; sections appear sorted by `order`. A name already registered is a ValueError."""
+    """Decorator: add a section builder; sections appear sorted by `order`. A name already registered is refused."""
 
     def decorate(builder: SectionBuilder) -> SectionBuilder:
-        for _order, registered, existing in _BUILDERS:
-            if registered == name:
-                raise ValueError(
-                    f"a report section named {name!r} is already registered ({existing.__module__}.{existing.__qualname__}); "
-                    "choose another name, or unregister_section() it first"
-                )
-        _BUILDERS.append((order, name, builder))
-        _BUILDERS.sort(key=lambda entry: entry[0])
+        _BUILDERS.add(name, (order, builder))
         return builder
 
     return decorate
@@ -66,9 +61,9 @@ def register_section(name: str, order: int) -> Callable[[SectionBuilder], Sectio
 
 def unregister_section(name: str) -> None:
     """Remove a registered section builder (tests use this to clean up); unknown names are ignored."""
-    _BUILDERS[:] = [entry for entry in _BUILDERS if entry[1] != name]
+    _BUILDERS.remove(name)
 
 
 def registered_sections() -> list[tuple[int, str, SectionBuilder]]:
     """Builders in report order (core sections are registered on import of facegan.report.card)."""
-    return list(_BUILDERS)
+    return sorted(((order, name, builder) for name, (order, builder) in _BUILDERS.items()), key=lambda entry: entry[0])

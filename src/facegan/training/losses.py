@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from facegan.errors import FaceganError
+from facegan.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -37,32 +37,26 @@ class AdversarialLoss:
         return self.real_sample_losses(real_logits).mean() + self.fake_batch_loss(fake_logits)
 
 
-_LOSSES: dict[str, AdversarialLoss] = {}
+_LOSSES: Registry[AdversarialLoss] = Registry("loss", unknown="unknown loss.kind '{name}' (known: {known})")
 
 
 def register_loss(loss: AdversarialLoss) -> AdversarialLoss:
     """Add a loss under its name; a name already taken is refused (no silent replacement)."""
-    if loss.name in _LOSSES:
-        raise FaceganError(f"a loss named '{loss.name}' is already registered; pick another name")
-    _LOSSES[loss.name] = loss
-    return loss
+    return _LOSSES.add(loss.name, loss)
 
 
 def unregister_loss(name: str) -> None:
     """Remove a registered loss (for tests and plug-ins that register temporarily)."""
-    _LOSSES.pop(name, None)
+    _LOSSES.remove(name)
 
 
 def available_losses() -> tuple[str, ...]:
-    return tuple(_LOSSES)
+    return tuple(_LOSSES.names())
 
 
 def get_loss(kind: str) -> AdversarialLoss:
     """The registered loss called `kind` (`loss.kind` in the config)."""
-    try:
-        return _LOSSES[kind]
-    except KeyError:
-        raise FaceganError(f"unknown loss.kind '{kind}' (known: {', '.join(_LOSSES)})") from None
+    return _LOSSES.get(kind)
 
 
 # BCE with logits: -log sigmoid(real) - log(1 - sigmoid(fake)) = softplus(-real) + softplus(fake);
