@@ -199,6 +199,7 @@ def test_nproc_per_node_ctrl_c_exits_130_without_traceback_and_resumes(faces16, 
     (["--nproc-per-node", "0"], {}, "--nproc-per-node must be at least 1, got 0"),
     (["--nproc-per-node", "2", "--dp-epsilon", "10"], {}, "differentially private training runs in one process"),
     (["--nproc-per-node", "2"], {"WORLD_SIZE": "2"}, "drop it when running under torchrun (WORLD_SIZE is set)"),
+    (["--nproc-per-node", "2", "--batch-size", "7"], {}, "batch_size 7 must divide evenly over 2 processes"),  # once, not per worker
 ])
 def test_nproc_per_node_refusals(faces16, tmp_path, monkeypatch, capsys, extra, env, message):
     from facegan.cli.main import main
@@ -210,6 +211,18 @@ def test_nproc_per_node_refusals(faces16, tmp_path, monkeypatch, capsys, extra, 
     err = capsys.readouterr().err
     assert code == 2 and err.count("error:") == 1 and message in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_nproc_per_node_failed_worker_is_one_line_and_its_exit_code(tmp_path):
+    import subprocess
+
+    process = subprocess.run(_launcher(tmp_path / "missing", tmp_path / "run", 0.016), capture_output=True, text=True, timeout=120,
+                             env=_launcher_env())
+    assert process.returncode == 2, process.stderr[-3000:]  # the worker's own user-error code
+    assert "dataset not found" in process.stderr  # the worker's message reaches the terminal
+    assert "Traceback" not in process.stderr and "ChildFailedError" not in process.stderr, process.stderr[-3000:]
+    assert process.stderr.count("exited with code 2 (see its message above)") == 1
 
 
 def test_nproc_per_node_refuses_resuming_a_private_run(faces16, tmp_path, monkeypatch, capsys):
