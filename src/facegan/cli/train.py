@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from facegan.cli.common import ExamplesFormatter
 from facegan.cli.progress import TrainingProgress
@@ -17,7 +18,7 @@ examples:
   facegan train --data data/lfw32 --out runs/x --dry-run      # print the resolved config, do nothing
   facegan train --data data/lfw32 --out runs/private --dp-epsilon 10   # differentially private (preset dp)
   facegan train --out runs/lfw32 --resume --kimg 100          # continue exactly where it stopped
-  torchrun --nproc_per_node 2 -m facegan train --data data/lfw32 --out runs/ddp
+  facegan train --data data/lfw32 --out runs/ddp --nproc-per-node 2   # data-parallel, 2 processes (gloo on CPU)
 """
 
 
@@ -59,6 +60,8 @@ def register(commands) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                        help="data-parallel training in N processes on this machine (started under torch.distributed.run; not with --dp-*)")
     parser.set_defaults(handler=run)
 
 
@@ -171,6 +174,12 @@ def run(args: argparse.Namespace) -> int:
     from facegan import train
 
     config = build_config(args)
+    if args.nproc_per_node is not None:
+        from facegan.cli.launch import check_launch, launch, worker_argv
+
+        check_launch(args.nproc_per_node, config)
+        if args.nproc_per_node > 1 and not args.dry_run:
+            return launch(worker_argv(getattr(args, "argv", None) or sys.argv[1:]), args.nproc_per_node)
     if args.dry_run:
         config.validate()
         print(json.dumps(to_dict(config), indent=2, sort_keys=True))
