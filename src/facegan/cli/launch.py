@@ -23,8 +23,9 @@ def check_launch(nproc: int, config) -> None:
     if nproc > 1 and config.privacy.enabled:
         raise FaceganError(f"differentially private training runs in one process: drop {OPTION} (or train without --dp-*)")
     config.validate()
-    if config.batch_size % nproc:  # the training loop's own rule, checked once here rather than by every worker
-        raise FaceganError(f"batch_size {config.batch_size} must divide evenly over {nproc} processes")
+    from facegan.training.distributed import check_batch_split
+
+    check_batch_split(config.batch_size, nproc)  # the training loop's own rule, checked once here rather than by every worker
 
 
 def worker_argv(argv: list[str]) -> list[str]:

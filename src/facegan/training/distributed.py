@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from facegan.errors import FaceganError
+
 
 @dataclass
 class DistributedContext:
@@ -43,6 +45,12 @@ def init_distributed(device_type: str) -> DistributedContext:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def check_batch_split(batch_size: int, world_size: int) -> None:
+    """Each process takes an equal share of the global batch: refuse one that does not divide."""
+    if batch_size % world_size:
+        raise FaceganError(f"batch_size {batch_size} must divide evenly over {world_size} processes")
 
 
 def average_gradients(module: nn.Module, context: DistributedContext) -> None:

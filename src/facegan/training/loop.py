@@ -38,6 +38,7 @@ from facegan.training.distributed import (
     all_reduce_mean,
     any_rank,
     average_gradients,
+    check_batch_split,
     broadcast_module,
     init_distributed,
     shutdown_distributed,
@@ -508,8 +509,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     if config.runtime.num_threads > 0:
         torch.set_num_threads(config.runtime.num_threads)
     context = init_distributed(device.type)
-    if context.enabled and config.batch_size % context.world_size:
-        raise FaceganError(f"batch_size {config.batch_size} must divide evenly over {context.world_size} processes")
+    check_batch_split(config.batch_size, context.world_size)
     if device.type == "cuda" and context.enabled:
         device = torch.device("cuda", context.local_rank)
 
