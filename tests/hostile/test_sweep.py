@@ -1,0 +1,52 @@
+"""Hostile-user sweep over the merged CLI (issue 7 §1): each item ends in correct work or one
+`error:` line with exit status 2 — never a traceback."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from facegan.cli.main import main
+
+
+def _refused(argv, capsys) -> str:
+    """Run the CLI; it must exit 2 with exactly one `error:` line, and return that line."""
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.fixture
+def loop(tmp_path):
+    """Two symbolic links pointing at each other."""
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    return tmp_path / "loop1"
+
+
+@pytest.fixture
+def export(tmp_path):
+    from facegan.models import ModelConfig, build_generator, save_export
+
+    torch.manual_seed(0)
+    config = ModelConfig(resolution=16, channels=1, g_channels=16, min_channels=8)
+    return save_export(tmp_path / "export", build_generator(config), config, {"dataset_hash": "abc"})
+
+
+def test_prepare_from_a_symlink_loop_source_is_one_line(capsys, tmp_path, loop):
+    assert "loop1" in _refused(["data", "prepare", str(loop), str(tmp_path / "out"), "--size", "16"], capsys)
+
+
+def test_prepare_into_a_folder_under_a_symlink_loop_is_one_line(capsys, tmp_path, loop):
+    assert "loop1" in _refused(["data", "prepare", "builtin:lfw-subset", str(loop / "sub"), "--size", "16"], capsys)
+
+
+def test_sample_grid_under_a_symlink_loop_is_one_line(capsys, tmp_path, loop, export):
+    assert "loop1" in _refused(["sample", str(export), "--seeds", "0-1", "--grid", str(loop / "g.png")], capsys)
+
+
+def test_sample_out_dir_that_is_a_dangling_link_is_one_line(capsys, tmp_path, export):
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    assert "dangling" in _refused(["sample", str(export), "--seeds", "0-1", "--out-dir", str(tmp_path / "dangling")], capsys)
