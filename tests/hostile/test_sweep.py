@@ -50,3 +50,12 @@ def test_sample_grid_under_a_symlink_loop_is_one_line(capsys, tmp_path, loop, ex
 def test_sample_out_dir_that_is_a_dangling_link_is_one_line(capsys, tmp_path, export):
     os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
     assert "dangling" in _refused(["sample", str(export), "--seeds", "0-1", "--out-dir", str(tmp_path / "dangling")], capsys)
+
+
+def test_writable_check_refuses_a_dangling_link_before_any_work(tmp_path):
+    from facegan.errors import FaceganError
+    from facegan.files import check_writable_target
+
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    with pytest.raises(FaceganError, match="broken symbolic link"):
+        check_writable_target(tmp_path / "dangling" / "audit.json", "--out")
