@@ -372,13 +372,20 @@ class RunLock:
         self.release()
 
 
+def _read_small(path: Path) -> str:
+    """A run's JSON file as text; a FIFO in its place must not hang us, nor a device fill memory."""
+    from facegan.files import read_regular_file
+
+    return read_regular_file(path, 1 << 28).decode()
+
+
 def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise FaceganError(f"{what} not found: {path}")
     try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise FaceganError(f"{what} {path} is not valid JSON ({error}); re-create it") from None
+        value = json.loads(_read_small(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise FaceganError(f"{what} {path} is not valid JSON ({str(error)[:200]}); re-create it") from None
     except OSError as error:
         raise FaceganError(f"cannot read {what} {path} ({error.strerror})") from None
     if not isinstance(value, dict):
@@ -389,8 +396,8 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
 def _read_json_optional(path: Path) -> dict[str, Any] | None:
     """A JSON object, or None when the file is missing or broken (results that a report may lack)."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        value = json.loads(_read_small(path))
+    except (OSError, FaceganError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -59,3 +59,37 @@ def test_writable_check_refuses_a_dangling_link_before_any_work(tmp_path):
     os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
     with pytest.raises(FaceganError, match="broken symbolic link"):
         check_writable_target(tmp_path / "dangling" / "audit.json", "--out")
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000  # valid JSON that json.loads cannot nest (RecursionError)
+
+
+def test_run_json_files_that_are_fifos_or_nested_too_deep_read_as_missing_not_a_hang(tmp_path):
+    from facegan.run import Run
+
+    run = Run(tmp_path)
+    os.mkfifo(run.metrics_path)
+    run.summary_path.write_text(DEEP_JSON)
+    assert run.read_metrics() is None and run.read_summary() is None
+
+
+def test_run_config_nested_too_deep_is_a_facegan_error(tmp_path):
+    from facegan.errors import FaceganError
+    from facegan.run import Run
+
+    run = Run(tmp_path)
+    run.config_path.write_text(DEEP_JSON)
+    with pytest.raises(FaceganError, match="not valid JSON"):
+        run.read_config()
+
+
+def test_export_config_nested_too_deep_is_one_line(capsys, tmp_path, export):
+    (export / "config.json").write_text(DEEP_JSON)
+    assert "corrupt" in _refused(["sample", str(export), "--seeds", "0", "--grid", str(tmp_path / "g.png")], capsys)
+
+
+def test_audit_json_nested_too_deep_is_not_an_audit_and_never_overwritten(tmp_path):
+    from facegan.privacy.audit_result import load_audit
+
+    (tmp_path / "audit.json").write_text(DEEP_JSON)
+    assert load_audit(tmp_path) is None
