@@ -190,7 +190,7 @@ class Run:
         """Drop stats lines written after the checkpoint a run resumes from (a killed run may have some)."""
         if not self.stats_path.exists():
             return
-        kept = [line for line in iter_stats(self.stats_path) if float(line.get("kimg", 0.0)) <= max_kimg + 1e-9]
+        kept = [line for line in iter_stats(self.stats_path) if not _is_number(line.get("kimg")) or line["kimg"] <= max_kimg + 1e-9]
         from facegan.files import write_bytes_atomic
 
         write_bytes_atomic(self.stats_path, "".join(json.dumps(line) + "\n" for line in kept).encode())
@@ -290,6 +290,11 @@ def is_export_folder(path: str | os.PathLike) -> bool:
     """Whether `path` holds an export's two files (their content is checked when it is loaded)."""
     folder = Path(path)
     return (folder / EXPORT_CONFIG_NAME).is_file() and (folder / EXPORT_WEIGHTS_NAME).is_file()
+
+
+def _is_number(value: Any) -> bool:
+    """A real number (bool is not one): a hand-edited stats line may hold "abc", null or a list as kimg."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def iter_stats(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

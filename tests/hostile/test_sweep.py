@@ -93,3 +93,12 @@ def test_audit_json_nested_too_deep_is_not_an_audit_and_never_overwritten(tmp_pa
 
     (tmp_path / "audit.json").write_text(DEEP_JSON)
     assert load_audit(tmp_path) is None
+
+
+def test_resume_truncation_keeps_hand_edited_stats_lines_whose_kimg_is_not_a_number(tmp_path):
+    from facegan.run import Run
+
+    run = Run(tmp_path)
+    run.stats_path.write_text('{"kimg": 0.1}\n{"kimg": 0.5}\n{"kimg": "abc"}\n{"kimg": null}\n{"kimg": [1]}\n')
+    run.truncate_stats(0.2)  # was ValueError/TypeError from float()
+    assert [line["kimg"] for line in run.read_stats()] == [0.1, "abc", None, [1]]
