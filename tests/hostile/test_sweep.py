@@ -102,3 +102,11 @@ def test_resume_truncation_keeps_hand_edited_stats_lines_whose_kimg_is_not_a_num
     run.stats_path.write_text('{"kimg": 0.1}\n{"kimg": 0.5}\n{"kimg": "abc"}\n{"kimg": null}\n{"kimg": [1]}\n')
     run.truncate_stats(0.2)  # was ValueError/TypeError from float()
     assert [line["kimg"] for line in run.read_stats()] == [0.1, "abc", None, [1]]
+
+
+@pytest.mark.parametrize("config", ["x", None, {"data": 5}])
+def test_train_api_with_something_other_than_a_config_is_a_facegan_error(config):
+    import facegan
+
+    with pytest.raises(facegan.FaceganError, match="TrainConfig"):
+        facegan.train(config)  # was AttributeError: ... has no attribute 'privacy'
