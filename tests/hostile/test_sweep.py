@@ -110,3 +110,16 @@ def test_train_api_with_something_other_than_a_config_is_a_facegan_error(config)
 
     with pytest.raises(facegan.FaceganError, match="TrainConfig"):
         facegan.train(config)  # was AttributeError: ... has no attribute 'privacy'
+
+
+def test_cli_with_stdout_closed_does_its_work_without_a_traceback(tmp_path, export):
+    import subprocess
+    import sys
+
+    import facegan
+
+    src = str(os.path.dirname(os.path.dirname(facegan.__file__)))
+    grid = tmp_path / "g.png"
+    command = f'"{sys.executable}" -m facegan sample "{export}" --seeds 0-1 --grid "{grid}" >&-'
+    done = subprocess.run(["bash", "-c", command], env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr and grid.is_file(), done.stderr
