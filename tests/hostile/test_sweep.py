@@ -123,3 +123,12 @@ def test_cli_with_stdout_closed_does_its_work_without_a_traceback(tmp_path, expo
     command = f'"{sys.executable}" -m facegan sample "{export}" --seeds 0-1 --grid "{grid}" >&-'
     done = subprocess.run(["bash", "-c", command], env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr and grid.is_file(), done.stderr
+
+
+def test_report_of_a_run_whose_metrics_json_is_garbage_says_so(tmp_path):
+    from facegan.report.card import metrics_section
+    from facegan.run import Run
+
+    Run(tmp_path).metrics_path.write_text("garbage")
+    section = metrics_section(tmp_path)  # was None: the metrics vanished from the report without a word
+    assert section is not None and "facegan eval" in " ".join(section.readings)

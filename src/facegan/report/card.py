@@ -149,6 +149,9 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
 def metrics_section(run: Path) -> ReportSection | None:
     metrics = Run(run).read_metrics()
     if metrics is None:
+        if os.path.lexists(Run(run).metrics_path):  # there but unreadable: say so rather than drop the section silently
+            return ReportSection("Quality metrics", [
+                f"{Run(run).metrics_path} is not a readable metrics file (not a JSON object); run `facegan eval` again to rewrite it."])
         return None
     values = metrics.get("metrics", {})
     protocol = metrics.get("protocol", {})
