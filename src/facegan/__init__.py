@@ -23,6 +23,12 @@ def train(config: TrainConfig, **options: Any) -> TrainResult:
     Options as `facegan.training.loop.train` (resume, progress, ...). The router lives here, above both
     training and privacy, so that training never has to import privacy.
     """
+    from facegan.training.config import TrainConfig
+
+    if not isinstance(config, TrainConfig):
+        raise FaceganError(
+            f"facegan.train needs a TrainConfig (facegan.training.config.TrainConfig), got {type(config).__name__}"
+        )
     if config.privacy.enabled:
         from facegan.privacy.training import train_private
 

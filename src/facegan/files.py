@@ -55,6 +55,8 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output", probe
         try:
             mode = os.stat(probe).st_mode
         except FileNotFoundError:
+            if os.path.islink(probe):  # mkdir would fail on it after the slow work ("File exists")
+                raise FaceganError(f"cannot write {what} in {folder}: {probe} is a broken symbolic link; choose another path") from None
             if probe.parent == probe:
                 break
             probe = probe.parent

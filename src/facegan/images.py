@@ -172,7 +172,11 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write uint8 HWC atomically in the format the suffix names (.png, .jpg/.jpeg at quality 95, lossless .webp, .bmp)."""
     path = check_image_path(path)
     payload = image_bytes(image, path.suffix)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a dangling or looping link, or a file, where the folder should be
+        reason = "a file or a broken or looping link is in the way" if isinstance(error, FileExistsError) else error.strerror or error
+        raise FaceganError(f"cannot create the folder {path.parent} for {path.name}: {reason}; give another path") from None
     write_bytes_atomic(path, payload)
     return path
 

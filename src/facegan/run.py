@@ -190,7 +190,7 @@ class Run:
         """Drop stats lines written after the checkpoint a run resumes from (a killed run may have some)."""
         if not self.stats_path.exists():
             return
-        kept = [line for line in iter_stats(self.stats_path) if float(line.get("kimg", 0.0)) <= max_kimg + 1e-9]
+        kept = [line for line in iter_stats(self.stats_path) if not _is_number(line.get("kimg")) or line["kimg"] <= max_kimg + 1e-9]
         from facegan.files import write_bytes_atomic
 
         write_bytes_atomic(self.stats_path, "".join(json.dumps(line) + "\n" for line in kept).encode())
@@ -292,6 +292,11 @@ def is_export_folder(path: str | os.PathLike) -> bool:
     return (folder / EXPORT_CONFIG_NAME).is_file() and (folder / EXPORT_WEIGHTS_NAME).is_file()
 
 
+def _is_number(value: Any) -> bool:
+    """A real number (bool is not one): a hand-edited stats line may hold "abc", null or a list as kimg."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def iter_stats(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Complete JSON-object lines of a stats.jsonl (torn or foreign lines are skipped)."""
     path = Path(path)
@@ -372,13 +377,20 @@ class RunLock:
         self.release()
 
 
+def _read_small(path: Path) -> str:
+    """A run's JSON file as text; a FIFO in its place must not hang us, nor a device fill memory."""
+    from facegan.files import read_regular_file
+
+    return read_regular_file(path, 1 << 28).decode()
+
+
 def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise FaceganError(f"{what} not found: {path}")
     try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise FaceganError(f"{what} {path} is not valid JSON ({error}); re-create it") from None
+        value = json.loads(_read_small(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise FaceganError(f"{what} {path} is not valid JSON ({str(error)[:200]}); re-create it") from None
     except OSError as error:
         raise FaceganError(f"cannot read {what} {path} ({error.strerror})") from None
     if not isinstance(value, dict):
@@ -389,8 +401,8 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
 def _read_json_optional(path: Path) -> dict[str, Any] | None:
     """A JSON object, or None when the file is missing or broken (results that a report may lack)."""
     try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        value = json.loads(_read_small(path))
+    except (OSError, FaceganError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -42,12 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _occupy_closed_standard_streams() -> None:
+    """Run with stdout/stderr closed (`facegan ... >&-`), Python sets them to None (flush() would raise
+    AttributeError) and the next file we open would get fd 1 or 2, so stray writes could land in it:
+    point each closed one at /dev/null."""
+    for number, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            descriptor = os.open(os.devnull, os.O_WRONLY)
+            if descriptor != number:
+                os.dup2(descriptor, number)
+                os.close(descriptor)
+            setattr(sys, name, open(number, "w", closefd=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print `error: ...` on one line and exit with status 2.
 
     Exit codes: 0 success, 2 a user error, 130 interrupted by Ctrl-C (training stops cleanly first),
     141 the reader of our output went away (`facegan ... | head -1`), as for any Unix tool killed by SIGPIPE.
     """
+    _occupy_closed_standard_streams()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -72,7 +72,8 @@ def absolute_path(path: str | os.PathLike) -> Path:
 
 def paths_overlap(first: Path, second: Path) -> bool:
     """Whether two folders are the same or one lies inside the other, links resolved."""
-    first, second = first.resolve(), second.resolve()
+    # realpath, not Path.resolve(): a symlink loop makes resolve() raise RuntimeError on Python 3.11.
+    first, second = Path(os.path.realpath(first)), Path(os.path.realpath(second))
     return first == second or first in second.parents or second in first.parents
 
 
@@ -95,7 +96,8 @@ def check_output_folder(path: str | os.PathLike) -> Path:
         here = Path.cwd().resolve()
     except OSError:  # the current folder was deleted under us
         here = None
-    if here is not None and (here == folder.resolve() or folder.resolve() in here.parents):
+    real = Path(os.path.realpath(folder))  # never raises on a symlink loop, unlike Path.resolve()
+    if here is not None and (here == real or real in here.parents):
         raise FaceganError(f"output {given} is (or holds) the current folder; give a new folder path for the prepared dataset")
     if folder.exists():
         if not folder.is_dir():

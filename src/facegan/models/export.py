@@ -245,7 +245,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     try:
         config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         raise FaceganError(f"{config_path} is corrupt; export the model again") from None
     except OSError as error:
         raise FaceganError(f"cannot read {config_path} ({error.strerror})") from None

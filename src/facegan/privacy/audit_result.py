@@ -148,7 +148,7 @@ def load_audit(folder: str | os.PathLike) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         return None
     return data if isinstance(data, dict) and data.get("format") == AUDIT_FORMAT else None
 

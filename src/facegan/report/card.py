@@ -22,7 +22,7 @@ from facegan.run import Run, is_export_folder
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         return None
     return value if isinstance(value, dict) else None
 
@@ -149,6 +149,9 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
 def metrics_section(run: Path) -> ReportSection | None:
     metrics = Run(run).read_metrics()
     if metrics is None:
+        if os.path.lexists(Run(run).metrics_path):  # there but unreadable: say so rather than drop the section silently
+            return ReportSection("Quality metrics", [
+                f"{Run(run).metrics_path} is not a readable metrics file (not a JSON object); run `facegan eval` again to rewrite it."])
         return None
     values = metrics.get("metrics", {})
     protocol = metrics.get("protocol", {})
@@ -259,7 +262,7 @@ def build_report(run: str | Path, out: str | Path | None = None) -> Path:
     for _order, name, builder in registered_sections():
         try:
             section = builder(target.path)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
             # A results file of another facegan version (or edited by hand) costs its section, not the whole report.
             section = ReportSection(name.replace("-", " ").capitalize(), [
                 f"This section could not be built from the files in {target.path} ({type(error).__name__}: {error}); "
