@@ -132,3 +132,22 @@ def test_report_of_a_run_whose_metrics_json_is_garbage_says_so(tmp_path):
     Run(tmp_path).metrics_path.write_text("garbage")
     section = metrics_section(tmp_path)  # was None: the metrics vanished from the report without a word
     assert section is not None and "facegan eval" in " ".join(section.readings)
+
+
+def test_a_malformed_command_line_is_one_error_line(capsys):
+    """argparse's own refusals (non-numeric values, missing arguments, unknown choices) are one line too."""
+    from facegan.cli.main import main
+
+    for argv in (["train", "--out", "r", "--batch-size", "nan"], ["sample"], ["data", "split", "d", "--by", "bogus"], ["nonsense"]):
+        assert main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: facegan"), (argv, lines)
+
+
+def test_dp_epsilon_zero_or_negative_says_so(tmp_path, capsys):
+    from facegan.cli.main import main
+
+    for value in ("0", "-1"):
+        assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--dp-epsilon", value, "--dry-run"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "--dp-epsilon must be positive" in err, err

@@ -161,7 +161,7 @@ def test_a_multi_line_user_error_prints_one_line(monkeypatch, capsys):
 def test_progress_bar_never_runs_past_its_total():
     import warnings
 
-    from facegan.cli.train import _ProgressBar
+    from facegan.cli.progress import _ProgressBar
 
     bar = _ProgressBar(enabled=True)
     with warnings.catch_warnings():

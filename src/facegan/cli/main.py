@@ -26,10 +26,17 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one `error:` line (exit 2) rather than the usage block plus a line."""
+
+    def error(self, message: str):
+        raise FaceganError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from facegan.cli import audit, data, eval, report, sample, train
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="facegan",
         description="Privacy-aware synthetic faces: prepare data, train GANs, sample, measure.",
         epilog=EXAMPLES,

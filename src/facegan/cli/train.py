@@ -159,6 +159,9 @@ def build_config(args: argparse.Namespace):
         return config
     config = resolve_config(args.preset or ("dp" if privacy else "default"), updates, args.overrides)
     if privacy and not config.privacy.enabled:
+        for flag, key in (("--dp-epsilon", "epsilon"), ("--dp-noise-multiplier", "noise_multiplier")):
+            if key in privacy:
+                raise FaceganError(f"{flag} must be positive to turn differential privacy on, got {privacy[key]:g}")
         raise FaceganError("--dp-* options need --dp-epsilon or --dp-noise-multiplier to turn differential privacy on")
     if config.privacy.enabled:
         # TrainConfig.validate checks ranges only (training never imports privacy); whether the recipe can be
