@@ -8,14 +8,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from facegan.cli.main import main
-
-
-def _refused(argv, capsys):
-    """Run the CLI; it must exit 2 with exactly one `error:` line, and return that line."""
-    assert main(argv) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
+from tests.hostile.helpers import refused as _refused
 
 
 @pytest.fixture
