@@ -97,8 +97,9 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     print(f"[4/6] measuring quality in dlib's face space ({num_eval} generated faces each)")
     quality = {}
     for name, run in runs.items():
-        if _is_current(run.metrics_path, run):
-            quality[name] = run.read_metrics()["metrics"]
+        saved = run.read_metrics() if _is_current(run.metrics_path, run) else None
+        if isinstance(saved, dict) and isinstance(saved.get("metrics"), dict):  # a broken file is measured again
+            quality[name] = saved["metrics"]
             continue
         result = evaluate(run.path, train_set.path, num=num_eval, features="face", progress=False)
         result.save(run.metrics_path)
@@ -106,8 +107,9 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     print(f"[5/6] auditing both models for memorisation, membership inference and identity leakage")
     audits = {}
     for name, run in runs.items():
-        if _is_current(run.audit_path, run):
-            audits[name] = run.read_audit()
+        saved = run.read_audit() if _is_current(run.audit_path, run) else None
+        if isinstance(saved, dict) and "membership" in saved:
+            audits[name] = saved
             continue
         audit = audit_generator(run.path, train_set, holdout_set, num_samples=num_eval, progress=False)
         audit.save(run.path)

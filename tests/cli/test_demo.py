@@ -21,3 +21,7 @@ def test_demo_writes_everything_and_reuses_it(tmp_path, capsys):
     run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, num_eval=32, progress=False)
     assert "reusing finished run" in capsys.readouterr().out and "reusing" not in first
     assert all((out / name).stat().st_mtime == mtime for name, mtime in mtimes.items())  # nothing measured or trained twice
+
+    (out / "default" / "metrics.json").write_text("{garbage")  # a broken result is measured again, not a traceback
+    run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, num_eval=32, progress=False)
+    assert json.loads((out / "default" / "metrics.json").read_text())["metrics"]["fd"] >= 0
