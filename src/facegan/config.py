@@ -254,12 +254,36 @@ def save_json(data: Any, path: str | Path) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
+# JSON facegan reads is small; a larger file (or a device in its place) is refused, not read whole.
+MAX_JSON_BYTES = 1 << 28
+
+
 def load_json(path: str | Path, what: str = "file") -> Any:
-    """Read JSON with one clear error line when missing or broken."""
+    """Read JSON with one clear error line when missing or broken (a FIFO in its place never hangs us)."""
+    from facegan.files import read_regular_file
+
     path = Path(path)
     if not path.is_file():
         raise FaceganError(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise FaceganError(f"{what} {path} is not valid JSON ({error}); re-create it") from None
+        return json.loads(read_regular_file(path, MAX_JSON_BYTES).decode())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: "[[[[..." nested too deep
+        raise FaceganError(f"{what} {path} is not valid JSON ({str(error)[:200]}); re-create it") from None
+    except OSError as error:
+        raise FaceganError(f"cannot read {what} {path} ({error.strerror})") from None
+
+
+def load_json_object(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """load_json, and the value must be a JSON object."""
+    value = load_json(path, what)
+    if not isinstance(value, dict):
+        raise FaceganError(f"{what} {path} is not a JSON object; re-create it")
+    return value
+
+
+def load_json_optional(path: str | Path) -> dict[str, Any] | None:
+    """A JSON object, or None when the file is missing or broken (results a report may lack)."""
+    try:
+        return load_json_object(path)
+    except FaceganError:
+        return None

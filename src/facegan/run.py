@@ -377,38 +377,20 @@ class RunLock:
         self.release()
 
 
-def _read_small(path: Path) -> str:
-    """A run's JSON file as text; a FIFO in its place must not hang us, nor a device fill memory."""
-    from facegan.files import read_regular_file
-
-    return read_regular_file(path, 1 << 28).decode()
-
-
 def _read_json_object(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise FaceganError(f"{what} not found: {path}")
-    try:
-        value = json.loads(_read_small(path))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise FaceganError(f"{what} {path} is not valid JSON ({str(error)[:200]}); re-create it") from None
-    except OSError as error:
-        raise FaceganError(f"cannot read {what} {path} ({error.strerror})") from None
-    if not isinstance(value, dict):
-        raise FaceganError(f"{what} {path} is not a JSON object; re-create it")
-    return value
+    from facegan.config import load_json_object
+
+    return load_json_object(path, what)
 
 
 def _read_json_optional(path: Path) -> dict[str, Any] | None:
-    """A JSON object, or None when the file is missing or broken (results that a report may lack)."""
-    try:
-        value = json.loads(_read_small(path))
-    except (OSError, FaceganError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+    from facegan.config import load_json_optional
+
+    return load_json_optional(path)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    from facegan.files import write_bytes_atomic
+    from facegan.config import save_json
 
-    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    save_json(data, path)
     return path

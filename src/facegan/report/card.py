@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import time
 from pathlib import Path
@@ -12,19 +11,12 @@ from typing import Any
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.config import load_json_optional
 from facegan.files import write_bytes_atomic
 from facegan.images import make_grid, png_bytes, upscale_nearest
 from facegan.plots import line_plot_png, plot_training_curves, read_stats
 from facegan.report.sections import Figure, ReportSection, Table, register_section, registered_sections
 from facegan.run import Run, is_export_folder
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _format(value: Any) -> str:
@@ -36,7 +28,7 @@ def _format(value: Any) -> str:
 # ---- core sections -------------------------------------------------------------------------------
 @register_section("overview", order=10)
 def overview_section(run: Path) -> ReportSection | None:
-    config = _read_json(Run(run).config_path)
+    config = load_json_optional(Run(run).config_path)
     if config is None:
         return None
     summary = Run(run).read_summary() or {}
@@ -116,7 +108,7 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
     from facegan.data.dataset import FaceDataset
     from facegan.models.export import load_generator
 
-    config = _read_json(Run(run).config_path)
+    config = load_json_optional(Run(run).config_path)
     if config is None:
         return None
     try:

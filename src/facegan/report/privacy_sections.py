@@ -6,10 +6,10 @@ The audit section appears once `facegan audit RUN` has run.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from facegan.config import load_json_optional
 from facegan.privacy.audit_result import load_audit
 from facegan.report.sections import Figure, ReportSection, Table, register_section
 from facegan.run import EXPORT_CONFIG_NAME, Run
@@ -87,9 +87,8 @@ def _identity_table(identity: dict[str, Any]) -> Table:
 def _stale_note(run: Path, audit: dict[str, Any]) -> str | None:
     """A reading when the run's export has trained on since the audit was taken."""
     audited_kimg = audit.get("target", {}).get("kimg")
-    try:
-        current_kimg = json.loads((Run(run).export_dir / EXPORT_CONFIG_NAME).read_text()).get("kimg")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    current_kimg = (load_json_optional(Run(run).export_dir / EXPORT_CONFIG_NAME) or {}).get("kimg")
+    if not isinstance(current_kimg, (int, float)):
         return None
     if audited_kimg is not None and current_kimg is not None and abs(float(current_kimg) - float(audited_kimg)) > 1e-9:
         return f"This audit is of the model at {audited_kimg:g} kimg, but the run's export is now at {current_kimg:g} kimg; run `facegan audit` again."
@@ -133,11 +132,8 @@ def differential_privacy_section(run: Path) -> ReportSection | None:
     """The (epsilon, delta) guarantee of a DP run, from its export, and epsilon spent over training."""
     from facegan.plots import line_plot_png, read_stats
 
-    export_config = Run(run).export_dir / EXPORT_CONFIG_NAME
-    if not export_config.is_file():
-        return None
-    guarantee = json.loads(export_config.read_text()).get("dp")
-    if not guarantee:
+    guarantee = (load_json_optional(Run(run).export_dir / EXPORT_CONFIG_NAME) or {}).get("dp")
+    if not isinstance(guarantee, dict) or not guarantee:
         return None
     rows = [
         ["guarantee", f"({guarantee['epsilon']:.3f}, {guarantee['delta']:.3g})-differential privacy for every training face"],
