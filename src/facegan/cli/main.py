@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (data, train, sample, eval, report, audit):
         module.register(commands)
+    try:  # issue 8: `facegan synth` (the guard goes once facegan.recognition is merged)
+        from facegan.cli import synth; synth.register(commands)  # noqa: E702
+    except ImportError:
+        pass
     return parser
 
 
