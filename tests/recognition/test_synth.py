@@ -217,3 +217,16 @@ def test_cli_explicit_reference_replaces_the_default(pixel, tmp_path, monkeypatc
                            "--recogniser", pixel, "--reference", str(other), "--no-progress"], capsys)
     assert code == 0, err
     assert FaceDataset.load(tmp_path / "synth").manifest["synth"]["num_rejected"] == 1
+
+
+def test_cli_shows_a_progress_bar_in_identities(pixel, tmp_path, monkeypatch, capsys):
+    import facegan.models.export as export_module
+    from tests.recognition.synth_fakes import make_run
+
+    run, loader = make_run(tmp_path / "run", None)
+    monkeypatch.setattr(export_module, "load_generator", loader)
+    code, out, err = _cli(["synth", str(run), "--identities", "3", "--per-identity", "2", "--out", str(tmp_path / "synth"),
+                           "--recogniser", pixel], capsys)
+    assert code == 0, err
+    assert "synth: 100%" in err and "3/3" in err
+    assert "note: the model records no training dataset; synthetic identities were NOT checked" in out

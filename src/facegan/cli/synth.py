@@ -45,9 +45,27 @@ def register(commands) -> None:
     synth.set_defaults(handler=run_synth)
 
 
+def _parse_count(name: str, text: str, maximum: int, why: str) -> int:
+    value = parse_int(name, text, -(2**63))
+    if value < 2:
+        raise FaceganError(f"{name} must be at least 2 ({why}), got {value}")
+    if value > maximum:
+        raise FaceganError(f"{name} must be at most {maximum:,}, got {value:,}; make several datasets whose --seed ranges do not overlap")
+    return value
+
+
 def _check_out(out: Path, located, reference_path: Path | None) -> None:
     """Refuse an --out that is or lies in/around the run, the export or the reference dataset (it is replaced whole)."""
+    import stat
+
     from facegan.data.dataset import paths_overlap
+
+    try:
+        mode = out.lstat().st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISDIR(mode) and not stat.S_ISREG(mode) and not stat.S_ISLNK(mode):
+        raise FaceganError(f"--out {out} is a FIFO, socket or device, not a folder; give a new folder path for the synthetic dataset")
 
     places = [("the run", located.run.path if located.run is not None else None), ("the export", located.export_dir),
               ("the reference dataset", reference_path)]
@@ -60,9 +78,12 @@ def run_synth(args: argparse.Namespace) -> int:
     from facegan.data.dataset import FaceDataset, absolute_path, check_output_folder
     from facegan.run import Run
 
-    identities = parse_int("--identities", args.identities, 2, MAX_IDENTITIES)
-    per_identity = parse_int("--per-identity", args.per_identity, 2, MAX_PER_IDENTITY)
-    seed = parse_int("--seed", args.seed, 0, 2**63 - 1)
+    identities = _parse_count("--identities", args.identities, MAX_IDENTITIES, "different-identity pairs need two people")
+    per_identity = _parse_count("--per-identity", args.per_identity, MAX_PER_IDENTITY,
+                                "same-identity pairs need two images of each person; a recogniser learns from several")
+    seed = parse_int("--seed", args.seed, -(2**63))
+    if not 0 <= seed < 2**63:
+        raise FaceganError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     max_attempts = parse_int("--max-attempts", args.max_attempts, 1, MAX_ATTEMPTS)
     min_distance = None if args.min_distance is None else parse_float("--min-distance", args.min_distance, 0.0, 1e6)
     truncation = parse_float("--truncation", args.truncation, 0.0, 1.0)
@@ -92,20 +113,24 @@ def run_synth(args: argparse.Namespace) -> int:
         else:
             _check_out(out, located, reference.path)
 
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
+    bars = []
 
-        bar = tqdm(total=identities, unit="id", desc="synth", dynamic_ncols=True, file=sys.stderr)
+    def show_progress(done: int, total: int) -> None:
+        # The bar appears with the first identity, so a request refused up front prints only its error line.
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=total, unit="id", desc="synth", dynamic_ncols=True, file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
     try:
         dataset = synthesize_identities(
             generator, identities, per_identity, seed=seed, recogniser=args.recogniser, reference=reference,
             min_distance=min_distance, max_attempts=max_attempts, truncation=truncation, device=args.device,
-            progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None,
-            source=str(located.export_dir.resolve()),
+            progress=None if args.no_progress else show_progress, source=str(located.export_dir.resolve()),
         )
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
     path = dataset.save(out)
     print(summary_line(dataset, path))
