@@ -108,7 +108,7 @@ def ensure_synthetic(run: Path, real, path: Path, args: argparse.Namespace):
         return FaceDataset.load(path)
     dataset = synthesize_identities(
         load_generator(run), args.synth_identities, args.synth_per_identity, seed=args.seed,
-        recogniser=args.synth_recogniser, reference=real,
+        recogniser=args.synth_recogniser, reference=real, min_distance=args.synth_min_distance,
     )
     dataset.save(path)
     return FaceDataset.load(path)
@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument("--synth-identities", type=int, default=400)
     parser.add_argument("--synth-per-identity", type=int, default=10)
     parser.add_argument("--synth-recogniser", default="dlib-resnet", help="recogniser that rejects synthetic people too close to real ones")
+    # dlib was trained on photographs: on drawn faces its distances may all fall under 0.6 (a coloured
+    # pattern test saw ~0.2), so every candidate would be rejected; then lower this or use another recogniser.
+    parser.add_argument("--synth-min-distance", type=float, default=None, help="rejection distance (default: the recogniser's threshold)")
     parser.add_argument("--steps", type=int, default=3000, help="recogniser training steps, the same for every training set")
     parser.add_argument("--head", default="arcface", choices=("arcface", "cosface"))
     parser.add_argument("--embedding-size", type=int, default=128)

@@ -32,7 +32,9 @@ def test_writes_identity_labelled_dataset_with_names_seeds_and_figures(pixel, tm
     assert dataset.identity_names == ["s00000", "s00001", "s00002", "s00003"]
     synth = dataset.manifest["synth"]
     assert [record["identity_seed"] for record in synth["identities"]] == [10, 11, 12, 13]
-    assert synth["identities"][1]["nuisance_seeds"] == nuisance_seeds_for(11, 3)
+    assert "nuisance_seeds_for(identity_seed, K)" in synth["nuisance_seeds"]
+    # The recorded identity seed and the rule give the images back.
+    assert np.array_equal(dataset.images[3:6], FakeIdentityGenerator().sample_identity(11, nuisance_seeds_for(11, 3)))
     assert synth["num_rejected"] == 0 and synth["rejected"] == []
     figures = synth["consistency"]
     # The fake's identities are clearly apart in pixel space and its nuisance small: every pair right.
@@ -230,3 +232,38 @@ def test_cli_shows_a_progress_bar_in_identities(pixel, tmp_path, monkeypatch, ca
     assert code == 0, err
     assert "synth: 100%" in err and "3/3" in err
     assert "note: the model records no training dataset; synthetic identities were NOT checked" in out
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_closest_training_distance_matches_a_brute_force_search(metric):
+    from facegan.faces.match import pair_distances
+    from facegan.recognition.synth import _pairwise_min
+
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(7, 5)), rng.normal(size=(2500, 5))  # more rows than one chunk
+    distances, index = _pairwise_min(first, second, metric)
+    for row in range(len(first)):
+        brute = pair_distances(np.repeat(first[row : row + 1], len(second), 0), second, metric)
+        assert index[row] == brute.argmin() and distances[row] == pytest.approx(brute.min(), abs=1e-9)
+
+
+def test_default_dlib_recogniser_measures_in_euclidean_space():
+    from facegan.faces.align import dlib_model_path
+
+    try:
+        dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
+    except FaceganError as error:
+        pytest.skip(str(error))
+    from facegan.faces.match import pair_distances
+    from facegan.faces.recognisers import get_recogniser
+
+    train = training_faces(num_identities=2, per_identity=2)
+    # dlib sees these coloured patterns as near-identical non-faces (distances ~0.2), so no rejection here.
+    dataset = synthesize_identities(FakeIdentityGenerator(), 2, 2, reference=train, min_distance=0.0)
+    synth = dataset.manifest["synth"]
+    assert synth["recogniser"]["name"] == "dlib-resnet" and synth["recogniser"]["metric"] == "euclidean"
+    assert synth["recogniser"]["threshold"] == 0.6
+    dlib = get_recogniser("dlib-resnet")
+    generated, reference = dlib.embed(dataset.images[:2]), dlib.embed(train.images)
+    expected = min(pair_distances(np.repeat(row[None], len(reference), 0), reference).min() for row in generated)
+    assert synth["identities"][0]["closest_training_distance"] == pytest.approx(expected, abs=1e-5)

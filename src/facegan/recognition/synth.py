@@ -34,8 +34,11 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "IDENTITY_PREFIX",
     "MAX_PAIRS",
+    "NUISANCE_RULE",
+    "default_reference",
     "identity_name",
     "nuisance_seeds_for",
+    "summary_line",
     "synthesize_identities",
     "training_recogniser",
 ]
@@ -56,6 +59,9 @@ ProgressCallback = Callable[[int, int], None]
 def identity_name(index: int) -> str:
     """The name of the index-th synthetic identity: 0 -> 's00000'."""
     return f"{IDENTITY_PREFIX}{index:05d}"
+
+
+NUISANCE_RULE = "image j of an identity: facegan.recognition.synth.nuisance_seeds_for(identity_seed, K)[j] = first 8 bytes (little-endian) of sha256('facegan-synth:{identity_seed}:{j}') >> 1"
 
 
 def nuisance_seeds_for(identity_seed: int, count: int) -> list[int]:
@@ -211,6 +217,7 @@ def synthesize_identities(
     or a Recogniser. `reference`: the training faces new people must differ from (None: not checked, and
     the manifest says so). `progress(identities_done, identities)` is called after each accepted identity.
     `source` names the generator in messages and the manifest (default: its path when given as one).
+    `max_attempts` is the number of candidate identity seeds one identity slot may try before giving up.
     """
     from facegan.models.export import MAX_IMAGE_BYTES, check_truncation
 
@@ -289,7 +296,7 @@ def synthesize_identities(
             nuisance = nuisance_seeds_for(identity_seed, per_identity)
             images = _images_for(generator, identity_seed, nuisance, truncation)
             descriptors = np.asarray(recogniser.embed(images), dtype=np.float32)  # (K, D)
-            record: dict[str, Any] = {"name": name, "identity_seed": identity_seed, "nuisance_seeds": nuisance}
+            record: dict[str, Any] = {"name": name, "identity_seed": identity_seed}
             if reference_descriptors is not None:
                 distances, nearest = _pairwise_min(descriptors, reference_descriptors, rule.metric)
                 closest = int(distances.argmin())
@@ -339,6 +346,8 @@ def synthesize_identities(
             "seed": seed,
             "truncation": truncation,
             "per_identity": per_identity,
+            # Not listed per identity (that would be N x K numbers): derived from each identity seed.
+            "nuisance_seeds": NUISANCE_RULE,
             "min_distance": min_distance,
             "max_attempts": max_attempts,
             "recogniser": {
