@@ -284,7 +284,7 @@ def synthesize_identities(
     else:
         notes.append("no reference (training) faces given: synthetic identities were not checked against training people")
 
-    all_images: list[np.ndarray] = []
+    all_images: np.ndarray | None = None  # (N*K, H, W, C), allocated once the image size is known (no concatenate copy)
     all_descriptors: list[np.ndarray] = []
     records: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -296,6 +296,9 @@ def synthesize_identities(
             nuisance = nuisance_seeds_for(identity_seed, per_identity)
             images = _images_for(generator, identity_seed, nuisance, truncation)
             descriptors = np.asarray(recogniser.embed(images), dtype=np.float32)  # (K, D)
+            if descriptors.ndim != 2 or len(descriptors) != per_identity or (
+                    reference_descriptors is not None and descriptors.shape[1] != reference_descriptors.shape[1]):
+                raise FaceganError(f"recogniser {recogniser.name!r} returned {descriptors.shape} descriptors for {per_identity} images")
             record: dict[str, Any] = {"name": name, "identity_seed": identity_seed}
             if reference_descriptors is not None:
                 distances, nearest = _pairwise_min(descriptors, reference_descriptors, rule.metric)
@@ -313,7 +316,11 @@ def synthesize_identities(
                     continue
             record["attempts"] = attempt + 1
             records.append(record)
-            all_images.append(images)
+            if all_images is None:
+                all_images = np.empty((num_identities * per_identity, *images.shape[1:]), dtype=np.uint8)
+            elif images.shape[1:] != all_images.shape[1:]:
+                raise FaceganError(f"the generator's images changed shape from {all_images.shape[1:]} to {images.shape[1:]} between identities")
+            all_images[index * per_identity : (index + 1) * per_identity] = images
             all_descriptors.append(descriptors)
             break
         else:
@@ -326,7 +333,7 @@ def synthesize_identities(
         if progress is not None:
             progress(index + 1, num_identities)
 
-    images = np.concatenate(all_images)  # (N*K, H, W, C)
+    images = all_images
     identity = np.repeat(np.arange(num_identities, dtype=np.int64), per_identity)
     descriptors = np.concatenate(all_descriptors)
     consistency = _consistency(recogniser, descriptors, identity, num_identities, per_identity, seed)
