@@ -109,10 +109,18 @@ def test_same_recogniser_as_training_is_reported_not_independent(pixel):
     assert any("may flatter" in note for note in synth["notes"])
 
 
-def test_dlib_alias_counts_as_the_same_recogniser():
+def test_dlib_alias_and_recorded_version_count_as_the_same_recogniser():
     from facegan.recognition.synth import _canonical
 
-    assert _canonical("dlib") == _canonical("dlib-resnet") == "dlib-resnet"
+    # idgan's export records "dlib-resnet v1" (name and version); verify registers "dlib" as an alias.
+    assert _canonical("dlib") == _canonical("dlib-resnet") == _canonical("dlib-resnet v1") == _canonical({"name": "dlib"}) == "dlib-resnet"
+    assert _canonical("lbph") == "lbph" and _canonical(None) is None and _canonical("") is None
+
+
+def test_training_recogniser_recorded_with_its_version_is_not_independent(pixel):
+    generator = FakeIdentityGenerator(metadata={"identity": {"mode": "split-latent", "recogniser": f"{pixel} v1"}})
+    synth = synthesize_identities(generator, 2, 2, recogniser=pixel).manifest["synth"]
+    assert synth["recogniser"]["independent"] is False and synth["recogniser"]["training_recogniser"] == f"{pixel} v1"
 
 
 def test_plain_generator_is_refused_in_one_line(pixel):

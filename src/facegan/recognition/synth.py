@@ -73,16 +73,28 @@ def nuisance_seeds_for(identity_seed: int, count: int) -> list[int]:
     ]
 
 
-def _canonical(name: str | None) -> str | None:
-    return _ALIASES.get(name, name) if isinstance(name, str) else None
+def _canonical(name: Any) -> str | None:
+    """A recogniser as recorded ('dlib-resnet', 'dlib-resnet v1', 'dlib', {"name": ...}) -> its registered name."""
+    if isinstance(name, dict):
+        name = name.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    words = name.split()
+    # idgan records "NAME vVERSION"; the version does not make it another recogniser for this purpose.
+    if len(words) == 2 and words[1].startswith("v"):
+        words = words[:1]
+    name = " ".join(words)
+    return _ALIASES.get(name, name)
 
 
 def training_recogniser(generator: Any) -> str | None:
-    """The recogniser whose face space the generator was trained in (its export's metadata["identity"]["recogniser"]), or None."""
+    """The recogniser the generator was trained against, as its export records it (metadata["identity"]["recogniser"]), or None."""
     metadata = getattr(generator, "metadata", None)
     identity = metadata.get("identity") if isinstance(metadata, dict) else None
-    recogniser = identity.get("recogniser") if isinstance(identity, dict) else None
-    return recogniser if isinstance(recogniser, str) and recogniser else None
+    recorded = identity.get("recogniser") if isinstance(identity, dict) else None
+    if isinstance(recorded, dict):
+        recorded = " ".join(str(recorded[key]) for key in ("name", "version") if recorded.get(key) is not None) or None
+    return recorded if isinstance(recorded, str) and recorded.strip() else None
 
 
 def _resolve_recogniser(recogniser: Any, device: str) -> Any:
