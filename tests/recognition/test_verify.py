@@ -125,3 +125,53 @@ def test_existing_results_are_replaced_but_foreign_files_are_not(identities, tmp
     with pytest.raises(FaceganError, match="holds a pairs.csv that `facegan recog eval` did not write"):
         verify("pixel", identities, pairs, out_dir=foreign)
     assert (foreign / "pairs.csv").read_text() == "my own table\n"
+
+
+# ---- the CLI end to end ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["pixel", "lbph"])
+def test_cli_recog_eval_end_to_end(identities, tmp_path, capsys, name):
+    from facegan.cli.main import main
+
+    pairs = write_pairs(tmp_path / "pairs.txt")
+    out = tmp_path / name
+    assert main(["recog", "eval", name, "--data", str(identities), "--pairs", str(pairs), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    record = load_verification(out)
+    assert f"{record['accuracy_mean']:.2%} ± {record['accuracy_std']:.2%}" in printed and "TAR @ FAR 0.01" in printed
+    assert record["recogniser"] == name and record["pairs_file"] == str(pairs)
+    assert sorted(p.name for p in out.iterdir()) == ["pairs.csv", "roc.png", "verification.json", "verification_examples.png"]
+    # The library gives the same numbers as the command.
+    assert verify(name, identities, pairs)["folds"] == record["folds"]
+
+
+def test_cli_recog_eval_without_out_writes_nothing(identities, tmp_path, capsys, monkeypatch):
+    from facegan.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    pairs = write_pairs(tmp_path / "pairs.txt")
+    assert main(["recog", "eval", "pixel", "--data", str(identities), "--pairs", str(pairs), "--no-progress"]) == 0
+    assert "nothing written" in capsys.readouterr().out and sorted(p.name for p in tmp_path.iterdir()) == ["pairs.txt"]
+
+
+def test_cli_recog_embed_dataset_and_images(identities, tmp_path, capsys):
+    from PIL import Image
+
+    from facegan.cli.main import main
+
+    dataset = FaceDataset.load(identities)
+    assert main(["recog", "embed", "lbph", str(identities), "--out", str(tmp_path / "emb.npy")]) == 0
+    embeddings = np.load(tmp_path / "emb.npy")
+    np.testing.assert_array_equal(embeddings, get_recogniser("lbph").embed(np.asarray(dataset.images)))
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index in (3, 1, 2):  # written out of order: rows follow the sorted names
+        Image.fromarray(np.asarray(dataset.images[index])[..., 0]).save(folder / f"face{index}.png")
+    Image.fromarray(np.asarray(dataset.images[0])[..., 0]).resize((48, 48)).save(folder / "face0.png")  # another size
+    assert main(["recog", "embed", "pixel", str(folder), "--out", str(tmp_path / "emb.npy")]) == 0  # replaces its own array
+    assert "sorted file order" in capsys.readouterr().out
+    rows = np.load(tmp_path / "emb.npy")
+    pixel = get_recogniser("pixel")
+    rgb = np.repeat(np.asarray(dataset.images[1:4]), 3, axis=-1)  # PNG grey decoded as RGB
+    assert rows.shape == (4, 1024)
+    np.testing.assert_allclose(rows[1:], pixel.embed(rgb), atol=1e-6)
+    assert float(rows[0] @ pixel.embed(np.asarray(dataset.images[:1]))[0]) > 0.95  # the resized copy still looks alike

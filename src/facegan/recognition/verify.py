@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -105,8 +106,8 @@ def _resolve_pairs(dataset: FaceDataset, pairs: Sequence[tuple[str, int, str, in
     missing = [(name, number) for pair in pairs for name, number in (pair[0:2], pair[2:4]) if (name, number) not in rows]
     if missing:
         raise FaceganError(
-            f"{len(missing)} pair image(s) are not in the dataset, first {missing[0][0]} #{missing[0][1]}; "
-            "the pairs file was written for another dataset"
+            f"{len(missing)} pair images are ones the dataset lacks; the first names {missing[0][0]} #{missing[0][1]}; "
+            "use the pairs file made for this dataset (`facegan data pairs`)"
         )
     left = np.array([rows[(pair[0], pair[1])] for pair in pairs], dtype=np.int64)
     right = np.array([rows[(pair[2], pair[3])] for pair in pairs], dtype=np.int64)
@@ -171,7 +172,8 @@ def check_verification_out(out_dir: str | os.PathLike, dataset_path: Path | None
         raise FaceganError(f"the verification output must be a folder path, got {out_dir!r}")
     folder = absolute_path(out_dir)
     if folder.exists() and not folder.is_dir():
-        raise FaceganError(f"output {out_dir} is a file (or a pipe or device), not a folder; give a folder for the verification results")
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(os.stat(folder).st_mode) else "a file" if folder.is_file() else "not a folder"
+        raise FaceganError(f"output {out_dir} is {kind}, not a folder; give a folder for the verification results")
     if dataset_path is not None:
         real, data = Path(os.path.realpath(folder)), Path(os.path.realpath(dataset_path))
         if real == data or data in real.parents:
