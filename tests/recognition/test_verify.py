@@ -175,3 +175,14 @@ def test_cli_recog_embed_dataset_and_images(identities, tmp_path, capsys):
     assert rows.shape == (4, 1024)
     np.testing.assert_allclose(rows[1:], pixel.embed(rgb), atol=1e-6)
     assert float(rows[0] @ pixel.embed(np.asarray(dataset.images[:1]))[0]) > 0.95  # the resized copy still looks alike
+
+
+def test_package_verify_is_the_function_even_after_the_submodule_loads():
+    import subprocess
+    import sys
+
+    code = ("import facegan.report.recognition_sections, facegan.recognition as r, sys; "
+            "assert callable(r.verify) and r.verify.__module__ == 'facegan.recognition.verify'; "
+            "assert r.resolve_recogniser.__name__ == 'resolve_recogniser'; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"  # and no torch loaded on the way

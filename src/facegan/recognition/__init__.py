@@ -4,7 +4,9 @@
     result = verify(resolve_recogniser("lbph"), "data/lfw", "pairs.txt", out_dir="results/lbph")
 
 Names are re-exported lazily (module `__getattr__`), so importing this package loads no torch: each
-name imports its module on first use.
+name imports its module on first use. `verify` alone is imported eagerly (numpy only): the submodule
+`facegan.recognition.verify`, once loaded by anyone, would otherwise replace the function of that name
+on the package.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ _EXPORTS = {
     "evaluate_protocol": "protocol",
     "roc_figure_png": "protocol",
     "resolve_recogniser": "resolve",
-    "verify": "verify",
     "load_verification": "verify",
     # written by the recogniser-training part
     "RecogConfig": "config",
@@ -28,7 +29,9 @@ _EXPORTS = {
     "is_recogniser_export": "export",
 }
 
-__all__ = sorted(_EXPORTS)
+from facegan.recognition.verify import verify  # noqa: E402 - see the docstring
+
+__all__ = sorted([*_EXPORTS, "verify"])
 
 
 def __getattr__(name: str) -> Any:
