@@ -57,7 +57,7 @@ def test_recog_eval_refuses_an_out_that_is_a_fifo(identities, pairs, tmp_path, c
 
 def test_recog_eval_refuses_the_dataset_itself_as_out(identities, pairs, capsys):
     before = sorted(os.listdir(identities))
-    assert "inside the dataset" in refused(_eval(identities, pairs, "pixel", "--out", str(identities)), capsys)
+    assert "is the dataset folder itself" in refused(_eval(identities, pairs, "pixel", "--out", str(identities)), capsys)
     assert "inside the dataset" in refused(_eval(identities, pairs, "pixel", "--out", str(identities / "results")), capsys)
     assert sorted(os.listdir(identities)) == before
 

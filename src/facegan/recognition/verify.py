@@ -177,7 +177,8 @@ def check_verification_out(out_dir: str | os.PathLike, dataset_path: Path | None
     if dataset_path is not None:
         real, data = Path(os.path.realpath(folder)), Path(os.path.realpath(dataset_path))
         if real == data or data in real.parents:
-            raise FaceganError(f"output {out_dir} is inside the dataset {dataset_path}; results there would spoil the dataset folder, choose another")
+            where = "is the dataset folder itself" if real == data else f"lies inside the dataset {dataset_path}"
+            raise FaceganError(f"output {out_dir} {where}; results there would spoil the dataset, choose another folder")
     if folder.is_dir():
         ours = is_verification_file(folder / VERIFICATION_NAMES[0])
         for name in VERIFICATION_NAMES:
