@@ -12,6 +12,7 @@ A run folder is the unit a user passes around (`facegan train --out RUN`):
     export-best/           the export with the best training-time FD (never under DP)
     metrics.json           `facegan eval`
     audit.json, audit_*.png  `facegan audit`
+    verification.json, pairs.csv, roc.png, verification_examples.png   `facegan recog eval` (any results folder)
     report.html            `facegan report`
     loss_curves.png, summary.json   written when training ends
     .lock                  held by the process that trains into the folder
@@ -45,6 +46,11 @@ REPORT_NAME = "report.html"
 SUMMARY_NAME = "summary.json"
 LOSS_CURVES_NAME = "loss_curves.png"
 LOCK_NAME = ".lock"
+VERIFICATION_NAME = "verification.json"
+VERIFICATION_PAIRS_NAME = "pairs.csv"
+VERIFICATION_ROC_NAME = "roc.png"
+VERIFICATION_EXAMPLES_NAME = "verification_examples.png"
+VERIFICATION_NAMES = (VERIFICATION_NAME, VERIFICATION_PAIRS_NAME, VERIFICATION_ROC_NAME, VERIFICATION_EXAMPLES_NAME)
 
 # An export folder holds these two files (written by `facegan.models.export`).
 EXPORT_CONFIG_NAME = "config.json"
@@ -119,6 +125,22 @@ class Run:
     @property
     def audit_path(self) -> Path:
         return self.path / AUDIT_NAME
+
+    @property
+    def verification_path(self) -> Path:
+        return self.path / VERIFICATION_NAME
+
+    @property
+    def verification_pairs_path(self) -> Path:
+        return self.path / VERIFICATION_PAIRS_NAME
+
+    @property
+    def verification_roc_path(self) -> Path:
+        return self.path / VERIFICATION_ROC_NAME
+
+    @property
+    def verification_examples_path(self) -> Path:
+        return self.path / VERIFICATION_EXAMPLES_NAME
 
     @property
     def report_path(self) -> Path:
@@ -277,7 +299,7 @@ class Located:
 
 _RUN_ENTRIES = frozenset({
     CONFIG_NAME, RUN_INFO_NAME, STATS_NAME, TENSORBOARD_DIR, SAMPLES_DIR, CHECKPOINTS_DIR, EXPORT_DIR, EXPORT_BEST_DIR,
-    METRICS_NAME, AUDIT_NAME, REPORT_NAME, SUMMARY_NAME, LOSS_CURVES_NAME, LOCK_NAME,
+    METRICS_NAME, AUDIT_NAME, REPORT_NAME, SUMMARY_NAME, LOSS_CURVES_NAME, LOCK_NAME, *VERIFICATION_NAMES,
 })
 
 

@@ -23,6 +23,7 @@ examples:
   facegan data split data/lfw32 --holdout 0.2                      # data/lfw32-train, data/lfw32-holdout
   facegan train --data data/lfw32-train --out runs/dp --dp-epsilon 10
   facegan audit runs/dp --train data/lfw32-train --holdout data/lfw32-holdout
+  facegan recog eval lbph --data data/faces --pairs pairs.txt --out results/lbph   # LFW verification protocol
 """
 
 
@@ -34,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import audit, data, eval, report, sample, train
+    from facegan.cli import audit, data, eval, recog, report, sample, train
 
     parser = _Parser(
         prog="facegan",
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, sample, eval, report, audit):
+    for module in (data, train, sample, eval, report, audit, recog):
         module.register(commands)
     try:  # issue 8: `facegan synth` (the guard goes once facegan.recognition is merged)
         from facegan.cli import synth; synth.register(commands)  # noqa: E702

@@ -3,7 +3,8 @@
 A recogniser maps faces to descriptors; its `MatchRule` says how far apart two descriptors may be and
 still be one person. Every rule is stated as a *distance* (lower = more alike), so a caller compares
 `distance < threshold` whatever the recogniser: Euclidean for dlib's unnormalised descriptors, cosine
-distance (1 - cosine similarity) for recognisers trained with angular margins.
+distance (1 - cosine similarity) for recognisers trained with angular margins, and the chi-square
+distance OpenCV's LBPH compares its histograms with (`cv2.compareHist(..., HISTCMP_CHISQR_ALT)`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 
 from facegan.errors import FaceganError
 
-METRICS = ("euclidean", "cosine")
+METRICS = ("euclidean", "cosine", "chi-square")
+_CHI_SQUARE_ROWS = 256  # rows per block: LBPH histograms are 16384 wide, so all pairs at once would need gigabytes
 
 
 def pair_distances(first: np.ndarray, second: np.ndarray, metric: str = "euclidean") -> np.ndarray:
@@ -27,7 +29,22 @@ def pair_distances(first: np.ndarray, second: np.ndarray, metric: str = "euclide
     if metric == "cosine":
         norms = np.linalg.norm(first, axis=-1) * np.linalg.norm(second, axis=-1)
         return 1.0 - (first * second).sum(-1) / np.maximum(norms, 1e-12)
+    if metric == "chi-square":
+        return _chi_square(first, second)
     raise FaceganError(f"unknown descriptor distance {metric!r}; choose one of: {', '.join(METRICS)}")
+
+
+def _chi_square(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """OpenCV's HISTCMP_CHISQR_ALT: 2 * sum((a - b)^2 / (a + b)) over bins where a + b is not ~0."""
+    if first.ndim == 1:
+        return _chi_square(first[None], second[None])[0]
+    distances = np.empty(len(first), dtype=np.float64)
+    for start in range(0, len(first), _CHI_SQUARE_ROWS):
+        a, b = first[start : start + _CHI_SQUARE_ROWS], second[start : start + _CHI_SQUARE_ROWS]
+        total = a + b
+        used = np.abs(total) > np.finfo(np.float64).eps
+        distances[start : start + len(a)] = 2.0 * np.where(used, (a - b) ** 2 / np.where(used, total, 1.0), 0.0).sum(-1)
+    return distances
 
 
 @dataclass(frozen=True)

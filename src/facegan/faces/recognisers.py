@@ -3,12 +3,13 @@
 A recogniser turns aligned face chips into identity descriptors and says, through its match rule,
 when two descriptors are the same person:
 
-    recogniser = get_recogniser("dlib-resnet")          # dlib's ResNet, ported to PyTorch
+    recogniser = get_recogniser("dlib-resnet")          # dlib's ResNet, ported to PyTorch ("dlib" for short)
     descriptors = recogniser.embed(chips)               # uint8 (N, S, S, C) -> float32 (N, 128)
     recogniser.same_person(descriptors[:1], descriptors[1:2])
 
 Metrics use a recogniser as a feature extractor (`metrics.features`, "face"), the privacy audit as its
 identity check. Each name is registered once; a second registration under a taken name is refused.
+Built in: "dlib-resnet" (alias "dlib"), "lbph" (OpenCV's LBPH) and "pixel" (standardised pixels).
 Importing this module loads neither torch nor dlib: a factory imports its network when called.
 """
 from __future__ import annotations
@@ -103,4 +104,19 @@ def _dlib_resnet(**options: Any) -> Recogniser:
     )
 
 
+def _lbph(**options: Any) -> Recogniser:
+    from facegan.faces.lbph import LBPHRecogniser
+
+    return LBPHRecogniser()
+
+
+def _pixel(**options: Any) -> Recogniser:
+    from facegan.faces.pixel import PixelRecogniser
+
+    return PixelRecogniser()
+
+
 register_recogniser("dlib-resnet", _dlib_resnet)
+register_recogniser("dlib", _dlib_resnet)  # the short name the CLI documents; the same network and descriptors
+register_recogniser("lbph", _lbph)  # OpenCV contrib's LBPH: classical, weight-free
+register_recogniser("pixel", _pixel)  # standardised grey pixels: the floor

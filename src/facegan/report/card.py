@@ -199,6 +199,14 @@ def render_html(title: str, sections: list[ReportSection]) -> str:
     return "\n".join(parts)
 
 
+def _holds_verification(folder: Path) -> bool:
+    """Whether the folder or one of its direct sub-folders holds a `facegan recog eval` verification.json."""
+    try:
+        return Run(folder).verification_path.is_file() or any(Run(entry).verification_path.is_file() for entry in folder.iterdir() if entry.is_dir())
+    except OSError:
+        return False
+
+
 def resolve_report_run(path: str | Path) -> Run:
     """The run a report is about: a run folder, or the run an export folder (or its weights file) belongs to.
 
@@ -211,6 +219,8 @@ def resolve_report_run(path: str | Path) -> Run:
     run = Run(given)
     if run.is_run():
         return run
+    if given.is_dir() and _holds_verification(given):
+        return run  # a `facegan recog eval --out` results folder (or their parent): its card is the verification section
     export_dir = given.parent if given.is_file() else given
     if is_export_folder(export_dir):
         containing = Run.containing(export_dir)
@@ -266,5 +276,6 @@ def build_report(run: str | Path, out: str | Path | None = None) -> Path:
     return out_path
 
 
-# The privacy sections register on import; imported last so the core sections above are registered first.
+# The privacy and verification sections register on import; imported last so the core sections above are registered first.
 from facegan.report import privacy_sections  # noqa: E402,F401
+from facegan.report import recognition_sections  # noqa: E402,F401

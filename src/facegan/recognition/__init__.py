@@ -1,0 +1,47 @@
+"""Face recognition with facegan: the verification protocol, recognisers by name or export, evaluation.
+
+    from facegan.recognition import resolve_recogniser, verify
+    result = verify(resolve_recogniser("lbph"), "data/lfw", "pairs.txt", out_dir="results/lbph")
+
+Names are re-exported lazily (module `__getattr__`), so importing this package loads no torch: each
+name imports its module on first use. `verify` alone is imported eagerly (numpy only): the submodule
+`facegan.recognition.verify`, once loaded by anyone, would otherwise replace the function of that name
+on the package.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FARS": "protocol",
+    "ProtocolResult": "protocol",
+    "best_threshold": "protocol",
+    "evaluate_protocol": "protocol",
+    "roc_figure_png": "protocol",
+    "resolve_recogniser": "resolve",
+    "load_verification": "verify",
+    # written by the recogniser-training part
+    "RecogConfig": "config",
+    "train_recogniser": "training",
+    "save_recogniser_export": "export",
+    "load_recogniser_export": "export",
+    "is_recogniser_export": "export",
+}
+
+from facegan.recognition.verify import verify  # noqa: E402 - see the docstring
+
+__all__ = sorted([*_EXPORTS, "verify"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facegan.recognition' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"facegan.recognition.{module}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

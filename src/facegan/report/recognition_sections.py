@@ -1,0 +1,113 @@
+"""The face-verification section of the report card: `facegan recog eval` results found in a run/results folder.
+
+Registered on import by `facegan.report.card`. It reads FOLDER/verification.json and those of the
+folder's direct sub-folders (e.g. results/dlib, results/lbph), so one card compares every recogniser
+evaluated there: a table, their ROC curves on one plot (recomputed from each pairs.csv), and each one's
+example pairs. The report sits above recognition: it reads recognition's results, never the reverse.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegan.recognition.protocol import roc_figure_png, roc_points
+from facegan.recognition.verify import load_verification
+from facegan.report.sections import Figure, ReportSection, Table, register_section
+from facegan.run import Run
+
+MAX_RESULTS = 24  # a folder with hundreds of sub-folders should not make the card crawl
+
+
+def find_verifications(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(results folder, verification record) for FOLDER and each direct sub-folder holding facegan's verification.json."""
+    found = []
+    candidates = [folder]
+    try:
+        candidates += sorted(entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    except OSError:
+        pass
+    for candidate in candidates:
+        record = load_verification(candidate)
+        if record is not None:
+            found.append((candidate, record))
+        if len(found) >= MAX_RESULTS:
+            break
+    return found
+
+
+def _label(folder: Path, run: Path, record: dict[str, Any]) -> str:
+    where = "" if folder == run else f" ({folder.name})"
+    return f"{record['recogniser']}{where}"
+
+
+def _roc_from_csv(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(FAR, TAR) recomputed from a pairs.csv; None when it is missing or not one `recog eval` wrote."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        scores = np.array([float(row["score"]) for row in rows])
+        same = np.array([row["same"] == "1" for row in rows])
+        far, tar, _ = roc_points(scores, same)
+    except (OSError, KeyError, ValueError, TypeError, Exception):  # noqa: BLE001 - a broken CSV costs its curve only
+        return None
+    return far, tar
+
+
+def _table(run: Path, results: list[tuple[Path, dict[str, Any]]]) -> Table:
+    rows = []
+    for folder, record in results:
+        tar = record["tar_at_far"]
+        rows.append([
+            _label(folder, run, record),
+            Path(str(record.get("dataset") or "?")).name + f" ({str(record.get('dataset_hash', '?'))[:8]})",
+            f"{record['num_pairs']} / {len(record['folds'])}",
+            f"{record['accuracy_mean']:.2%} ± {record['accuracy_std']:.2%}",
+            f"{record['auc']:.4f}",
+            f"{record['eer']:.2%}",
+            *[f"{tar[key]:.2%}" if key in tar else "-" for key in ("0.1", "0.01", "0.001")],
+        ])
+    return Table(
+        "Verification (LFW protocol)",
+        ["recogniser", "dataset", "pairs / folds", "accuracy", "ROC AUC", "EER", "TAR @ FAR 0.1", "TAR @ FAR 0.01", "TAR @ FAR 0.001"],
+        rows,
+        "Accuracy: mean ± std over the folds, each tested at the threshold best on the other folds (higher is better). "
+        "AUC, EER and TAR over all pairs: higher AUC and TAR, lower EER are better. TAR at a FAR below 1/(different pairs) "
+        "is read at FAR 0 and says little.",
+    )
+
+
+@register_section("verification", order=70)
+def verification_section(run: Path) -> ReportSection | None:
+    """Face verification results (`facegan recog eval --out FOLDER`), when FOLDER or a sub-folder holds verification.json."""
+    results = find_verifications(Path(run))
+    if not results:
+        return None
+    readings = []
+    best_folder, best = max(results, key=lambda item: item[1]["accuracy_mean"])
+    readings.append(
+        f"Best verification accuracy: {_label(best_folder, Path(run), best)} at {best['accuracy_mean']:.2%} ± {best['accuracy_std']:.2%} "
+        f"on {best['num_pairs']} pairs (chance is 50%)."
+    )
+    small = [record for _, record in results if record["num_different"] < 1000]
+    if small:
+        readings.append("With fewer than 1000 different-person pairs, TAR at FAR 0.001 is read at FAR 0: a single false accept changes it.")
+    curves, figures = [], []
+    for folder, record in results:
+        roc = _roc_from_csv(Run(folder).verification_pairs_path)
+        if roc is not None:
+            curves.append((f"{_label(folder, Path(run), record)} (AUC {record['auc']:.3f})", *roc))
+    if curves:
+        figures.append(Figure("ROC", roc_figure_png(curves, "Verification ROC"),
+                              "True accepts against false accepts over all pairs, log scale; curves further up and left are better."))
+    for folder, record in results:
+        examples = Run(folder).verification_examples_path
+        if examples.is_file():
+            figures.append(Figure(
+                f"Example pairs: {_label(folder, Path(run), record)}", examples.read_bytes(),
+                "Rows: true accepts and true rejects nearest the threshold, false accepts and false rejects most confidently wrong; "
+                "each at its fold's threshold (score = minus the recogniser's distance).",
+            ))
+    return ReportSection("Face verification", readings, figures=figures, tables=[_table(Path(run), results)])
