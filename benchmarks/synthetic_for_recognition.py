@@ -17,7 +17,7 @@ FAR 1e-2. Targets (issue 8): mixed beats real-only by at least 3 points; synthet
 
 Every stage writes into --out and is skipped when its result is already there, so a rerun only redoes
 what is missing (delete a folder to redo it). Draft: written against the issue-8 interfaces (PLAN8) before
-they merged — data.rendered.render_faces, data.pairs, recognition.verify/resolve and the two `train` CLIs.
+they merged — data.rendered.render_faces, data.pairs, recognition.verification/resolve and the two `train` CLIs.
 """
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def ensure_recogniser(name: str, datasets: list[Path], run: Path, args: argparse
 def evaluate(spec: str, test, pairs: Path, out: Path) -> dict[str, Any]:
     """The LFW protocol for one recogniser (a registered name or a recogniser run) on the test pairs."""
     from facegan.recognition.resolve import resolve_recogniser
-    from facegan.recognition.verify import verify
+    from facegan.recognition.verification import verify
 
     result_path = out / "verification.json"
     if result_path.is_file():

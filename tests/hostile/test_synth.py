@@ -144,7 +144,7 @@ def test_synth_refuses_an_unknown_recogniser(capsys, tmp_path, setup):
     run, _ = setup
     line = refused(["synth", str(run), "--identities", "2", "--per-identity", "2", "--out", str(tmp_path / "s"),
                     "--recogniser", "no-such-recogniser", "--no-progress"], capsys)
-    assert "unknown face recogniser 'no-such-recogniser'" in line
+    assert "unknown recogniser 'no-such-recogniser'" in line
 
 
 def test_synth_refuses_a_path_that_is_no_model(capsys, tmp_path):

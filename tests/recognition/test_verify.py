@@ -12,7 +12,7 @@ from facegan.errors import FaceganError
 from facegan.faces.match import MatchRule
 from facegan.faces.recognisers import get_recogniser
 from facegan.recognition import evaluate_protocol, resolve_recogniser, verify
-from facegan.recognition.verify import load_verification
+from facegan.recognition.verification import load_verification
 from tests.recognition.helpers import save_identity_dataset, write_pairs
 
 
@@ -177,12 +177,12 @@ def test_cli_recog_embed_dataset_and_images(identities, tmp_path, capsys):
     assert float(rows[0] @ pixel.embed(np.asarray(dataset.images[:1]))[0]) > 0.95  # the resized copy still looks alike
 
 
-def test_package_verify_is_the_function_even_after_the_submodule_loads():
+def test_package_exports_are_lazy_and_load_no_torch():
     import subprocess
     import sys
 
     code = ("import facegan.report.recognition_sections, facegan.recognition as r, sys; "
-            "assert callable(r.verify) and r.verify.__module__ == 'facegan.recognition.verify'; "
+            "assert callable(r.verify) and r.verify.__module__ == 'facegan.recognition.verification'; "
             "assert r.resolve_recogniser.__name__ == 'resolve_recogniser'; print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # and no torch loaded on the way

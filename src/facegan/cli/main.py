@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import audit, data, eval, recog, report, sample, train
+    from facegan.cli import audit, data, eval, recog, report, sample, synth, train
 
     parser = _Parser(
         prog="facegan",
@@ -45,12 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, sample, eval, report, audit, recog):
+    for module in (data, train, sample, eval, report, audit, recog, synth):
         module.register(commands)
-    try:  # issue 8: `facegan synth` (the guard goes once facegan.recognition is merged)
-        from facegan.cli import synth; synth.register(commands)  # noqa: E702
-    except ImportError:
-        pass
     return parser
 
 

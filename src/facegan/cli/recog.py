@@ -87,7 +87,7 @@ def _default_results_dir(spec: str) -> Path | None:
 def run_eval(args: argparse.Namespace) -> int:
     from facegan.data.dataset import FaceDataset
     from facegan.recognition.resolve import resolve_recogniser
-    from facegan.recognition.verify import check_verification_out, verify
+    from facegan.recognition.verification import check_verification_out, verify
 
     batch_size = parse_int("--batch-size", args.batch_size, 1, 100_000)
     dataset = FaceDataset.load(args.data)

@@ -4,9 +4,7 @@
     result = verify(resolve_recogniser("lbph"), "data/lfw", "pairs.txt", out_dir="results/lbph")
 
 Names are re-exported lazily (module `__getattr__`), so importing this package loads no torch: each
-name imports its module on first use. `verify` alone is imported eagerly (numpy only): the submodule
-`facegan.recognition.verify`, once loaded by anyone, would otherwise replace the function of that name
-on the package.
+name imports its module on first use.
 """
 from __future__ import annotations
 
@@ -20,7 +18,8 @@ _EXPORTS = {
     "evaluate_protocol": "protocol",
     "roc_figure_png": "protocol",
     "resolve_recogniser": "resolve",
-    "load_verification": "verify",
+    "load_verification": "verification",
+    "verify": "verification",
     # written by the recogniser-training part
     "RecogConfig": "config",
     "train_recogniser": "training",
@@ -29,9 +28,7 @@ _EXPORTS = {
     "is_recogniser_export": "export",
 }
 
-from facegan.recognition.verify import verify  # noqa: E402 - see the docstring
-
-__all__ = sorted([*_EXPORTS, "verify"])
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

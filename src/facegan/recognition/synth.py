@@ -98,18 +98,14 @@ def training_recogniser(generator: Any) -> str | None:
 
 
 def _resolve_recogniser(recogniser: Any, device: str) -> Any:
-    """A recogniser object as is; a name (or, once `recognition.resolve` exists, a recogniser export path) built."""
+    """A recogniser object as is; a registered name or a recogniser run/export built."""
     if not isinstance(recogniser, str):
         for attribute in ("name", "embed", "match"):
             if not hasattr(recogniser, attribute):
                 raise FaceganError(f"recogniser must be a name (e.g. dlib-resnet) or a faces.recognisers.Recogniser, got {type(recogniser).__name__}")
         return recogniser
-    try:
-        from facegan.recognition.resolve import resolve_recogniser  # with the verify part merged: names and exports
-    except ImportError:
-        from facegan.faces.recognisers import get_recogniser
+    from facegan.recognition.resolve import resolve_recogniser
 
-        return get_recogniser(recogniser, device=device)
     return resolve_recogniser(recogniser, device=device)
 
 

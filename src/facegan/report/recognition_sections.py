@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from facegan.recognition.protocol import roc_figure_png, roc_points
-from facegan.recognition.verify import load_verification
+from facegan.recognition.verification import load_verification
 from facegan.report.sections import Figure, ReportSection, Table, register_section
 from facegan.run import Run
 
