@@ -12,11 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from facegan.errors import FaceganError
-
-MIN_RESOLUTION, MAX_RESOLUTION = 32, 112
-NUM_STAGES = 4
-
+from facegan.recognition.config import MAX_RESOLUTION, MIN_RESOLUTION, NUM_STAGES, check_architecture
 
 def final_size(resolution: int) -> int:
     """Side of the last feature map: each stage is a stride-2 3x3 conv with padding 1 (ceil(s / 2))."""
@@ -73,20 +69,3 @@ class EmbeddingNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(images)))  # (B, embedding_size)
-
-
-def check_architecture(resolution: int, channels: int, embedding_size: int, width: int, blocks: Sequence[int]) -> None:
-    """Refuse an impossible network in one line, naming the option."""
-    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-        raise FaceganError(
-            f"recognisers train on {MIN_RESOLUTION}-{MAX_RESOLUTION} px chips, but the data is {resolution} px; "
-            f"prepare it with --size between {MIN_RESOLUTION} and {MAX_RESOLUTION}"
-        )
-    if channels not in (1, 3):
-        raise FaceganError(f"recogniser images must have 1 or 3 channels, got {channels}")
-    if not 2 <= embedding_size <= 4096:
-        raise FaceganError(f"--embedding-size must be between 2 and 4096, got {embedding_size}")
-    if not 1 <= width <= 512:
-        raise FaceganError(f"backbone.width must be between 1 and 512, got {width}")
-    if len(blocks) != NUM_STAGES or any(not 1 <= count <= 64 for count in blocks):
-        raise FaceganError(f"backbone.blocks must be {NUM_STAGES} block counts from 1 to 64, e.g. [1, 2, 2, 1]; got {list(blocks)}")
