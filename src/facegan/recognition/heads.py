@@ -27,12 +27,23 @@ DEFAULT_SCALE = 64.0
 DEFAULT_MARGINS = {"arcface": 0.5, "cosface": 0.4}
 
 
+def _target_cosines(cosine: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's target cosine (B,) and a (B, C) mask of the target entries (none for label -1).
+
+    Gathers and masks rather than `nonzero` indexing, which would wait for the device every step.
+    """
+    safe = labels.clamp_min(0)
+    target = cosine.gather(1, safe[:, None]).squeeze(1)
+    columns = torch.arange(cosine.shape[1], device=cosine.device)
+    is_target = (columns[None, :] == safe[:, None]) & (labels >= 0)[:, None]
+    return target, is_target
+
+
 def arcface_logits(cosine: torch.Tensor, labels: torch.Tensor, scale: float = DEFAULT_SCALE, margin: float = 0.5,
                    easy_margin: bool = False) -> torch.Tensor:
     """Cosines (B, C) in [-1, 1] and labels (B,) -> ArcFace logits (B, C); rows labelled -1 get no margin."""
     cosine = cosine.float()
-    index = torch.nonzero(labels != -1).squeeze(1)
-    target = cosine[index, labels[index]]  # (B',)
+    target, is_target = _target_cosines(cosine, labels)
     # Clamped away from +-1: d sqrt(1 - c^2)/dc is infinite there.
     sine = torch.sqrt((1.0 - target * target).clamp_min(1e-12))
     with_margin = target * math.cos(margin) - sine * math.sin(margin)  # cos(theta + m)
@@ -41,18 +52,14 @@ def arcface_logits(cosine: torch.Tensor, labels: torch.Tensor, scale: float = DE
     else:
         # theta + m > pi: cos(theta + m) would increase again, so InsightFace falls back to a linear penalty.
         final = torch.where(target > math.cos(math.pi - margin), with_margin, target - math.sin(math.pi - margin) * margin)
-    logits = cosine.clone()
-    logits[index, labels[index]] = final
-    return logits * scale
+    return torch.where(is_target, final[:, None], cosine) * scale
 
 
 def cosface_logits(cosine: torch.Tensor, labels: torch.Tensor, scale: float = DEFAULT_SCALE, margin: float = 0.4) -> torch.Tensor:
     """Cosines (B, C) and labels (B,) -> CosFace logits (B, C): s * (cos - m) at the target, s * cos elsewhere."""
     cosine = cosine.float()
-    index = torch.nonzero(labels != -1).squeeze(1)
-    logits = cosine.clone()
-    logits[index, labels[index]] = cosine[index, labels[index]] - margin
-    return logits * scale
+    target, is_target = _target_cosines(cosine, labels)
+    return torch.where(is_target, (target - margin)[:, None], cosine) * scale
 
 
 class MarginHead(nn.Module):
