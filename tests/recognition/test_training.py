@@ -199,3 +199,14 @@ def test_resume_refuses_a_changed_head(shapes, tmp_path):
     train_recogniser(config_for(shapes, tmp_path / "run", steps=1))
     with pytest.raises(FaceganError, match="'head.kind' differs"):
         train_recogniser(config_for(shapes, tmp_path / "run", steps=2, head={"kind": "cosface"}), resume=True)
+
+
+def test_bf16_autocast_is_opt_in_and_trains(shapes):
+    from facegan.training.loop import use_bf16
+
+    config = config_for(shapes, "unused")
+    assert RecogTrainer(config, load_identity_data(config), torch.device("cpu")).bf16 is False
+    config = config_for(shapes, "unused", runtime={"amp": True, "device": "cpu", "tensorboard": False})
+    trainer = RecogTrainer(config, load_identity_data(config), torch.device("cpu"))
+    assert trainer.bf16 == use_bf16(config, torch.device("cpu"))
+    assert all(torch.isfinite(value).item() for value in trainer.step().values())
