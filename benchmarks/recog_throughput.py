@@ -11,7 +11,7 @@ one op, channels_last, fused AdamW, no host sync between log ticks.
 Embedding. facegan's `dlib-resnet` recogniser (the PyTorch port, batched) vs
 `dlib.face_recognition_model_v1.compute_face_descriptor` on the same 150x150 chips.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/recog_throughput.py [--steps 20] [--size 32] [--batch 64]
+    PYTHONPATH=src .venv/bin/python benchmarks/recog_throughput.py [--steps 20] [--size 32] [--batch 64] [--repeats 3]
 
 Prints one table and a `ratio = X` line per comparison (facegan / reference).
 """
@@ -126,11 +126,12 @@ def run_facegan(data: Path, out: Path, batch_size: int, steps: int, warmup: int)
 
     config = from_dict(RecogConfig, {
         "data": [str(data)], "out": str(out), "steps": warmup + steps, "batch_size": batch_size, "calibration_images": 64,
-        "runtime": {"tensorboard": False}, "schedule": {"log_steps": warmup if warmup else steps, "checkpoint_steps": 10**6},
+        "runtime": {"tensorboard": False}, "schedule": {"log_steps": warmup, "checkpoint_steps": 10**6},
     })
     train_recogniser(config)
-    lines = Run(out).read_stats()
-    return float(lines[-1]["img_per_s"])  # the tick after the warm-up tick: steps only, no setup or export
+    lines = {line["step"]: line for line in Run(out).read_stats()}
+    # Training time between the end of the warm-up and the last step: no setup, checkpoint or export in it.
+    return steps * batch_size / (lines[warmup + steps]["time_s"] - lines[warmup]["time_s"])
 
 
 def dlib_embedding(num_chips: int) -> tuple[float, float, float]:
@@ -158,26 +159,33 @@ def dlib_embedding(num_chips: int) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per side (after --warmup)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (at least 1)")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--identities", type=int, default=100)
     parser.add_argument("--per-identity", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="alternate the two sides this many times; the median is reported")
     parser.add_argument("--chips", type=int, default=32, help="150x150 chips for the dlib embedding comparison (0 = skip)")
     args = parser.parse_args()
+    args.warmup = max(1, args.warmup)
     with tempfile.TemporaryDirectory() as temp:
         workdir = Path(temp)
         images, identity = identity_images(args.identities, args.per_identity, args.size)
         write_identity_folder(workdir / "faces", images, identity)
-        reference_rate = run_reference(workdir / "faces", args.size, args.batch, args.steps, args.warmup)
         prepare_seconds = prepare(workdir / "faces", workdir / "data", args.size)
-        facegan_rate = run_facegan(workdir / "data", workdir / "run", args.batch, args.steps, args.warmup)
+        # Alternated, median of each: on a shared machine the load changes from minute to minute.
+        reference_rates, facegan_rates = [], []
+        for repeat in range(args.repeats):
+            reference_rates.append(run_reference(workdir / "faces", args.size, args.batch, args.steps, args.warmup))
+            facegan_rates.append(run_facegan(workdir / "data", workdir / f"run{repeat}", args.batch, args.steps, args.warmup))
+        reference_rate, facegan_rate = float(np.median(reference_rates)), float(np.median(facegan_rates))
     print(f"\nrecogniser training: {args.size}x{args.size} RGB, {len(images)} PNGs of {args.identities} identities, batch {args.batch}, "
-          f"{args.steps} timed steps, {torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"{args.steps} timed steps, median of {args.repeats}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"{'':40s}{'img/s':>9s}{'vs reference':>14s}")
     print(f"{'reference (PIL every epoch, fp32)':40s}{reference_rate:9.1f}{1.0:13.2f}x")
     print(f"{'facegan recog train':40s}{facegan_rate:9.1f}{facegan_rate / reference_rate:13.2f}x")
-    print(f"(facegan preparation of the folder: {prepare_seconds:.1f} s, once)")
+    print(f"(facegan preparation of the folder: {prepare_seconds:.1f} s, once; per run img/s: reference "
+          f"{', '.join(f'{rate:.1f}' for rate in reference_rates)}, facegan {', '.join(f'{rate:.1f}' for rate in facegan_rates)})")
     print(f"ratio = {facegan_rate / reference_rate:.2f}")
     if args.chips:
         ours, theirs, difference = dlib_embedding(args.chips)

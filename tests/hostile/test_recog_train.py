@@ -12,6 +12,7 @@ import time
 import pytest
 
 from facegan.errors import FaceganError
+from facegan.run import Run
 from tests.hostile.helpers import refused
 from tests.recognition.identities import save_identity_dataset
 
@@ -162,7 +163,7 @@ def test_recog_train_ctrl_c_checkpoints_and_exits_130(shapes, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.path.join(root, "src"), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
     deadline = time.time() + 120
-    while not (out / "stats.jsonl").exists():
+    while not Run(out).stats_path.exists():
         assert process.poll() is None and time.time() < deadline, process.communicate()
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
@@ -171,4 +172,4 @@ def test_recog_train_ctrl_c_checkpoints_and_exits_130(shapes, tmp_path):
     assert "resume with: facegan recog train" in stdout and "Traceback" not in stderr
     import torch
 
-    assert torch.load(out / "checkpoints/state.pt", weights_only=True)["num_steps"] >= 1
+    assert torch.load(Run(out).state_path, weights_only=True)["num_steps"] >= 1

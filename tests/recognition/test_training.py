@@ -13,7 +13,7 @@ from facegan.errors import FaceganError
 from facegan.recognition.config import RecogConfig
 from facegan.recognition.export import calibrate_threshold, is_recogniser_export, load_recogniser_export
 from facegan.recognition.training import RecogTrainer, load_identity_data, train_recogniser
-from facegan.run import Run
+from facegan.run import EXPORT_WEIGHTS_NAME, Run
 from tests.recognition.identities import save_identity_dataset, shape_identities
 
 TINY = {"backbone": {"width": 4, "embedding_size": 16, "blocks": [1, 1, 1, 1]}, "batch_size": 8,
@@ -64,7 +64,8 @@ def test_two_plus_two_steps_equal_four_steps_bit_for_bit(shapes, tmp_path):
         for name, tensor in straight[part].items():
             assert torch.equal(tensor, resumed[part][name]), f"{part}.{name}"
     assert [line["loss"] for line in Run(tmp_path / "straight").read_stats()] == [line["loss"] for line in Run(tmp_path / "resumed").read_stats()]
-    assert (tmp_path / "straight/export/model.safetensors").read_bytes() == (tmp_path / "resumed/export/model.safetensors").read_bytes()
+    weights = [Run(tmp_path / name).export_dir / EXPORT_WEIGHTS_NAME for name in ("straight", "resumed")]
+    assert weights[0].read_bytes() == weights[1].read_bytes()
 
 
 def test_should_stop_checkpoints_and_returns_interrupted(shapes, tmp_path):
@@ -125,7 +126,7 @@ def test_the_export_is_a_recogniser_that_embeds_any_size_to_unit_vectors(shapes,
     recogniser = load_recogniser_export(tmp_path / "run")
     assert isinstance(recogniser, Recogniser)
     assert recogniser.name.startswith("facegan:") and recogniser.dim == 16 and recogniser.match.metric == "cosine"
-    assert recogniser.version == load_recogniser_export(tmp_path / "run/export/model.safetensors").version
+    assert recogniser.version == load_recogniser_export(Run(tmp_path / "run").export_dir / EXPORT_WEIGHTS_NAME).version
     images, _ = shape_identities(3, 2, size=48)
     embeddings = recogniser.embed(images)
     assert embeddings.dtype == np.float32 and embeddings.shape == (6, 16)
