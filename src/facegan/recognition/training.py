@@ -9,6 +9,7 @@ indexing operation, so nothing is decoded per epoch.
 from __future__ import annotations
 
 import copy
+import errno
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from facegan.config import from_dict, to_dict
 from facegan.data.dataset import FaceDataset
 from facegan.errors import DivergenceError, FaceganError
 from facegan.recognition.backbone import EmbeddingNet
-from facegan.recognition.config import RECOGNISER_KIND, RESUME_LOCKED_FIELDS, RecogConfig
+from facegan.recognition.config import RECOGNISER_KIND, RESUME_LOCKED_FIELDS, RecogConfig, check_architecture
 from facegan.recognition.heads import MarginHead
 from facegan.run import Run
 from facegan.training.checkpoint import save_state
@@ -98,8 +99,6 @@ def load_identity_data(config: RecogConfig) -> IdentityData:
         hashes.append(dataset.content_hash)
     if offset < 2:
         raise FaceganError(f"{config.data[0]} has one identity only; a recogniser learns to tell people apart, so it needs at least two")
-    from facegan.recognition.config import check_architecture
-
     check_architecture(first.resolution, first.channels, config.backbone.embedding_size, config.backbone.width, config.backbone.blocks)
 
     # Calibration: one image each of up to N identities that have at least two, never trained on.
@@ -366,8 +365,6 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
         with _StopFlag() as stop:
             return _train_locked(run, config, resume, progress, on_log, should_stop, setup_done, stop)
     except OSError as error:
-        import errno
-
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
         _remove_temp_files(run.path)
