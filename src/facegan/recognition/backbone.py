@@ -1,0 +1,71 @@
+"""A compact residual embedding network for 32-112 px face chips (a small IResNet, as in InsightFace).
+
+Float NCHW in [-1, 1] (channels_last preferred) -> (B, embedding_size) embeddings, not normalised:
+the margin head and the exported recogniser normalise them. Four stride-2 stages take 112 px to 7x7
+and 32 px to 2x2; the last feature map is flattened into a linear layer (IResNet's "fc" output),
+which keeps where things are on the face, unlike global pooling.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from facegan.recognition.config import MAX_RESOLUTION, MIN_RESOLUTION, NUM_STAGES, check_architecture
+
+def final_size(resolution: int) -> int:
+    """Side of the last feature map: each stage is a stride-2 3x3 conv with padding 1 (ceil(s / 2))."""
+    for _ in range(NUM_STAGES):
+        resolution = (resolution + 1) // 2
+    return resolution
+
+
+class ResidualBlock(nn.Module):
+    """IResNet's IBasicBlock: BN-conv-BN-PReLU-conv-BN plus the (projected) input."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.PReLU(out_channels),
+            nn.Conv2d(out_channels, out_channels, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class EmbeddingNet(nn.Module):
+    """Face chips (B, C, S, S) in [-1, 1] -> embeddings (B, embedding_size)."""
+
+    def __init__(self, resolution: int, channels: int = 3, embedding_size: int = 128, width: int = 32,
+                 blocks: Sequence[int] = (1, 2, 2, 1)) -> None:
+        super().__init__()
+        check_architecture(resolution, channels, embedding_size, width, blocks)
+        self.resolution, self.channels, self.embedding_size = resolution, channels, embedding_size
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.PReLU(width))
+        stages: list[nn.Module] = []
+        in_channels = width
+        for stage, num_blocks in enumerate(blocks):
+            out_channels = width * 2**stage
+            for index in range(num_blocks):
+                stages.append(ResidualBlock(in_channels, out_channels, stride=2 if index == 0 else 1))
+                in_channels = out_channels
+        self.stages = nn.Sequential(*stages)
+        side = final_size(resolution)
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
+            nn.Flatten(),
+            nn.Linear(in_channels * side * side, embedding_size),
+            nn.BatchNorm1d(embedding_size),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(images)))  # (B, embedding_size)

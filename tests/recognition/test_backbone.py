@@ -1,0 +1,70 @@
+"""The embedding backbone: shapes over its resolution range, determinism, channels_last, one-line refusals."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facegan.errors import FaceganError
+from facegan.recognition.backbone import EmbeddingNet, final_size
+
+
+@pytest.mark.parametrize(("resolution", "channels", "side"), [(32, 3, 2), (48, 1, 3), (112, 3, 7), (37, 3, 3)])
+def test_embeddings_have_the_requested_size_at_every_resolution(resolution, channels, side):
+    assert final_size(resolution) == side
+    net = EmbeddingNet(resolution, channels, embedding_size=24, width=4, blocks=(1, 1, 1, 1)).eval()
+    x = torch.rand(3, channels, resolution, resolution) * 2 - 1
+    assert net(x).shape == (3, 24)
+
+
+def test_same_seed_same_network_and_output():
+    def build():
+        torch.manual_seed(7)
+        return EmbeddingNet(32, 3, embedding_size=16, width=4).eval()
+
+    first, second = build(), build()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert torch.equal(first(x), second(x))
+    torch.manual_seed(8)
+    assert not torch.equal(EmbeddingNet(32, 3, embedding_size=16, width=4).eval()(x), first(x))
+
+
+def test_channels_last_gives_the_same_embeddings():
+    torch.manual_seed(0)
+    net = EmbeddingNet(32, 3, embedding_size=16, width=4).eval()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    plain = net(x)
+    net = net.to(memory_format=torch.channels_last)
+    assert torch.allclose(net(x.contiguous(memory_format=torch.channels_last)), plain, atol=1e-5)
+
+
+def test_in_eval_mode_an_embedding_does_not_depend_on_the_rest_of_the_batch():
+    torch.manual_seed(0)
+    net = EmbeddingNet(32, 1, embedding_size=8, width=4).eval()
+    x = torch.rand(5, 1, 32, 32) * 2 - 1
+    assert torch.allclose(net(x)[:2], net(x[:2]), atol=1e-5)
+
+
+def test_training_changes_the_output():
+    torch.manual_seed(0)
+    net = EmbeddingNet(32, 1, embedding_size=8, width=4)
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    before = net.eval()(x).detach().clone()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    net.train()
+    net(x).pow(2).mean().backward()
+    optimizer.step()
+    assert not torch.allclose(net.eval()(x), before)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"resolution": 16}, "32-112 px"),
+    ({"resolution": 128}, "32-112 px"),
+    ({"channels": 4}, "1 or 3 channels"),
+    ({"embedding_size": 1}, "--embedding-size"),
+    ({"blocks": (1, 2)}, "backbone.blocks"),
+])
+def test_impossible_networks_are_refused_in_one_line(options, message):
+    arguments = {"resolution": 32, "channels": 3, **options}
+    with pytest.raises(FaceganError, match=message.replace("-", r"\-")):
+        EmbeddingNet(**arguments)
