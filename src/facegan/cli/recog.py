@@ -61,12 +61,9 @@ def register(commands) -> None:
     embed.add_argument("--device", default="cpu", help="cpu or cuda")
     embed.set_defaults(handler=run_embed)
 
-    try:  # `recog train` arrives with the recogniser-training part (facegan.cli.recog_train)
-        from facegan.cli import recog_train
-    except ImportError:
-        pass
-    else:
-        recog_train.register(verbs)
+    from facegan.cli import recog_train
+
+    recog_train.register(verbs)
 
 
 def _default_results_dir(spec: str) -> Path | None:
