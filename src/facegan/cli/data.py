@@ -13,6 +13,12 @@ examples:
   facegan data prepare ~/lfw data/lfw64 --size 64 --align dlib      # LFW: keeps identities
 """
 
+PAIRS_EXAMPLES = """\
+examples:
+  facegan data pairs data/faces --out data/pairs.txt                       # 10 folds x (300 same + 300 different)
+  facegan data pairs data/faces --folds 10 --pairs-per-fold 50 --seed 1 --out pairs.txt
+"""
+
 
 def register(commands) -> None:
     data = commands.add_parser("data", help="prepare, inspect and split face datasets")
@@ -46,6 +52,16 @@ def register(commands) -> None:
     split.add_argument("--train-out", default=None, help="default: DATASET-train")
     split.add_argument("--holdout-out", default=None, help="default: DATASET-holdout")
     split.set_defaults(handler=run_split)
+
+    pairs = verbs.add_parser("pairs", help="write LFW-format (view 2) verification pairs over a dataset's identities",
+                             epilog=PAIRS_EXAMPLES, formatter_class=ExamplesFormatter)
+    pairs.add_argument("dataset", metavar="DATASET", help="a prepared dataset with identity labels")
+    pairs.add_argument("--folds", type=int, default=10, help="number of folds (LFW: 10)")
+    pairs.add_argument("--pairs-per-fold", type=int, default=300,
+                       help="same-person pairs per fold, and as many different-person pairs (LFW: 300)")
+    pairs.add_argument("--seed", type=int, default=0)
+    pairs.add_argument("--out", required=True, help="pairs.txt to write")
+    pairs.set_defaults(handler=run_pairs)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -85,4 +101,33 @@ def run_split(args: argparse.Namespace) -> int:
     holdout_path = holdout_set.save(holdout_out)
     print(f"train   {len(train_set)} images -> {train_path}")
     print(f"holdout {len(holdout_set)} images -> {holdout_path}")
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from facegan.data.dataset import FaceDataset, absolute_path
+    from facegan.data.pairs import make_pairs, read_pairs_txt, write_pairs_txt
+    from facegan.errors import FaceganError
+
+    dataset = FaceDataset.load(args.dataset)
+    out = absolute_path(args.out)
+    folder, home = Path(os.path.realpath(out.parent)), Path(os.path.realpath(dataset.path))
+    if folder == home or home in folder.parents:  # a dataset folder holds only its own files
+        raise FaceganError(f"--out {args.out} lies inside the dataset {args.dataset}; write pairs.txt beside it, not in it")
+    if out.is_file():
+        # Replace only an earlier pairs file, never some other file the user keeps there.
+        try:
+            read_pairs_txt(out)
+        except FaceganError:
+            raise FaceganError(f"--out {args.out} exists and is not a pairs.txt; choose another path (it would be replaced)") from None
+    pairs = make_pairs(dataset, folds=args.folds, pairs_per_fold=args.pairs_per_fold, seed=args.seed)
+    write_pairs_txt(out, pairs)
+    names = {ref.name for pair in pairs for ref in (pair.left, pair.right)}
+    layout = "identities disjoint across folds" if pairs.identities_disjoint else (
+        "too few identities to keep folds disjoint: identities repeat across folds")
+    print(f"wrote {args.out}: {pairs.num_folds} folds x ({pairs.pairs_per_fold} same + {pairs.pairs_per_fold} different) "
+          f"= {len(pairs)} pairs over {len(names)} identities ({layout})")
     return 0

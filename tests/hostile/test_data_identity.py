@@ -1,0 +1,70 @@
+"""Hostile and careless input to identity-labelled data: `data pairs`, `--layout identity-folders`,
+builtin:rendered-faces options. Each is correct work or one `error:` line with exit status 2."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facegan.cli.main import main
+from facegan.data.dataset import FaceDataset
+from tests.hostile.helpers import refused
+
+
+def _dataset(path: Path, num_identities: int, per_identity: int) -> Path:
+    identity = np.repeat(np.arange(num_identities), per_identity)
+    FaceDataset(
+        images=np.zeros((len(identity), 4, 4, 1), np.uint8),
+        manifest={"identity_names": [f"p{index}" for index in range(num_identities)]},
+        identity=identity,
+    ).save(path)
+    return path
+
+
+def test_pairs_refuses_dataset_without_identities(tmp_path, capsys):
+    FaceDataset(images=np.zeros((6, 4, 4, 1), np.uint8)).save(tmp_path / "plain")
+    line = refused(["data", "pairs", str(tmp_path / "plain"), "--out", str(tmp_path / "pairs.txt")], capsys)
+    assert "no identity labels" in line
+    assert not (tmp_path / "pairs.txt").exists()
+
+
+def test_pairs_refuses_a_single_identity(tmp_path, capsys):
+    data = _dataset(tmp_path / "one", 1, 10)
+    line = refused(["data", "pairs", str(data), "--out", str(tmp_path / "pairs.txt")], capsys)
+    assert "has 1 identity" in line and "at least 2" in line
+
+
+def test_pairs_refuses_too_few_same_pairs_saying_how_many(tmp_path, capsys):
+    data = _dataset(tmp_path / "few", 20, 2)  # 20 possible same pairs
+    line = refused(["data", "pairs", str(data), "--folds", "10", "--pairs-per-fold", "3", "--out", str(tmp_path / "p.txt")], capsys)
+    assert "allow only 20" in line and "--pairs-per-fold to 2" in line
+
+
+def test_pairs_refuses_zero_folds(tmp_path, capsys):
+    data = _dataset(tmp_path / "d", 20, 4)
+    assert "at least 1" in refused(["data", "pairs", str(data), "--folds", "0", "--out", str(tmp_path / "p.txt")], capsys)
+
+
+def test_pairs_refuses_out_inside_the_dataset(tmp_path, capsys):
+    data = _dataset(tmp_path / "d", 20, 4)
+    assert "inside the dataset" in refused(["data", "pairs", str(data), "--pairs-per-fold", "2", "--out", str(data / "pairs.txt")], capsys)
+    assert FaceDataset.load(data) is not None
+
+
+def test_pairs_does_not_replace_a_file_that_is_not_a_pairs_file(tmp_path, capsys):
+    data = _dataset(tmp_path / "d", 20, 4)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert "is not a pairs.txt" in refused(["data", "pairs", str(data), "--pairs-per-fold", "2", "--out", str(notes)], capsys)
+    assert notes.read_text() == "my notes\n"
+
+
+def test_pairs_writes_and_replaces_its_own_file(tmp_path, capsys):
+    data = _dataset(tmp_path / "d", 20, 4)
+    out = tmp_path / "pairs.txt"
+    assert main(["data", "pairs", str(data), "--pairs-per-fold", "2", "--out", str(out)]) == 0
+    first = out.read_text()
+    assert first.splitlines()[0] == "10\t2" and len(first.splitlines()) == 41
+    assert main(["data", "pairs", str(data), "--pairs-per-fold", "2", "--seed", "1", "--out", str(out)]) == 0
+    assert out.read_text() != first
+    assert "identities disjoint across folds" in capsys.readouterr().out
