@@ -68,3 +68,36 @@ def test_pairs_writes_and_replaces_its_own_file(tmp_path, capsys):
     assert main(["data", "pairs", str(data), "--pairs-per-fold", "2", "--seed", "1", "--out", str(out)]) == 0
     assert out.read_text() != first
     assert "identities disjoint across folds" in capsys.readouterr().out
+
+
+def _png(path: Path, seed: int = 0) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (10, 10, 3), dtype=np.uint8)).save(path)
+
+
+def test_identity_folders_refuses_images_only_directly_in_source(tmp_path, capsys):
+    for index in range(3):
+        _png(tmp_path / "flat" / f"{index}.png", index)
+    line = refused(["data", "prepare", str(tmp_path / "flat"), str(tmp_path / "out"), "--layout", "identity-folders", "--no-progress"], capsys)
+    assert "the 3 images directly in it belong to no identity" in line and "SOURCE/<identity>/<image>" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_identity_folders_refuses_builtin_source(tmp_path, capsys):
+    line = refused(["data", "prepare", "builtin:lfw-subset", str(tmp_path / "out"), "--layout", "identity-folders"], capsys)
+    assert "--layout identity-folders is for image folders" in line
+
+
+def test_identity_folders_then_pairs_end_to_end(tmp_path, capsys):
+    for person in range(4):
+        for shot in range(3):
+            _png(tmp_path / "people" / f"person-{person}" / f"{shot}.png", person * 10 + shot)
+    _png(tmp_path / "people" / "stray.png")
+    assert main(["data", "prepare", str(tmp_path / "people"), str(tmp_path / "data"), "--size", "8",
+                 "--layout", "identity-folders", "--no-progress"]) == 0
+    assert "no_identity 1" in capsys.readouterr().out
+    assert main(["data", "pairs", str(tmp_path / "data"), "--folds", "2", "--pairs-per-fold", "2", "--out", str(tmp_path / "p.txt")]) == 0
+    lines = (tmp_path / "p.txt").read_text().splitlines()
+    assert lines[0] == "2\t2" and all(line.startswith("person-") for line in lines[1:])

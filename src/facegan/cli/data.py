@@ -11,6 +11,7 @@ examples:
   facegan data prepare ~/photos data/faces64 --size 64 --align dlib   # detect + align with dlib
   facegan data prepare ~/celeba data/celeba64 --size 64 --align center  # CelebA: keeps attributes, identities, split
   facegan data prepare ~/lfw data/lfw64 --size 64 --align dlib      # LFW: keeps identities
+  facegan data prepare ~/people data/people64 --layout identity-folders   # one folder per person
 """
 
 PAIRS_EXAMPLES = """\
@@ -37,6 +38,8 @@ def register(commands) -> None:
                          help="keep JPEGs whose decoder reports corrupt data (skipped as `damaged` by default)")
     prepare.add_argument("--max-file-bytes", type=int, default=None,
                          help="skip files larger than this as too_large, unread (default 256 MiB)")
+    prepare.add_argument("--layout", choices=["auto", "identity-folders"], default="auto",
+                         help="auto: detect CelebA / LFW / plain folder; identity-folders: SOURCE/<identity>/<image>")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=run_prepare)
 
@@ -71,7 +74,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     max_file_bytes = DEFAULT_MAX_FILE_BYTES if args.max_file_bytes is None else args.max_file_bytes
     dataset = prepare_dataset(args.source, args.out, size=args.size, align=args.align, channels=args.channels,
                               workers=args.workers, limit=args.limit, progress=not args.no_progress,
-                              max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged)
+                              max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged,
+                              layout=args.layout)
     print(dataset.describe())
     return 0
 

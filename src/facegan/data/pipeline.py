@@ -34,7 +34,7 @@ from facegan.data.align import ALIGN_MODES, AlignMode, align_image, convert_chan
 from facegan.data.builtin import builtin_names, is_builtin, load_builtin
 from facegan.data.dataset import FaceDataset, check_output_folder, paths_overlap
 from facegan.data.decode import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, SKIP_REASONS, SkippedImage, decode_image_with_damage
-from facegan.data.sources import SourceListing, list_source
+from facegan.data.sources import SOURCE_LAYOUTS, SourceLayout, SourceListing, list_source
 from facegan.errors import FaceganError
 from facegan.faces.align import DLIB_CHIP_PADDING, LANDMARKS_5_NAME, load_dlib_models
 
@@ -85,6 +85,9 @@ class PrepareConfig:
     keep_damaged: bool = False
     """Keep JPEGs whose decoder reports corrupt data (skipped as `damaged` by default); kept ones are
     counted and listed in the manifest as `damaged_kept`."""
+    layout: SourceLayout = "auto"
+    """auto: detect CelebA, LFW or a plain folder; identity-folders: SOURCE/<identity>/<image>, the
+    identity being the first-level folder's name (images directly in SOURCE are skipped as no_identity)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, (str, os.PathLike)):
@@ -120,6 +123,10 @@ class PrepareConfig:
             raise FaceganError(f"--min-side must be 0 or more, got {self.min_side}")
         if self.max_file_bytes < 1:
             raise FaceganError(f"--max-file-bytes must be positive, got {self.max_file_bytes}")
+        if self.layout not in SOURCE_LAYOUTS:
+            raise FaceganError(f"--layout must be one of {', '.join(SOURCE_LAYOUTS)}, got {self.layout!r}")
+        if self.layout != "auto" and is_builtin(self.source):
+            raise FaceganError(f"--layout {self.layout} is for image folders; {self.source} is built-in data, drop --layout")
 
 
 def prepare_dataset(
@@ -135,6 +142,7 @@ def prepare_dataset(
     min_side: int = 0,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     keep_damaged: bool = False,
+    layout: SourceLayout = "auto",
 ) -> FaceDataset:
     """Prepare SOURCE into a dataset folder OUT and return it (opened from disk). See PrepareConfig."""
     config = PrepareConfig(
@@ -149,6 +157,7 @@ def prepare_dataset(
         min_side=min_side,
         max_file_bytes=max_file_bytes,
         keep_damaged=keep_damaged,
+        layout=layout,
     )
     return prepare_from_config(config, out)
 
@@ -179,7 +188,7 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
         if is_builtin(config.source):
             images = _prepare_builtin(config, manifest)
         else:
-            listing = list_source(config.source)
+            listing = list_source(config.source, config.layout)
             if config.limit is not None:
                 listing = listing.head(config.limit)
             if config.align == "dlib":
@@ -256,6 +265,11 @@ def _prepare_listing(
         skipped_counts["unreadable"] += 1
         if len(skipped_files) < MAX_LISTED_SKIPS:
             skipped_files.append({"path": folder + "/", "reason": "unreadable", "detail": f"folder: {why}"})
+
+    for path, why in listing.ignored_files:
+        skipped_counts[why] += 1
+        if len(skipped_files) < MAX_LISTED_SKIPS:
+            skipped_files.append({"path": path, "reason": why, "detail": "image directly in SOURCE, outside any identity folder"})
 
     if not kept_indices:
         raise FaceganError(_nothing_kept_message(config.source, num_files, skipped_counts, config.align))
