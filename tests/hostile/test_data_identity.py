@@ -101,3 +101,27 @@ def test_identity_folders_then_pairs_end_to_end(tmp_path, capsys):
     assert main(["data", "pairs", str(tmp_path / "data"), "--folds", "2", "--pairs-per-fold", "2", "--out", str(tmp_path / "p.txt")]) == 0
     lines = (tmp_path / "p.txt").read_text().splitlines()
     assert lines[0] == "2\t2" and all(line.startswith("person-") for line in lines[1:])
+
+
+def test_rendered_options_refused_for_other_sources(tmp_path, capsys):
+    line = refused(["data", "prepare", "builtin:lfw-subset", str(tmp_path / "out"), "--identities", "5"], capsys)
+    assert "--identities applies only to builtin:rendered-faces" in line
+    _png(tmp_path / "photos" / "a.png")
+    line = refused(["data", "prepare", str(tmp_path / "photos"), str(tmp_path / "out"), "--per-identity", "3", "--seed", "1"], capsys)
+    assert "--per-identity, --seed apply only to builtin:rendered-faces" in line
+
+
+def test_rendered_refuses_zero_identities_and_tiny_size(tmp_path, capsys):
+    base = ["data", "prepare", "builtin:rendered-faces", str(tmp_path / "out")]
+    assert "at least 1" in refused(base + ["--identities", "0"], capsys)
+    assert "16-256 px" in refused(base + ["--size", "8", "--identities", "2", "--per-identity", "2"], capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rendered_prepare_then_pairs(tmp_path, capsys):
+    out = tmp_path / "faces"
+    assert main(["data", "prepare", "builtin:rendered-faces", str(out), "--size", "16", "--identities", "20",
+                 "--per-identity", "4", "--seed", "1", "--no-progress"]) == 0
+    assert "identities   20 labelled" in capsys.readouterr().out
+    assert main(["data", "pairs", str(out), "--pairs-per-fold", "5", "--out", str(tmp_path / "pairs.txt")]) == 0
+    assert (tmp_path / "pairs.txt").read_text().splitlines()[1].startswith("r000")

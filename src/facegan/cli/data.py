@@ -8,6 +8,8 @@ from facegan.cli.common import ExamplesFormatter
 PREPARE_EXAMPLES = """\
 examples:
   facegan data prepare builtin:lfw-subset data/lfw32 --size 32     # the 100 built-in LFW faces
+  facegan data prepare builtin:rendered-faces data/rendered32 --size 32 --identities 500 --per-identity 20 --seed 0
+                                                                   # drawn cartoon faces with identities (not photographs)
   facegan data prepare ~/photos data/faces64 --size 64 --align dlib   # detect + align with dlib
   facegan data prepare ~/celeba data/celeba64 --size 64 --align center  # CelebA: keeps attributes, identities, split
   facegan data prepare ~/lfw data/lfw64 --size 64 --align dlib      # LFW: keeps identities
@@ -26,7 +28,7 @@ def register(commands) -> None:
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
 
     prepare = verbs.add_parser("prepare", help="decode, align and cache face images once", epilog=PREPARE_EXAMPLES, formatter_class=ExamplesFormatter)
-    prepare.add_argument("source", metavar="SOURCE", help="image folder, CelebA folder, LFW folder, or builtin:lfw-subset")
+    prepare.add_argument("source", metavar="SOURCE", help="image folder, CelebA folder, LFW folder, builtin:lfw-subset or builtin:rendered-faces")
     prepare.add_argument("out", metavar="OUT", help="dataset folder to write")
     prepare.add_argument("--size", type=int, default=64, help="output side in pixels")
     prepare.add_argument("--align", choices=["dlib", "center", "none"], default="center",
@@ -40,6 +42,9 @@ def register(commands) -> None:
                          help="skip files larger than this as too_large, unread (default 256 MiB)")
     prepare.add_argument("--layout", choices=["auto", "identity-folders"], default="auto",
                          help="auto: detect CelebA / LFW / plain folder; identity-folders: SOURCE/<identity>/<image>")
+    prepare.add_argument("--identities", type=int, default=None, help="builtin:rendered-faces: people to draw (default 500)")
+    prepare.add_argument("--per-identity", type=int, default=None, help="builtin:rendered-faces: images per person (default 20)")
+    prepare.add_argument("--seed", type=int, default=None, help="builtin:rendered-faces: seed (default 0; same seed, same images)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=run_prepare)
 
@@ -75,7 +80,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     dataset = prepare_dataset(args.source, args.out, size=args.size, align=args.align, channels=args.channels,
                               workers=args.workers, limit=args.limit, progress=not args.no_progress,
                               max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged,
-                              layout=args.layout)
+                              layout=args.layout, identities=args.identities, per_identity=args.per_identity,
+                              seed=args.seed)
     print(dataset.describe())
     return 0
 

@@ -88,6 +88,12 @@ class PrepareConfig:
     layout: SourceLayout = "auto"
     """auto: detect CelebA, LFW or a plain folder; identity-folders: SOURCE/<identity>/<image>, the
     identity being the first-level folder's name (images directly in SOURCE are skipped as no_identity)."""
+    identities: int | None = None
+    """builtin:rendered-faces only: how many people to draw (None: 500)."""
+    per_identity: int | None = None
+    """builtin:rendered-faces only: images per person (None: 20)."""
+    seed: int | None = None
+    """builtin:rendered-faces only: the seed the faces are drawn from (None: 0); same seed, same bytes."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, (str, os.PathLike)):
@@ -95,9 +101,9 @@ class PrepareConfig:
         self.source = os.fspath(self.source)
         if not self.source:
             raise FaceganError("no SOURCE given: pass a folder of images, a CelebA/LFW folder, or builtin:lfw-subset")
-        for name in ("size", "channels", "workers", "limit", "max_pixels", "min_side", "max_file_bytes"):
+        for name in ("size", "channels", "workers", "limit", "max_pixels", "min_side", "max_file_bytes", "identities", "per_identity", "seed"):
             value = getattr(self, name)
-            if value is None and name in ("channels", "workers", "limit"):
+            if value is None and name in ("channels", "workers", "limit", "identities", "per_identity", "seed"):
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise FaceganError(f"--{name.replace('_', '-')} must be a whole number, got {value!r}")
@@ -125,6 +131,12 @@ class PrepareConfig:
             raise FaceganError(f"--max-file-bytes must be positive, got {self.max_file_bytes}")
         if self.layout not in SOURCE_LAYOUTS:
             raise FaceganError(f"--layout must be one of {', '.join(SOURCE_LAYOUTS)}, got {self.layout!r}")
+        rendered = [f"--{name.replace('_', '-')}" for name in ("identities", "per_identity", "seed") if getattr(self, name) is not None]
+        if rendered and self.source != "builtin:rendered-faces":
+            raise FaceganError(
+                f"{', '.join(rendered)} {'applies' if len(rendered) == 1 else 'apply'} only to builtin:rendered-faces, "
+                f"not {self.source}; drop {'it' if len(rendered) == 1 else 'them'}"
+            )
         if self.layout != "auto" and is_builtin(self.source):
             raise FaceganError(f"--layout {self.layout} is for image folders; {self.source} is built-in data, drop --layout")
 
@@ -143,6 +155,9 @@ def prepare_dataset(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     keep_damaged: bool = False,
     layout: SourceLayout = "auto",
+    identities: int | None = None,
+    per_identity: int | None = None,
+    seed: int | None = None,
 ) -> FaceDataset:
     """Prepare SOURCE into a dataset folder OUT and return it (opened from disk). See PrepareConfig."""
     config = PrepareConfig(
@@ -158,6 +173,9 @@ def prepare_dataset(
         max_file_bytes=max_file_bytes,
         keep_damaged=keep_damaged,
         layout=layout,
+        identities=identities,
+        per_identity=per_identity,
+        seed=seed,
     )
     return prepare_from_config(config, out)
 
@@ -186,7 +204,7 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
     labels: dict[str, np.ndarray | None] = {}
     with contextlib.ExitStack() as cleanup:  # removes the scratch file, if one is made, however we leave
         if is_builtin(config.source):
-            images = _prepare_builtin(config, manifest)
+            images = _prepare_builtin(config, manifest, labels)
         else:
             listing = list_source(config.source, config.layout)
             if config.limit is not None:
@@ -201,10 +219,15 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
 
 
 # ---- built-in data ----------------------------------------------------------------------------
-def _prepare_builtin(config: PrepareConfig, manifest: dict[str, Any]) -> np.ndarray:
+def _prepare_builtin(config: PrepareConfig, manifest: dict[str, Any], labels: dict[str, np.ndarray | None]) -> np.ndarray:
     name = config.source.split(":", 1)[1]
-    data = load_builtin(name, config.size, config.channels)
+    data = load_builtin(name, config.size, config.channels,
+                        identities=config.identities, per_identity=config.per_identity, seed=config.seed)
     images = data.images[: config.limit] if config.limit is not None else data.images
+    if data.identity is not None:
+        labels["identity"] = np.ascontiguousarray(data.identity[: len(images)])
+    if data.attributes is not None:
+        labels["attributes"] = np.ascontiguousarray(data.attributes[: len(images)])
     manifest.update(
         source_kind="builtin",
         # Already face crops: --align is not applied, and the manifest says so.

@@ -31,7 +31,7 @@ LFW_PAIRS_FILE = "pairs.txt"
 # LFW names every image <Person>_<4 digits> inside a folder named <Person>.
 _LFW_STEM = re.compile(r"^(?P<person>.+)_(?P<number>\d+)$")
 
-SOURCE_HELP = "give a folder of images, a CelebA folder (with img_align_celeba/), an LFW folder, or builtin:lfw-subset"
+SOURCE_HELP = "give a folder of images, a CelebA folder (with img_align_celeba/), an LFW folder, builtin:lfw-subset or builtin:rendered-faces"
 
 
 @dataclass
