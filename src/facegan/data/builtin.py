@@ -68,17 +68,20 @@ def load_builtin(
     identities: int | None = None,
     per_identity: int | None = None,
     seed: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> BuiltinData:
     """A built-in set at (size, size); `channels` None keeps its own (1 for lfw-subset, 3 for rendered).
 
     `name` may be given with or without the `builtin:` prefix. These are already face crops, so no
     detection or alignment is applied. `identities`, `per_identity` and `seed` choose what
-    builtin:rendered-faces draws and are refused for the other sets.
+    builtin:rendered-faces draws and are refused for the other sets; `on_progress(count)` hears of
+    its images as they are drawn.
     """
     key = name[len(BUILTIN_PREFIX) :] if name.startswith(BUILTIN_PREFIX) else name
     options = {"identities": identities, "per_identity": per_identity, "seed": seed}
     if key == RENDERED_NAME:
-        return _load_rendered(size, channels, **{k: RENDERED_DEFAULTS[k] if v is None else v for k, v in options.items()})
+        chosen = {key: RENDERED_DEFAULTS[key] if value is None else value for key, value in options.items()}
+        return _load_rendered(size, channels, on_progress=on_progress, **chosen)
     given = [f"--{option.replace('_', '-')}" for option, value in options.items() if value is not None]
     if given and key in BUILTIN_LOADERS:
         raise FaceganError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to {BUILTIN_PREFIX}{RENDERED_NAME}, not {BUILTIN_PREFIX}{key}; drop {'it' if len(given) == 1 else 'them'}")
@@ -99,10 +102,12 @@ def load_builtin(
     return BuiltinData(images=images, paths=paths, manifest={"builtin": key, **notes})
 
 
-def _load_rendered(size: int, channels: int | None, identities: int, per_identity: int, seed: int) -> BuiltinData:
+def _load_rendered(
+    size: int, channels: int | None, identities: int, per_identity: int, seed: int, on_progress: Callable[[int], None] | None
+) -> BuiltinData:
     from facegan.data.rendered import identity_names, render_faces
 
-    images, identity, attributes, attribute_names = render_faces(identities, per_identity, size, seed)
+    images, identity, attributes, attribute_names = render_faces(identities, per_identity, size, seed, on_progress=on_progress)
     if channels is not None and channels != 3:
         images = np.stack([convert_channels(image, channels) for image in images])
     names = identity_names(identities)

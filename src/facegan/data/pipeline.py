@@ -221,8 +221,17 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
 # ---- built-in data ----------------------------------------------------------------------------
 def _prepare_builtin(config: PrepareConfig, manifest: dict[str, Any], labels: dict[str, np.ndarray | None]) -> np.ndarray:
     name = config.source.split(":", 1)[1]
-    data = load_builtin(name, config.size, config.channels,
-                        identities=config.identities, per_identity=config.per_identity, seed=config.seed)
+    with contextlib.ExitStack() as stack:
+        bars: list[tqdm] = []
+
+        def on_progress(count: int) -> None:
+            # The bar opens with the first drawn images, so a refused option prints only its error.
+            if not bars:
+                bars.append(stack.enter_context(tqdm(desc="render", unit="img", disable=not config.progress, dynamic_ncols=True)))
+            bars[0].update(count)
+
+        data = load_builtin(name, config.size, config.channels, identities=config.identities,
+                            per_identity=config.per_identity, seed=config.seed, on_progress=on_progress)
     images = data.images[: config.limit] if config.limit is not None else data.images
     if data.identity is not None:
         labels["identity"] = np.ascontiguousarray(data.identity[: len(images)])

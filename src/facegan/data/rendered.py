@@ -16,11 +16,13 @@ the number of identities asked for, and the same arguments give the same bytes.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -52,11 +54,17 @@ SKIN_TONES = np.array([(250, 222, 200), (236, 192, 160), (214, 164, 124), (176, 
 
 
 def render_faces(
-    identities: int, per_identity: int, size: int = 32, seed: int = 0, workers: int | None = None
+    identities: int,
+    per_identity: int,
+    size: int = 32,
+    seed: int = 0,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(uint8 (N, size, size, 3) images, int64 (N,) identity, int8 (N, A) attributes in {-1, 1},
     attribute names) for N = identities x per_identity, grouped by identity. Deterministic by `seed`
-    (whatever `workers`: processes to draw with, None = every core, used from PARALLEL_MIN_IMAGES on)."""
+    (whatever `workers`: processes to draw with, None = every core, used from PARALLEL_MIN_IMAGES on).
+    `on_progress(count)` is called with the number of images finished since its last call."""
     for option, value in (("--identities", identities), ("--per-identity", per_identity), ("--size", size), ("--seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise FaceganError(f"{option} must be a whole number, got {value!r}")
@@ -75,13 +83,21 @@ def render_faces(
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     num_workers = 1 if num_images < PARALLEL_MIN_IMAGES else min(int(workers or available), identities)
     # Each identity has its own random streams, so any split over processes gives the same bytes.
-    bounds = np.linspace(0, identities, num_workers * 4 + 1 if num_workers > 1 else 2).astype(int)
+    # About 500 images a chunk: a lively progress bar, and several chunks per worker.
+    num_chunks = max(num_workers * 4, -(-num_images // 500))
+    bounds = np.linspace(0, identities, min(num_chunks, identities) + 1).astype(int)
     chunks = [(seed, int(start), int(stop), per_identity, size) for start, stop in zip(bounds[:-1], bounds[1:]) if stop > start]
-    if num_workers == 1:
-        parts = [_render_identities(*chunk) for chunk in chunks]
-    else:
-        with ProcessPoolExecutor(num_workers, mp_context=_pool_context()) as executor:
-            parts = list(executor.map(_render_identities, *zip(*chunks)))
+    parts = []
+    with contextlib.ExitStack() as stack:
+        if num_workers == 1:
+            results = (_render_identities(*chunk) for chunk in chunks)
+        else:
+            executor = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=_pool_context()))
+            results = executor.map(_render_identities, *zip(*chunks))
+        for part in results:
+            parts.append(part)
+            if on_progress is not None:
+                on_progress(len(part[0]))
     images = np.concatenate([part[0] for part in parts])
     attributes = np.concatenate([part[1] for part in parts])
     identity = np.repeat(np.arange(identities, dtype=np.int64), per_identity)
@@ -209,6 +225,8 @@ def _attributes(face: dict, shot: dict) -> np.ndarray:
 
 
 # ---- drawing ----------------------------------------------------------------------------------
+_MOUTH_XS = np.linspace(-1, 1, 13)  # positions across the mouth, corner to corner
+_CURL_ANGLES = np.linspace(math.pi * 0.9, math.pi * 2.1, 11).tolist()  # where curly hair's curls sit
 _UNIT_ARCS: dict[tuple[float, float, int], np.ndarray] = {}
 
 
@@ -258,10 +276,19 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
         shape = _ellipse(cx, cy, rx, ry, count=16) if rng.random() < 0.5 else np.array([[cx - rx, cy - ry], [cx + rx, cy - ry], [cx + rx, cy + ry], [cx - rx, cy + ry]])
         draw.polygon([tuple(p) for p in ((shape + 1) * canvas / 2).tolist()], fill=tuple(rng.integers(0, 256, 3).tolist()))
 
+    palette = face.get("palette")
+    if palette is None:  # the identity's colours as Pillow tuples, computed once per identity
+        skin, hair, lip = face["skin"], face["hair"], face["lip_colour"]
+        palette = face["palette"] = {
+            "skin": _colour(skin), "shadow": _colour(skin * 0.78), "nose": _colour(skin * 0.86),
+            "dark": _colour(skin * 0.45), "lid": _colour(skin * 0.4), "hair": _colour(hair),
+            "brow": _colour(hair * 0.6 if face["hair_style"] != "bald" else skin * 0.45),
+            "iris": _colour(face["iris"]), "lip": _colour(lip), "lip_line": _colour(lip * 0.55),
+        }
     width, height = face["width"] * (0.88 + 0.12 * math.cos(yaw)), face["height"]
     skin, hair = face["skin"], face["hair"]
-    skin_shadow = _colour(skin * 0.78)
-    hair_fill = _colour(hair)
+    skin_shadow = palette["shadow"]
+    hair_fill = palette["hair"]
     style = face["hair_style"]
     head_x = turn(0.0, -0.08)  # the head's centre moves a little against the turn
     top = -height
@@ -278,7 +305,7 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
                                [[head_x + width * 1.25, length], [head_x - width * 1.25, length]]])
         polygon(back, hair_fill)
     elif style == "curly":
-        for angle in np.linspace(math.pi * 0.9, math.pi * 2.1, 11):
+        for angle in _CURL_ANGLES:
             cx = head_x + width * 1.05 * math.cos(angle)
             cy = -0.05 + height * 0.95 * math.sin(angle)
             polygon(_ellipse(cx, cy, 0.13 * volume, 0.13 * volume, count=14), hair_fill)
@@ -301,7 +328,7 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
     xs = np.where(lower, np.sign(xs) * np.abs(xs) ** exponent, xs)
     ys = np.where(lower, ys * face["chin"], ys)
     outline = np.stack([head_x + width * xs, height * ys], axis=1)
-    polygon(outline, _colour(skin))
+    polygon(outline, palette["skin"])
 
     # Hair on top of the head.
     hairline = top + height * (1.0 - face["hairline"]) * 0.9
@@ -327,19 +354,19 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
     # Eyes, brows.
     eye_y = face["eye_height"]
     eye_rx, eye_ry = face["eye_size"], face["eye_size"] * 0.55
-    brow_colour = _colour(hair * 0.6 if style != "bald" else skin * 0.45)
+    brow_colour = palette["brow"]
     for side in (-1, 1):
         squash = max(0.25, math.cos(yaw + side * 0.45) / math.cos(0.45))  # the far eye looks narrower
         ex = turn(side * face["eye_spacing"] * width * 2.0, 0.45)
         tilt = side * face["eye_tilt"] * eye_ry
         if shot["blink"]:
-            line(np.array([[ex - eye_rx * squash, eye_y + tilt], [ex + eye_rx * squash, eye_y - tilt]]), _colour(skin * 0.45), 0.012)
+            line(np.array([[ex - eye_rx * squash, eye_y + tilt], [ex + eye_rx * squash, eye_y - tilt]]), palette["dark"], 0.012)
         else:
             polygon(_ellipse(ex, eye_y, eye_rx * squash, eye_ry, count=20), (236, 234, 228))
             gx, gy = shot["gaze"] * eye_ry * 0.5
-            polygon(_ellipse(ex + gx * squash + yaw * eye_rx * 0.3, eye_y + gy, eye_ry * 0.85 * squash, eye_ry * 0.85, count=16), _colour(face["iris"]))
+            polygon(_ellipse(ex + gx * squash + yaw * eye_rx * 0.3, eye_y + gy, eye_ry * 0.85 * squash, eye_ry * 0.85, count=16), palette["iris"])
             polygon(_ellipse(ex + gx * squash + yaw * eye_rx * 0.3, eye_y + gy, eye_ry * 0.38 * squash, eye_ry * 0.38, count=12), (10, 8, 8))
-            line(_ellipse(ex, eye_y, eye_rx * squash, eye_ry * 1.05, math.pi, 2 * math.pi, 10), _colour(skin * 0.4), 0.012)
+            line(_ellipse(ex, eye_y, eye_rx * squash, eye_ry * 1.05, math.pi, 2 * math.pi, 10), palette["lid"], 0.012)
         by = eye_y - face["brow_gap"] - eye_ry + shot["brow_raise"]
         inner, outer = ex - side * eye_rx * 1.1 * squash, ex + side * eye_rx * 1.3 * squash
         angle = face["brow_angle"] * eye_rx
@@ -350,9 +377,9 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
     nx_top, nx_tip = turn(0.0, 0.5), turn(0.0, 0.5 + face["nose_length"] * 0.9)
     nose_width = face["nose_width"] * (0.8 + 0.2 * math.cos(yaw))
     polygon(np.array([[nx_top - 0.012, nose_top], [nx_top + 0.012, nose_top], [nx_tip + nose_width, nose_tip], [nx_tip, nose_tip + 0.02], [nx_tip - nose_width, nose_tip]]),
-            _colour(skin * 0.86))
+            palette["nose"])
     for side in (-1, 1):
-        polygon(_ellipse(nx_tip + side * nose_width * 0.5, nose_tip + 0.005, nose_width * 0.28, 0.012, count=10), _colour(skin * 0.45))
+        polygon(_ellipse(nx_tip + side * nose_width * 0.5, nose_tip + 0.005, nose_width * 0.28, 0.012, count=10), palette["dark"])
 
     # Mouth: lips closed, smiling (corners up, wider) and/or open (dark inside, teeth).
     mouth_y = nose_tip + face["mouth_gap"]
@@ -361,18 +388,18 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
     lift = 0.045 * shot["smile"]
     opening = 0.07 * shot["open"]
     lip = face["lip_thickness"]
-    xs = np.linspace(-1, 1, 13)
+    xs = _MOUTH_XS
     centre_line = mouth_y - lift * (xs**2)  # a smile lifts the corners
     upper = np.stack([mx + half * xs, centre_line - lip - opening * 0.3 * (1 - xs**2)], axis=1)
     lower = np.stack([mx + half * xs[::-1], (centre_line + lip * 1.2 + opening * (1 - xs**2))[::-1]], axis=1)
-    polygon(np.concatenate([upper, lower]), _colour(face["lip_colour"]))
+    polygon(np.concatenate([upper, lower]), palette["lip"])
     if opening > 0.01:
         inner_top = np.stack([mx + half * 0.85 * xs, centre_line - opening * 0.25 * (1 - xs**2)], axis=1)
         inner_bottom = np.stack([mx + half * 0.85 * xs[::-1], (centre_line + opening * 0.9 * (1 - xs**2))[::-1]], axis=1)
         polygon(np.concatenate([inner_top, inner_bottom]), (50, 18, 20))
         polygon(np.concatenate([inner_top, inner_top[::-1] + [0, opening * 0.3]]), (235, 232, 222))
     else:
-        line(np.stack([mx + half * xs, centre_line], axis=1), _colour(face["lip_colour"] * 0.55), 0.008)
+        line(np.stack([mx + half * xs, centre_line], axis=1), palette["lip_line"], 0.008)
     if face["mustache"]:
         polygon(np.concatenate([np.stack([mx + half * 1.1 * xs, centre_line - lip - 0.045 + 0.01 * xs**2], axis=1),
                                 np.stack([mx + half * 1.1 * xs[::-1], (centre_line - lip - 0.004)[::-1]], axis=1)]), hair_fill)
@@ -417,16 +444,22 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
     return np.asarray(small, dtype=np.uint8)
 
 
+_GRADIENT_DIRECTIONS = 32  # background gradients point in one of this many directions
+_GRADIENT_MASKS: dict[tuple[int, int], Image.Image] = {}
+
+
 def _background(shot: dict, canvas: int) -> Image.Image:
     """A linear gradient between two random colours in a random direction."""
-    # Computed on an 8 x 8 grid and resized bilinearly: exact for a linear ramp, and far cheaper.
-    ramp = np.linspace(-1.0, 1.0, 8, dtype=np.float32)
-    direction = shot["background_angle"]
-    t = (np.cos(direction) * ramp[None, :] + np.sin(direction) * ramp[:, None]) * 0.5 + 0.5  # (8, 8) in [0, 1]
-    first, second = shot["background"].astype(np.float32)
-    pixels = first + (second - first) * t[:, :, None]
-    small = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
-    return small.resize((canvas, canvas), Image.Resampling.BILINEAR)
+    # Two flat images mixed through a cached ramp mask: far cheaper than a per-image numpy gradient.
+    bucket = int(shot["background_angle"] / (2 * math.pi) * _GRADIENT_DIRECTIONS) % _GRADIENT_DIRECTIONS
+    mask = _GRADIENT_MASKS.get((canvas, bucket))
+    if mask is None:
+        direction = 2 * math.pi * bucket / _GRADIENT_DIRECTIONS
+        ramp = np.linspace(-1.0, 1.0, canvas)
+        t = (math.cos(direction) * ramp[None, :] + math.sin(direction) * ramp[:, None]) / (2 * math.sqrt(2)) + 0.5
+        mask = _GRADIENT_MASKS.setdefault((canvas, bucket), Image.fromarray(np.rint(t * 255).astype(np.uint8), "L"))
+    first, second = (_colour(colour) for colour in shot["background"])
+    return Image.composite(Image.new("RGB", (canvas, canvas), second), Image.new("RGB", (canvas, canvas), first), mask)
 
 
 def _finish(images: np.ndarray, rng: np.random.Generator) -> None:
