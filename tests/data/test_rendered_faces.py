@@ -111,3 +111,15 @@ def test_prepare_writes_identity_names_attributes_and_limit(tmp_path):
     assert dataset.source_paths[5] == "builtin:rendered-faces/r00001/0002"
     grey = prepare_dataset("builtin:rendered-faces", tmp_path / "g", size=16, identities=1, per_identity=2, channels=1, progress=False)
     assert grey.channels == 1
+
+
+def test_default_workers_stay_in_process_where_fork_is_unsafe(monkeypatch):
+    # A pool started by forkserver/spawn would re-run an unguarded script: by default, draw here instead.
+    monkeypatch.setattr(rendered, "PARALLEL_MIN_IMAGES", 1)
+    monkeypatch.setattr(rendered, "_fork_is_safe", lambda: False)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a process pool was started")
+
+    monkeypatch.setattr(rendered, "ProcessPoolExecutor", no_pool)
+    assert render_faces(3, 2, 16, seed=0)[0].shape == (6, 16, 16, 3)

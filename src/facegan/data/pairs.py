@@ -124,22 +124,22 @@ def resolve_pairs(dataset, pairs: PairsFile | Sequence[Pair]) -> tuple[np.ndarra
             images_of[ref.name] = images_of.get(ref.name, 0) + 1
     left = np.empty(len(pair_list), dtype=np.int64)
     right = np.empty(len(pair_list), dtype=np.int64)
-    missing: list[tuple[Pair, ImageRef]] = []
+    missing: list[tuple[int, Pair, ImageRef]] = []
     for index, pair in enumerate(pair_list):
         for target, ref in ((left, pair.left), (right, pair.right)):
             row = row_of.get(ImageRef(ref.name, int(ref.number)))
             if row is None:
-                missing.append((pair, ref))
+                missing.append((index, pair, ref))
                 row = -1
             target[index] = row
     if missing:
-        pair, ref = missing[0]
-        where = f"line {pair.line}" if pair.line else f"pair {pair_list.index(pair) + 1}"
+        index, pair, ref = missing[0]
+        where = f"line {pair.line}" if pair.line else f"pair {index + 1}"
         if ref.name in images_of:
             what = f"image {ref.number} of {ref.name}, who has {images_of[ref.name]} images in the dataset"
         else:
             what = f"identity {ref.name!r}, which is not in the dataset"
-        num_bad = len({id(pair) for pair, _ in missing})
+        num_bad = len({index for index, _, _ in missing})
         raise FaceganError(
             f"{num_bad} of {len(pair_list)} pairs name images the dataset lacks; the first ({where}) names {what}; "
             "use the pairs file made for this dataset (`facegan data pairs`) or prepare the dataset from the same source"

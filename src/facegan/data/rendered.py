@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -63,7 +64,8 @@ def render_faces(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(uint8 (N, size, size, 3) images, int64 (N,) identity, int8 (N, A) attributes in {-1, 1},
     attribute names) for N = identities x per_identity, grouped by identity. Deterministic by `seed`
-    (whatever `workers`: processes to draw with, None = every core, used from PARALLEL_MIN_IMAGES on).
+    (whatever `workers`: processes to draw with; None = every core where fork is safe, else this process;
+    a pool is used only from PARALLEL_MIN_IMAGES images on).
     `on_progress(count)` is called with the number of images finished since its last call."""
     for option, value in (("--identities", identities), ("--per-identity", per_identity), ("--size", size), ("--seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -82,6 +84,10 @@ def render_faces(
     num_images = identities * per_identity
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     num_workers = 1 if num_images < PARALLEL_MIN_IMAGES else min(int(workers or available), identities)
+    if workers is None and not _fork_is_safe():
+        # forkserver/spawn workers re-import the caller's __main__, which breaks scripts without an
+        # `if __name__ == "__main__":` guard (torch already loaded, say): only an explicit --workers risks it.
+        num_workers = 1
     # Each identity has its own random streams, so any split over processes gives the same bytes.
     # About 500 images a chunk: a lively progress bar, and several chunks per worker.
     num_chunks = max(num_workers * 4, -(-num_images // 500))
@@ -94,10 +100,16 @@ def render_faces(
         else:
             executor = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=_pool_context()))
             results = executor.map(_render_identities, *zip(*chunks))
-        for part in results:
-            parts.append(part)
-            if on_progress is not None:
-                on_progress(len(part[0]))
+        try:
+            for part in results:
+                parts.append(part)
+                if on_progress is not None:
+                    on_progress(len(part[0]))
+        except BrokenProcessPool:
+            raise FaceganError(
+                "a face-drawing worker process stopped: a script that calls render_faces with workers must put the "
+                "call under `if __name__ == '__main__':` (or pass workers=1)"
+            ) from None
     images = np.concatenate([part[0] for part in parts])
     attributes = np.concatenate([part[1] for part in parts])
     identity = np.repeat(np.arange(identities, dtype=np.int64), per_identity)
@@ -120,9 +132,13 @@ def _render_identities(seed: int, start: int, stop: int, per_identity: int, size
     return images, attributes
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def _fork_is_safe() -> bool:
     # fork only a single-threaded parent without torch (a forked child inherits held locks).
-    if sys.platform.startswith("linux") and "torch" not in sys.modules and threading.active_count() == 1:
+    return sys.platform.startswith("linux") and "torch" not in sys.modules and threading.active_count() == 1
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    if _fork_is_safe():
         return multiprocessing.get_context("fork")
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
