@@ -34,7 +34,7 @@ def register(commands) -> None:
     prepare.add_argument("--align", choices=["dlib", "center", "none"], default="center",
                          help="dlib: detect the largest face and align with 5 landmarks; center: centre crop; none: resize")
     prepare.add_argument("--channels", type=int, choices=[1, 3], default=None, help="force gray (1) or RGB (3)")
-    prepare.add_argument("--workers", type=int, default=None, help="processes for decoding (default: all cores)")
+    prepare.add_argument("--workers", type=int, default=None, help="processes for decoding or drawing (default: all cores)")
     prepare.add_argument("--limit", type=int, default=None, help="use at most this many source images")
     prepare.add_argument("--keep-damaged", action="store_true",
                          help="keep JPEGs whose decoder reports corrupt data (skipped as `damaged` by default)")

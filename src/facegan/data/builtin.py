@@ -69,19 +69,20 @@ def load_builtin(
     per_identity: int | None = None,
     seed: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> BuiltinData:
     """A built-in set at (size, size); `channels` None keeps its own (1 for lfw-subset, 3 for rendered).
 
     `name` may be given with or without the `builtin:` prefix. These are already face crops, so no
     detection or alignment is applied. `identities`, `per_identity` and `seed` choose what
     builtin:rendered-faces draws and are refused for the other sets; `on_progress(count)` hears of
-    its images as they are drawn.
+    its images as they are drawn, and `workers` processes draw them (None: every core where safe).
     """
     key = name[len(BUILTIN_PREFIX) :] if name.startswith(BUILTIN_PREFIX) else name
     options = {"identities": identities, "per_identity": per_identity, "seed": seed}
     if key == RENDERED_NAME:
         chosen = {key: RENDERED_DEFAULTS[key] if value is None else value for key, value in options.items()}
-        return _load_rendered(size, channels, on_progress=on_progress, **chosen)
+        return _load_rendered(size, channels, on_progress=on_progress, workers=workers, **chosen)
     given = [f"--{option.replace('_', '-')}" for option, value in options.items() if value is not None]
     if given and key in BUILTIN_LOADERS:
         raise FaceganError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to {BUILTIN_PREFIX}{RENDERED_NAME}, not {BUILTIN_PREFIX}{key}; drop {'it' if len(given) == 1 else 'them'}")
@@ -103,11 +104,19 @@ def load_builtin(
 
 
 def _load_rendered(
-    size: int, channels: int | None, identities: int, per_identity: int, seed: int, on_progress: Callable[[int], None] | None
+    size: int,
+    channels: int | None,
+    identities: int,
+    per_identity: int,
+    seed: int,
+    on_progress: Callable[[int], None] | None,
+    workers: int | None,
 ) -> BuiltinData:
     from facegan.data.rendered import identity_names, render_faces
 
-    images, identity, attributes, attribute_names = render_faces(identities, per_identity, size, seed, on_progress=on_progress)
+    images, identity, attributes, attribute_names = render_faces(
+        identities, per_identity, size, seed, workers=workers, on_progress=on_progress
+    )
     if channels is not None and channels != 3:
         images = np.stack([convert_channels(image, channels) for image in images])
     names = identity_names(identities)

@@ -231,7 +231,8 @@ def _prepare_builtin(config: PrepareConfig, manifest: dict[str, Any], labels: di
             bars[0].update(count)
 
         data = load_builtin(name, config.size, config.channels, identities=config.identities,
-                            per_identity=config.per_identity, seed=config.seed, on_progress=on_progress)
+                            per_identity=config.per_identity, seed=config.seed, on_progress=on_progress,
+                            workers=config.workers)
     images = data.images[: config.limit] if config.limit is not None else data.images
     if data.identity is not None:
         labels["identity"] = np.ascontiguousarray(data.identity[: len(images)])

@@ -34,6 +34,8 @@ from facegan.errors import FaceganError
 SUPERSAMPLE = 4
 # Below this many images a process pool costs more to start than it saves.
 PARALLEL_MIN_IMAGES = 2000
+# The faces are drawn in memory (twice over, briefly, when the parts are joined): refuse beyond this.
+MAX_BYTES = 8 << 30
 MIN_SIZE, MAX_SIZE = 16, 256
 NAME_PREFIX = "r"
 
@@ -73,10 +75,14 @@ def render_faces(
     identities, per_identity, size, seed = int(identities), int(per_identity), int(size), int(seed)
     if identities < 1 or per_identity < 1:
         raise FaceganError(f"--identities and --per-identity must be at least 1, got {identities} and {per_identity}")
-    if identities * per_identity > 5_000_000:
-        raise FaceganError(f"{identities} x {per_identity} images is more than 5 million; ask for fewer")
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise FaceganError(f"rendered faces are drawn at {MIN_SIZE}-{MAX_SIZE} px (best 32-128), got --size {size}")
+    num_bytes = identities * per_identity * size * size * 3
+    if num_bytes > MAX_BYTES:
+        raise FaceganError(
+            f"{identities} x {per_identity} faces at {size} px need {num_bytes / 2**30:.1f} GiB in memory (limit "
+            f"{MAX_BYTES >> 30} GiB); ask for fewer identities or images, or a smaller --size"
+        )
     if seed < 0:
         raise FaceganError(f"--seed must be 0 or more, got {seed}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
