@@ -379,7 +379,7 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
     brow_colour = palette["brow"]
     for side in (-1, 1):
         squash = max(0.25, math.cos(yaw + side * 0.45) / math.cos(0.45))  # the far eye looks narrower
-        ex = turn(side * face["eye_spacing"] * width * 2.0, 0.45)
+        ex = turn(side * face["eye_spacing"] * width * 1.2, 0.45)
         tilt = side * face["eye_tilt"] * eye_ry
         if shot["blink"]:
             line(np.array([[ex - eye_rx * squash, eye_y + tilt], [ex + eye_rx * squash, eye_y - tilt]]), palette["dark"], 0.012)
@@ -433,7 +433,7 @@ def _render(face: dict, shot: dict, size: int, rng: np.random.Generator) -> np.n
         centres = []
         for side in (-1, 1):
             squash = max(0.25, math.cos(yaw + side * 0.45) / math.cos(0.45))
-            ex = turn(side * face["eye_spacing"] * width * 2.0, 0.5)
+            ex = turn(side * face["eye_spacing"] * width * 1.2, 0.5)
             rx, ry = (eye_rx * 1.6) * squash, eye_ry * 2.3
             if shot["glasses_round"]:
                 lens = _ellipse(ex, eye_y, rx, ry, count=20)
