@@ -11,6 +11,7 @@ from facegan.data.pairs import (
     ImageRef,
     Pair,
     format_pairs_txt,
+    image_refs,
     make_pairs,
     parse_pairs_txt,
     read_pairs_txt,
@@ -180,3 +181,20 @@ def test_write_refuses_pairs_out_of_lfw_order():
     pairs = [Pair(ImageRef("a", 1), ImageRef("c", 1), False, 0), Pair(ImageRef("a", 1), ImageRef("a", 2), True, 0)]
     with pytest.raises(FaceganError, match="pair 1 is a different-person pair"):
         format_pairs_txt(pairs)
+
+
+def test_lfw_prepared_dataset_resolves_lfw_pairs_file(lfw_folder: Path, tmp_path: Path):
+    from facegan.data import prepare_dataset
+
+    (lfw_folder / "George_W_Bush" / "George_W_Bush_0002.jpg").unlink()  # as if skipped: numbers keep their meaning
+    (lfw_folder / "pairs.txt").write_text("1\t1\nGeorge_W_Bush\t1\t3\nZoe_Zed\t2\tAaron_Eckhart\t1\n")
+    dataset = prepare_dataset(lfw_folder, tmp_path / "lfw8", size=8, progress=False)
+    left, right, same, _ = resolve_pairs(dataset, read_pairs_txt(lfw_folder / "pairs.txt"))
+    paths = dataset.source_paths
+    assert [paths[row] for row in left] == ["George_W_Bush/George_W_Bush_0001.jpg", "Zoe_Zed/Zoe_Zed_0002.jpg"]
+    assert [paths[row] for row in right] == ["George_W_Bush/George_W_Bush_0003.jpg", "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"]
+    assert same.tolist() == [True, False]
+    # a split keeps the LFW numbering
+    train, _ = dataset.split(0.3, seed=0)
+    for path, ref in zip(train.source_paths, image_refs(train)):
+        assert ref.number == int(path.rsplit("_", 1)[1].split(".")[0])
