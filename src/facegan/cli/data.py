@@ -8,9 +8,18 @@ from facegan.cli.common import ExamplesFormatter
 PREPARE_EXAMPLES = """\
 examples:
   facegan data prepare builtin:lfw-subset data/lfw32 --size 32     # the 100 built-in LFW faces
+  facegan data prepare builtin:rendered-faces data/rendered32 --size 32 --identities 500 --per-identity 20 --seed 0
+                                                                   # drawn cartoon faces with identities (not photographs)
   facegan data prepare ~/photos data/faces64 --size 64 --align dlib   # detect + align with dlib
   facegan data prepare ~/celeba data/celeba64 --size 64 --align center  # CelebA: keeps attributes, identities, split
   facegan data prepare ~/lfw data/lfw64 --size 64 --align dlib      # LFW: keeps identities
+  facegan data prepare ~/people data/people64 --layout identity-folders   # one folder per person
+"""
+
+PAIRS_EXAMPLES = """\
+examples:
+  facegan data pairs data/faces --out data/pairs.txt                       # 10 folds x (300 same + 300 different)
+  facegan data pairs data/faces --folds 10 --pairs-per-fold 50 --seed 1 --out pairs.txt
 """
 
 
@@ -19,18 +28,23 @@ def register(commands) -> None:
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
 
     prepare = verbs.add_parser("prepare", help="decode, align and cache face images once", epilog=PREPARE_EXAMPLES, formatter_class=ExamplesFormatter)
-    prepare.add_argument("source", metavar="SOURCE", help="image folder, CelebA folder, LFW folder, or builtin:lfw-subset")
+    prepare.add_argument("source", metavar="SOURCE", help="image folder, CelebA folder, LFW folder, builtin:lfw-subset or builtin:rendered-faces")
     prepare.add_argument("out", metavar="OUT", help="dataset folder to write")
     prepare.add_argument("--size", type=int, default=64, help="output side in pixels")
     prepare.add_argument("--align", choices=["dlib", "center", "none"], default="center",
                          help="dlib: detect the largest face and align with 5 landmarks; center: centre crop; none: resize")
     prepare.add_argument("--channels", type=int, choices=[1, 3], default=None, help="force gray (1) or RGB (3)")
-    prepare.add_argument("--workers", type=int, default=None, help="processes for decoding (default: all cores)")
+    prepare.add_argument("--workers", type=int, default=None, help="processes for decoding or drawing (default: all cores)")
     prepare.add_argument("--limit", type=int, default=None, help="use at most this many source images")
     prepare.add_argument("--keep-damaged", action="store_true",
                          help="keep JPEGs whose decoder reports corrupt data (skipped as `damaged` by default)")
     prepare.add_argument("--max-file-bytes", type=int, default=None,
                          help="skip files larger than this as too_large, unread (default 256 MiB)")
+    prepare.add_argument("--layout", choices=["auto", "identity-folders"], default="auto",
+                         help="auto: detect CelebA / LFW / plain folder; identity-folders: SOURCE/<identity>/<image>")
+    prepare.add_argument("--identities", type=int, default=None, help="builtin:rendered-faces: people to draw (default 500)")
+    prepare.add_argument("--per-identity", type=int, default=None, help="builtin:rendered-faces: images per person (default 20)")
+    prepare.add_argument("--seed", type=int, default=None, help="builtin:rendered-faces: seed (default 0; same seed, same images)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=run_prepare)
 
@@ -47,6 +61,16 @@ def register(commands) -> None:
     split.add_argument("--holdout-out", default=None, help="default: DATASET-holdout")
     split.set_defaults(handler=run_split)
 
+    pairs = verbs.add_parser("pairs", help="write LFW-format (view 2) verification pairs over a dataset's identities",
+                             epilog=PAIRS_EXAMPLES, formatter_class=ExamplesFormatter)
+    pairs.add_argument("dataset", metavar="DATASET", help="a prepared dataset with identity labels")
+    pairs.add_argument("--folds", type=int, default=10, help="number of folds (LFW: 10)")
+    pairs.add_argument("--pairs-per-fold", type=int, default=300,
+                       help="same-person pairs per fold, and as many different-person pairs (LFW: 300)")
+    pairs.add_argument("--seed", type=int, default=0)
+    pairs.add_argument("--out", required=True, help="pairs.txt to write")
+    pairs.set_defaults(handler=run_pairs)
+
 
 def run_prepare(args: argparse.Namespace) -> int:
     from facegan.data.decode import DEFAULT_MAX_FILE_BYTES
@@ -55,7 +79,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     max_file_bytes = DEFAULT_MAX_FILE_BYTES if args.max_file_bytes is None else args.max_file_bytes
     dataset = prepare_dataset(args.source, args.out, size=args.size, align=args.align, channels=args.channels,
                               workers=args.workers, limit=args.limit, progress=not args.no_progress,
-                              max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged)
+                              max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged,
+                              layout=args.layout, identities=args.identities, per_identity=args.per_identity,
+                              seed=args.seed)
     print(dataset.describe())
     return 0
 
@@ -85,4 +111,33 @@ def run_split(args: argparse.Namespace) -> int:
     holdout_path = holdout_set.save(holdout_out)
     print(f"train   {len(train_set)} images -> {train_path}")
     print(f"holdout {len(holdout_set)} images -> {holdout_path}")
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from facegan.data.dataset import FaceDataset, absolute_path
+    from facegan.data.pairs import make_pairs, read_pairs_txt, write_pairs_txt
+    from facegan.errors import FaceganError
+
+    dataset = FaceDataset.load(args.dataset)
+    out = absolute_path(args.out)
+    folder, home = Path(os.path.realpath(out.parent)), Path(os.path.realpath(dataset.path))
+    if folder == home or home in folder.parents:  # a dataset folder holds only its own files
+        raise FaceganError(f"--out {args.out} lies inside the dataset {args.dataset}; write pairs.txt beside it, not in it")
+    if out.is_file():
+        # Replace only an earlier pairs file, never some other file the user keeps there.
+        try:
+            read_pairs_txt(out)
+        except FaceganError:
+            raise FaceganError(f"--out {args.out} exists and is not a pairs.txt; choose another path (it would be replaced)") from None
+    pairs = make_pairs(dataset, folds=args.folds, pairs_per_fold=args.pairs_per_fold, seed=args.seed)
+    write_pairs_txt(out, pairs)
+    names = {ref.name for pair in pairs for ref in (pair.left, pair.right)}
+    layout = "identities disjoint across folds" if pairs.identities_disjoint else (
+        "too few identities to keep folds disjoint: identities repeat across folds")
+    print(f"wrote {args.out}: {pairs.num_folds} folds x ({pairs.pairs_per_fold} same + {pairs.pairs_per_fold} different) "
+          f"= {len(pairs)} pairs over {len(names)} identities ({layout})")
     return 0

@@ -34,7 +34,7 @@ from facegan.data.align import ALIGN_MODES, AlignMode, align_image, convert_chan
 from facegan.data.builtin import builtin_names, is_builtin, load_builtin
 from facegan.data.dataset import FaceDataset, check_output_folder, paths_overlap
 from facegan.data.decode import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, SKIP_REASONS, SkippedImage, decode_image_with_damage
-from facegan.data.sources import SourceListing, list_source
+from facegan.data.sources import SOURCE_LAYOUTS, SourceLayout, SourceListing, list_source
 from facegan.errors import FaceganError
 from facegan.faces.align import DLIB_CHIP_PADDING, LANDMARKS_5_NAME, load_dlib_models
 
@@ -85,6 +85,15 @@ class PrepareConfig:
     keep_damaged: bool = False
     """Keep JPEGs whose decoder reports corrupt data (skipped as `damaged` by default); kept ones are
     counted and listed in the manifest as `damaged_kept`."""
+    layout: SourceLayout = "auto"
+    """auto: detect CelebA, LFW or a plain folder; identity-folders: SOURCE/<identity>/<image>, the
+    identity being the first-level folder's name (images directly in SOURCE are skipped as no_identity)."""
+    identities: int | None = None
+    """builtin:rendered-faces only: how many people to draw (None: 500)."""
+    per_identity: int | None = None
+    """builtin:rendered-faces only: images per person (None: 20)."""
+    seed: int | None = None
+    """builtin:rendered-faces only: the seed the faces are drawn from (None: 0); same seed, same bytes."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, (str, os.PathLike)):
@@ -92,9 +101,9 @@ class PrepareConfig:
         self.source = os.fspath(self.source)
         if not self.source:
             raise FaceganError("no SOURCE given: pass a folder of images, a CelebA/LFW folder, or builtin:lfw-subset")
-        for name in ("size", "channels", "workers", "limit", "max_pixels", "min_side", "max_file_bytes"):
+        for name in ("size", "channels", "workers", "limit", "max_pixels", "min_side", "max_file_bytes", "identities", "per_identity", "seed"):
             value = getattr(self, name)
-            if value is None and name in ("channels", "workers", "limit"):
+            if value is None and name in ("channels", "workers", "limit", "identities", "per_identity", "seed"):
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise FaceganError(f"--{name.replace('_', '-')} must be a whole number, got {value!r}")
@@ -120,6 +129,16 @@ class PrepareConfig:
             raise FaceganError(f"--min-side must be 0 or more, got {self.min_side}")
         if self.max_file_bytes < 1:
             raise FaceganError(f"--max-file-bytes must be positive, got {self.max_file_bytes}")
+        if self.layout not in SOURCE_LAYOUTS:
+            raise FaceganError(f"--layout must be one of {', '.join(SOURCE_LAYOUTS)}, got {self.layout!r}")
+        rendered = [f"--{name.replace('_', '-')}" for name in ("identities", "per_identity", "seed") if getattr(self, name) is not None]
+        if rendered and self.source != "builtin:rendered-faces":
+            raise FaceganError(
+                f"{', '.join(rendered)} {'applies' if len(rendered) == 1 else 'apply'} only to builtin:rendered-faces, "
+                f"not {self.source}; drop {'it' if len(rendered) == 1 else 'them'}"
+            )
+        if self.layout != "auto" and is_builtin(self.source):
+            raise FaceganError(f"--layout {self.layout} is for image folders; {self.source} is built-in data, drop --layout")
 
 
 def prepare_dataset(
@@ -135,6 +154,10 @@ def prepare_dataset(
     min_side: int = 0,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     keep_damaged: bool = False,
+    layout: SourceLayout = "auto",
+    identities: int | None = None,
+    per_identity: int | None = None,
+    seed: int | None = None,
 ) -> FaceDataset:
     """Prepare SOURCE into a dataset folder OUT and return it (opened from disk). See PrepareConfig."""
     config = PrepareConfig(
@@ -149,6 +172,10 @@ def prepare_dataset(
         min_side=min_side,
         max_file_bytes=max_file_bytes,
         keep_damaged=keep_damaged,
+        layout=layout,
+        identities=identities,
+        per_identity=per_identity,
+        seed=seed,
     )
     return prepare_from_config(config, out)
 
@@ -177,9 +204,9 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
     labels: dict[str, np.ndarray | None] = {}
     with contextlib.ExitStack() as cleanup:  # removes the scratch file, if one is made, however we leave
         if is_builtin(config.source):
-            images = _prepare_builtin(config, manifest)
+            images = _prepare_builtin(config, manifest, labels)
         else:
-            listing = list_source(config.source)
+            listing = list_source(config.source, config.layout)
             if config.limit is not None:
                 listing = listing.head(config.limit)
             if config.align == "dlib":
@@ -192,10 +219,25 @@ def prepare_from_config(config: PrepareConfig, out: str | os.PathLike) -> FaceDa
 
 
 # ---- built-in data ----------------------------------------------------------------------------
-def _prepare_builtin(config: PrepareConfig, manifest: dict[str, Any]) -> np.ndarray:
+def _prepare_builtin(config: PrepareConfig, manifest: dict[str, Any], labels: dict[str, np.ndarray | None]) -> np.ndarray:
     name = config.source.split(":", 1)[1]
-    data = load_builtin(name, config.size, config.channels)
+    with contextlib.ExitStack() as stack:
+        bars: list[tqdm] = []
+
+        def on_progress(count: int) -> None:
+            # The bar opens with the first drawn images, so a refused option prints only its error.
+            if not bars:
+                bars.append(stack.enter_context(tqdm(desc="render", unit="img", disable=not config.progress, dynamic_ncols=True)))
+            bars[0].update(count)
+
+        data = load_builtin(name, config.size, config.channels, identities=config.identities,
+                            per_identity=config.per_identity, seed=config.seed, on_progress=on_progress,
+                            workers=config.workers)
     images = data.images[: config.limit] if config.limit is not None else data.images
+    if data.identity is not None:
+        labels["identity"] = np.ascontiguousarray(data.identity[: len(images)])
+    if data.attributes is not None:
+        labels["attributes"] = np.ascontiguousarray(data.attributes[: len(images)])
     manifest.update(
         source_kind="builtin",
         # Already face crops: --align is not applied, and the manifest says so.
@@ -256,6 +298,11 @@ def _prepare_listing(
         skipped_counts["unreadable"] += 1
         if len(skipped_files) < MAX_LISTED_SKIPS:
             skipped_files.append({"path": folder + "/", "reason": "unreadable", "detail": f"folder: {why}"})
+
+    for path, why in listing.ignored_files:
+        skipped_counts[why] += 1
+        if len(skipped_files) < MAX_LISTED_SKIPS:
+            skipped_files.append({"path": path, "reason": why, "detail": "image directly in SOURCE, outside any identity folder"})
 
     if not kept_indices:
         raise FaceganError(_nothing_kept_message(config.source, num_files, skipped_counts, config.align))

@@ -15,7 +15,10 @@ import numpy as np
 
 from facegan.errors import FaceganError
 
-SourceKind = Literal["folder", "celeba", "lfw", "builtin"]
+SourceKind = Literal["folder", "celeba", "lfw", "identity-folders", "builtin"]
+# auto: detect CelebA / LFW / a plain folder; identity-folders: SOURCE/<identity>/<image>.
+SourceLayout = Literal["auto", "identity-folders"]
+SOURCE_LAYOUTS: tuple[str, ...] = ("auto", "identity-folders")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -28,7 +31,7 @@ LFW_PAIRS_FILE = "pairs.txt"
 # LFW names every image <Person>_<4 digits> inside a folder named <Person>.
 _LFW_STEM = re.compile(r"^(?P<person>.+)_(?P<number>\d+)$")
 
-SOURCE_HELP = "give a folder of images, a CelebA folder (with img_align_celeba/), an LFW folder, or builtin:lfw-subset"
+SOURCE_HELP = "give a folder of images, a CelebA folder (with img_align_celeba/), an LFW folder, builtin:lfw-subset or builtin:rendered-faces"
 
 
 @dataclass
@@ -49,6 +52,8 @@ class SourceListing:
     partition: np.ndarray | None = None  # int8 (num_files,): 0 train, 1 valid, 2 test, -1 unknown
     extra_manifest: dict[str, Any] = field(default_factory=dict)
     unreadable_folders: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    # Images found but not used, each (relative path, reason), e.g. loose files beside identity folders.
+    ignored_files: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -67,16 +72,21 @@ class SourceListing:
             partition=pick(self.partition),
             extra_manifest=dict(self.extra_manifest),
             unreadable_folders=list(self.unreadable_folders),
+            ignored_files=list(self.ignored_files),
         )
 
 
-def list_source(source: str | os.PathLike) -> SourceListing:
-    """Detect what kind of folder `source` is and list its images and labels."""
+def list_source(source: str | os.PathLike, layout: SourceLayout = "auto") -> SourceListing:
+    """List the images and labels of `source`: its kind detected (`auto`) or given (`identity-folders`)."""
+    if layout not in SOURCE_LAYOUTS:
+        raise FaceganError(f"--layout must be one of {', '.join(SOURCE_LAYOUTS)}, got {layout!r}")
     root = Path(source).expanduser()
     if not root.exists():
         raise FaceganError(f"source not found: {source} ({SOURCE_HELP})")
     if not root.is_dir():
         raise FaceganError(f"source {source} is a file, not a folder ({SOURCE_HELP})")
+    if layout == "identity-folders":
+        return _list_identity_folders(root, source)
     if (root / CELEBA_IMAGES_DIR).is_dir():
         return _list_celeba(root, source)
     unreadable: list[tuple[str, str]] = []
@@ -147,6 +157,69 @@ def _is_pseudo_filesystem(real: Path, root_real: Path) -> bool:
         if inside and not (root_real == pseudo or pseudo in root_real.parents):
             return True
     return False
+
+
+# ---- SOURCE/<identity>/<image> ------------------------------------------------------------------
+def _list_identity_folders(root: Path, source: str | os.PathLike) -> SourceListing:
+    """One identity per first-level folder (its name); images anywhere below it belong to it.
+
+    Hidden folders and files (.git, .ipynb_checkpoints, macOS ._* twins) are passed over; images lying
+    directly in SOURCE have no identity and are listed as ignored (`no_identity`), so they are
+    counted in the manifest rather than silently labelled or dropped.
+    """
+    unreadable: list[tuple[str, str]] = []
+    found = find_image_files(root, unreadable)
+    files: list[Path] = []
+    relative_paths: list[str] = []
+    identity_names: list[str | None] = []
+    ignored: list[tuple[str, str]] = []
+    num_hidden = 0
+    for path in found:
+        relative = _relative(path, root)
+        parts = relative.split("/")
+        if any(part.startswith(".") for part in parts):
+            num_hidden += 1
+            continue
+        if len(parts) == 1:
+            ignored.append((relative, "no_identity"))
+            continue
+        files.append(path)
+        relative_paths.append(relative)
+        identity_names.append(parts[0])
+    if not files:
+        loose = f"; the {len(ignored)} images directly in it belong to no identity" if ignored else ""
+        raise FaceganError(
+            f"no images in identity folders under {source}{loose}; --layout identity-folders expects "
+            "SOURCE/<identity>/<image> (one folder per person)"
+        )
+    folders = sorted(
+        entry.name for entry in _scan_folders(root) if not entry.name.startswith(".")
+    )
+    empty = sorted(set(folders) - set(identity_names))
+    return SourceListing(
+        kind="identity-folders",
+        root=root,
+        files=files,
+        relative_paths=relative_paths,
+        identity_names=identity_names,
+        extra_manifest={
+            "layout": "identity-folders",
+            "num_identity_folders": len(set(identity_names)),
+            "empty_identity_folders": empty[:100],
+            "num_empty_identity_folders": len(empty),
+            "num_hidden_files_ignored": num_hidden,
+        },
+        unreadable_folders=unreadable,
+        ignored_files=ignored,
+    )
+
+
+def _scan_folders(root: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(root) as entries:
+            return [entry for entry in entries if entry.is_dir()]
+    except OSError:
+        return []
 
 
 # ---- LFW --------------------------------------------------------------------------------------
