@@ -94,7 +94,6 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from facegan.data.dataset import FaceDataset, absolute_path, check_output_folder, check_split_outputs
 

@@ -18,7 +18,6 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from facegan.errors import FaceganError
 from facegan.registry import Registry
 from facegan.faces.match import MatchRule
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from facegan.recognition.config import MAX_RESOLUTION, MIN_RESOLUTION, NUM_STAGES, check_architecture
+from facegan.recognition.config import NUM_STAGES, check_architecture
 
 def final_size(resolution: int) -> int:
     """Side of the last feature map: each stage is a stride-2 3x3 conv with padding 1 (ceil(s / 2))."""

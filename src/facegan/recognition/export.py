@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from facegan.errors import FaceganError
 from facegan.faces.match import MatchRule
 from facegan.recognition.config import RECOGNISER_KIND
-from facegan.run import EXPORT_CONFIG_NAME, EXPORT_WEIGHTS_NAME, Run, is_export_folder
+from facegan.run import EXPORT_CONFIG_NAME, EXPORT_WEIGHTS_NAME, Run
 
 if TYPE_CHECKING:
     from facegan.recognition.config import RecogConfig

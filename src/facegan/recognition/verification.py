@@ -20,15 +20,15 @@ import hashlib
 import io
 import json
 import os
-import re
 import stat
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from facegan.config import load_json_optional
 from facegan.data.dataset import FaceDataset, absolute_path
+from facegan.data.pairs import read_pairs_txt, resolve_pairs
 from facegan.errors import FaceganError
 from facegan.files import check_writable_folder, read_regular_file, write_bytes_atomic
 from facegan.faces.recognisers import Recogniser
@@ -51,76 +51,12 @@ CATEGORIES = (
 
 
 # ---- pairs -----------------------------------------------------------------------------------------
-def _pairs_api() -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """(read_pairs_txt, resolve_pairs) of facegan.data.pairs; the minimal reader below until that module exists."""
-    try:
-        from facegan.data.pairs import read_pairs_txt, resolve_pairs
-    except ImportError:
-        return _read_pairs_txt, _resolve_pairs
-    return read_pairs_txt, resolve_pairs
-
-
-def _read_pairs_txt(path: str | os.PathLike) -> list[tuple[str, int, str, int, bool, int]]:
-    """LFW view-2 pairs.txt -> (name1, number1, name2, number2, same, fold) per line (stand-in for data.pairs)."""
-    try:
-        text = read_regular_file(path, _MAX_PAIRS_BYTES).decode("utf-8")
-    except UnicodeDecodeError:
-        raise FaceganError(f"{path} is not a text pairs file (not UTF-8); give LFW's pairs.txt or one from `facegan data pairs`") from None
-    lines = [line.split() for line in text.splitlines() if line.strip()]
-    if not lines or len(lines[0]) != 2 or not all(field.isdigit() for field in lines[0]):
-        raise FaceganError(f"{path} has no pairs.txt header ('10 300': folds and pairs per fold); give LFW's pairs.txt")
-    num_folds, per_fold = int(lines[0][0]), int(lines[0][1])
-    pairs = []
-    for number, fields in enumerate(lines[1:]):
-        try:
-            if len(fields) == 3:
-                pairs.append((fields[0], int(fields[1]), fields[0], int(fields[2]), True, number // max(1, 2 * per_fold)))
-            elif len(fields) == 4:
-                pairs.append((fields[0], int(fields[1]), fields[2], int(fields[3]), False, number // max(1, 2 * per_fold)))
-            else:
-                raise ValueError
-        except ValueError:
-            raise FaceganError(f"{path} line {number + 2} is not a pair ('name n1 n2' or 'name1 n1 name2 n2')") from None
-    if len(pairs) != num_folds * 2 * per_fold:
-        raise FaceganError(f"{path} announces {num_folds} folds of 2 x {per_fold} pairs but holds {len(pairs)} pairs")
-    return pairs
-
-
-def _resolve_pairs(dataset: FaceDataset, pairs: Sequence[tuple[str, int, str, int, bool, int]]):
-    """(identity name, 1-based number) -> dataset rows: LFW's _NNNN file number where paths carry it, else the rank."""
-    if not dataset.has_identities:
-        raise FaceganError("the dataset has no identity labels, so pairs of named people cannot be found in it; prepare it with identities")
-    names = dataset.identity_names
-    rows: dict[tuple[str, int], int] = {}
-    counts: dict[int, int] = {}
-    paths = dataset.source_paths if len(dataset.source_paths) == len(dataset) else []
-    for row, identity in enumerate(np.asarray(dataset.identity)):
-        if identity < 0 or identity >= len(names):
-            continue
-        counts[int(identity)] = counts.get(int(identity), 0) + 1
-        number = counts[int(identity)]
-        if paths:
-            found = re.search(r"_(\d+)\.[^./\\]+$", paths[row])
-            number = int(found.group(1)) if found else number
-        rows[(names[identity], number)] = row
-    missing = [(name, number) for pair in pairs for name, number in (pair[0:2], pair[2:4]) if (name, number) not in rows]
-    if missing:
-        raise FaceganError(
-            f"{len(missing)} pair images are ones the dataset lacks; the first names {missing[0][0]} #{missing[0][1]}; "
-            "use the pairs file made for this dataset (`facegan data pairs`)"
-        )
-    left = np.array([rows[(pair[0], pair[1])] for pair in pairs], dtype=np.int64)
-    right = np.array([rows[(pair[2], pair[3])] for pair in pairs], dtype=np.int64)
-    return left, right, np.array([pair[4] for pair in pairs], dtype=bool), np.array([pair[5] for pair in pairs], dtype=np.int64)
-
-
 def _file_hash(path: Path) -> str:
     return hashlib.sha256(read_regular_file(path, _MAX_PAIRS_BYTES)).hexdigest()
 
 
 def _load_pairs(dataset: FaceDataset, pairs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """(left, right, same, fold, description) from a pairs.txt path, parsed pairs, or four index arrays."""
-    read_pairs_txt, resolve_pairs = _pairs_api()
     if isinstance(pairs, (str, os.PathLike)):
         path = Path(pairs)
         if not path.exists():
