@@ -275,3 +275,45 @@ def test_default_dlib_recogniser_measures_in_euclidean_space():
     generated, reference = dlib.embed(dataset.images[:2]), dlib.embed(train.images)
     expected = min(pair_distances(np.repeat(row[None], len(reference), 0), reference).min() for row in generated)
     assert synth["identities"][0]["closest_training_distance"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_separation_auc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from facegan.recognition.synth import _separation_auc
+
+    rng = np.random.default_rng(0)
+    same = np.round(rng.normal(0.3, 0.1, 200), 2)  # rounded: many ties, inside and across the groups
+    different = np.round(rng.normal(0.5, 0.1, 300), 2)
+    labels = np.r_[np.ones(len(same)), np.zeros(len(different))]
+    expected = roc_auc_score(labels, -np.r_[same, different])  # closer = more alike
+    assert _separation_auc(same, different) == pytest.approx(expected, abs=1e-12)
+    assert _separation_auc(np.array([0.1, 0.2]), np.array([0.3, 0.4])) == 1.0
+    assert _separation_auc(np.array([0.3]), np.array([0.3])) == 0.5
+
+
+def test_measure_with_adds_figures_of_other_recognisers_marked_independent_or_not(pixel, monkeypatch):
+    import facegan.recognition.synth as synth_module
+
+    generator = FakeIdentityGenerator()
+    monkeypatch.setattr(synth_module, "training_recogniser", lambda _generator: pixel)
+    dataset = synthesize_identities(generator, 3, 3, recogniser=pixel, measure_with=[pixel, "pixel"])
+    measured = dataset.manifest["synth"]["consistency_by_recogniser"]
+    assert set(measured) == {pixel, "pixel"}
+    assert measured[pixel]["independent"] is False and measured["pixel"]["independent"] is True
+    assert measured[pixel]["same_vs_different_auc"] == dataset.manifest["synth"]["consistency"]["same_vs_different_auc"]
+    assert 0.0 <= measured["pixel"]["same_vs_different_auc"] <= 1.0
+    assert "pixel: same-vs-different AUC" in synth_module.summary_line(dataset)
+
+
+def test_measure_with_an_unknown_recogniser_is_refused_before_any_image(pixel):
+    class Counting(FakeIdentityGenerator):
+        calls = 0
+
+        def sample_identity(self, *args, **kwargs):
+            Counting.calls += 1
+            return super().sample_identity(*args, **kwargs)
+
+    with pytest.raises(FaceganError, match="unknown recogniser 'nobody'"):
+        synthesize_identities(Counting(), 3, 3, recogniser=pixel, measure_with=["nobody"])
+    assert Counting.calls == 0

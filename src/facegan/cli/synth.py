@@ -37,6 +37,8 @@ def register(commands) -> None:
     synth.add_argument("--seed", default="0", metavar="S", help="first identity seed; candidates are S, S+1, ...")
     synth.add_argument("--min-distance", default=None, metavar="D", help="reject candidates closer than this to a training face (default: the recogniser's match threshold)")
     synth.add_argument("--recogniser", default="dlib-resnet", metavar="NAME", help="recogniser that measures identity (a registered name)")
+    synth.add_argument("--measure-with", action="append", default=[], metavar="NAME",
+                       help="another recogniser (name or recogniser run) that also measures identity consistency, e.g. lbph (repeatable)")
     synth.add_argument("--reference", default=None, metavar="DATASET", help="training faces new people must differ from (default: the model's training dataset)")
     synth.add_argument("--max-attempts", default=str(20), metavar="M", help="candidates tried for one identity before giving up")
     synth.add_argument("--truncation", default="1.0", help="psi in [0, 1] for identity and nuisance codes")
@@ -128,6 +130,7 @@ def run_synth(args: argparse.Namespace) -> int:
             generator, identities, per_identity, seed=seed, recogniser=args.recogniser, reference=reference,
             min_distance=min_distance, max_attempts=max_attempts, truncation=truncation, device=args.device,
             progress=None if args.no_progress else show_progress, source=str(located.export_dir.resolve()),
+            measure_with=list(args.measure_with),
         )
     finally:
         for bar in bars:

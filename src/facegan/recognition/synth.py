@@ -180,10 +180,29 @@ def _consistency(recogniser: Any, descriptors: np.ndarray, identity: np.ndarray,
         "same_identity_within_threshold": float(np.mean(rule.matches(same))),
         "inter_identity_distance_median": float(np.median(different)),
         "different_identity_beyond_threshold": float(np.mean(~rule.matches(different))),
+        # Threshold-free: the chance a same-identity pair is closer than a different-identity one (ties
+        # count half), so recognisers with nominal thresholds (pixel, lbph) are compared fairly.
+        "same_vs_different_auc": _separation_auc(same, different),
         "num_same_identity_pairs": int(len(same)),
         "num_different_identity_pairs": int(len(different)),
         "pairs_sampled": bool(len(same) + len(different) < len(identity) * (len(identity) - 1) // 2),
     }
+
+
+def _separation_auc(same: np.ndarray, different: np.ndarray) -> float:
+    """P(d_same < d_different) + P(tie) / 2 by Mann-Whitney ranks (scipy-free, exact with ties)."""
+    distances = np.concatenate([same, different])
+    order = np.argsort(distances, kind="stable")
+    ranks = np.empty(len(distances), dtype=np.float64)
+    sorted_distances = distances[order]
+    boundaries = np.flatnonzero(np.diff(sorted_distances)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(distances)]])
+    for start, end in zip(starts, ends):  # tied runs share their mean rank
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    same_rank_sum = ranks[: len(same)].sum()
+    closer_count = len(same) * len(different) + len(same) * (len(same) + 1) / 2.0 - same_rank_sum  # U of "same is smaller"
+    return float(closer_count / (len(same) * len(different)))
 
 
 def _images_for(generator: Any, identity_seed: int, nuisance: Sequence[int], truncation: float) -> np.ndarray:
@@ -218,6 +237,7 @@ def synthesize_identities(
     progress: ProgressCallback | None = None,
     device: str = "cpu",
     source: str | None = None,
+    measure_with: Sequence[Any] = (),
 ) -> FaceDataset:
     """`identities` new people x `per_identity` images each, as an identity-labelled FaceDataset (not saved).
 
@@ -226,6 +246,8 @@ def synthesize_identities(
     the manifest says so). `progress(identities_done, identities)` is called after each accepted identity.
     `source` names the generator in messages and the manifest (default: its path when given as one).
     `max_attempts` is the number of candidate identity seeds one identity slot may try before giving up.
+    `measure_with`: more recognisers (names or objects) that measure the same consistency figures, each
+    marked independent or not, so a generator trained against `recogniser` is also judged by others.
     """
     from facegan.models.export import MAX_IMAGE_BYTES, check_truncation
 
@@ -269,6 +291,9 @@ def synthesize_identities(
         raise FaceganError(f"seed {seed} leaves too few identity seeds below 2**63; pass a smaller --seed")
 
     recogniser = _resolve_recogniser(recogniser, device)
+    if isinstance(measure_with, (str, bytes)) or not isinstance(measure_with, Sequence):
+        raise FaceganError(f"measure_with must be a list of recognisers (names or objects), got {type(measure_with).__name__}")
+    judges = [_resolve_recogniser(judge, device) for judge in measure_with]
     rule = recogniser.match
     threshold = float(rule.threshold)
     if min_distance is None:
@@ -350,6 +375,17 @@ def synthesize_identities(
         consistency["closest_training_distance_min"] = float(np.min(closest))
         consistency["closest_training_distance_median"] = float(np.median(closest))
 
+    measured_by: dict[str, Any] = {}
+    for judge in judges:
+        judged = np.asarray(judge.embed(images), dtype=np.float32)
+        if judged.ndim != 2 or len(judged) != len(images):
+            raise FaceganError(f"recogniser {judge.name!r} returned {judged.shape} descriptors for {len(images)} images")
+        measured_by[str(judge.name)] = {
+            **_consistency(judge, judged, identity, num_identities, per_identity, seed),
+            "version": str(getattr(judge, "version", "")), "metric": judge.match.metric, "threshold": float(judge.match.threshold),
+            "independent": _canonical(trained_with) != _canonical(getattr(judge, "name", None)),
+        }
+
     metadata = getattr(generator, "metadata", None) or {}
     manifest: dict[str, Any] = {
         "source": f"synth:{source}",
@@ -379,6 +415,7 @@ def synthesize_identities(
                 "num_images": len(reference),
             },
             "consistency": consistency,
+            "consistency_by_recogniser": measured_by,
             "num_rejected": len(rejected),
             "rejected": rejected,
             "identities": records,
@@ -432,4 +469,8 @@ def summary_line(dataset: FaceDataset, path: Path | str | None = None) -> str:
         f"{100 * figures['different_identity_beyond_threshold']:.1f}%, median same-identity distance "
         f"{figures['intra_identity_distance_median']:.3f} (threshold {recogniser['threshold']:g}; "
         f"{'independent of training' if recogniser['independent'] else 'the recogniser used in training'})"
+        + "".join(
+            f"; {name}{'' if judged['independent'] else ' (used in training)'}: same-vs-different AUC {judged['same_vs_different_auc']:.3f}"
+            for name, judged in synth.get("consistency_by_recogniser", {}).items()
+        )
     )
