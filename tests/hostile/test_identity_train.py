@@ -56,6 +56,12 @@ def test_identity_loss_needs_two_images_per_identity(faces16, tmp_path, capsys):
     assert "identity.per_identity" in line
 
 
+def test_identity_update_size_is_bounded(faces16, tmp_path, capsys):
+    line = refused(["train", "--data", str(faces16), "--out", str(tmp_path / "run"), "--condition", "identity",
+                    "--set", "identity.identities=4096", "--set", "identity.per_identity=4096", "--dry-run", *TINY], capsys)
+    assert "16777216 images per identity update, at most 1024" in line
+
+
 def test_unknown_condition_is_refused(faces16, tmp_path, capsys):
     line = refused(["train", "--data", str(faces16), "--out", str(tmp_path / "run"), "--condition", "person", "--dry-run"], capsys)
     assert "invalid choice: 'person'" in line

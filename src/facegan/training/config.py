@@ -166,6 +166,7 @@ class PrivacyConfig:
 
 
 IDENTITY_MODES = ("auto", "embedding", "split-latent")
+MAX_IDENTITY_IMAGES = 1024
 
 
 @dataclass
@@ -200,18 +201,20 @@ class IdentityConfig:
         return self.condition == "identity"
 
     def validate(self, z_dim: int) -> None:
-        if not self.enabled:
-            return
+        # Ranges always (a saved config holds no absurd number); the split of z only when the mode is on.
         check_range("identity.identity_dim", self.identity_dim, 1, 4096)
-        if self.identity_dim >= z_dim:
-            raise FaceganError(f"identity.identity_dim={self.identity_dim} must be below model.z_dim={z_dim} "
-                               "(the rest of z codes everything but the identity); lower it or raise model.z_dim")
         check_range("identity.weight", self.weight, 0, 1e6)
         check_range("identity.lr", self.lr, 0, 1, min_open=True)
         check_range("identity.every", self.every, 1, 1_000_000)
         check_range("identity.identities", self.identities, 2, 4096, hint="different identities are needed to push them apart")
         check_range("identity.per_identity", self.per_identity, 2, 4096, hint="two images of one identity are needed to pull them together")
         check_range("identity.margin", self.margin, 0, 0.6, max_open=True)
+        if self.identities * self.per_identity > MAX_IDENTITY_IMAGES:
+            raise FaceganError(f"identity.identities x identity.per_identity = {self.identities * self.per_identity} images per identity update, "
+                               f"at most {MAX_IDENTITY_IMAGES} (each goes through dlib's ResNet at 150 px; typical: 4 x 3)")
+        if self.enabled and self.identity_dim >= z_dim:
+            raise FaceganError(f"identity.identity_dim={self.identity_dim} must be below model.z_dim={z_dim} "
+                               "(the rest of z codes everything but the identity); lower it or raise model.z_dim")
 
 
 @dataclass
