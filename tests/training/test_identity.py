@@ -166,3 +166,17 @@ def test_sample_identity_is_deterministic_and_varies_with_nuisance(faces16, tiny
     assert torch.equal(z[0, :16], z[1, :16]) and not torch.equal(z[0, 16:], z[1, 16:])
     assert not torch.equal(generator.z_for_identity(8, [1])[0, :16], z[0, :16])
     assert generator.sample_identity(7, [1, 2, 3], truncation=0.5).shape == first.shape
+
+
+def test_cli_condition_identity_trains_split_latent_and_with_dp(faces16, tmp_path, capsys):
+    """`facegan train --condition identity` on unlabelled faces; with --dp-* too (the identity loss never sees real data)."""
+    from facegan.cli.main import main
+
+    tiny = ["--batch-size", "8", "--kimg", "0.016", "--no-progress", "--set", "model.g_channels=16", "--set", "model.d_channels=16",
+            "--set", "model.min_channels=8", "--set", "runtime.tensorboard=false", "--set", "runtime.num_threads=1",
+            "--set", "identity.identities=2", "--set", "identity.per_identity=2"]
+    for name, extra in (("plain", []), ("private", ["--dp-epsilon", "10"])):
+        assert main(["train", "--data", str(faces16), "--out", str(tmp_path / name), "--condition", "identity", *extra, *tiny]) == 0
+        exported = json.loads((tmp_path / name / "export" / "config.json").read_text())
+        assert exported["identity"]["mode"] == "split-latent"
+        assert ("dp" in exported) == bool(extra)
