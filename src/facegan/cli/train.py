@@ -15,6 +15,7 @@ examples:
   facegan train --data data/lfw32 --out runs/lfw32 --kimg 50
   facegan train --data data/lfw32 --out runs/dcgan --preset seed-dcgan
   facegan train --data data/lfw32 --out runs/wide --set model.g_channels=256 --set loss.kind=hinge
+  facegan train --data data/lfw32 --out runs/people --condition identity   # many images of each new person
   facegan train --data data/lfw32 --out runs/x --dry-run      # print the resolved config, do nothing
   facegan train --data data/lfw32 --out runs/private --dp-epsilon 10   # differentially private (preset dp)
   facegan train --out runs/lfw32 --resume --kimg 100          # continue exactly where it stopped
@@ -32,6 +33,7 @@ FLAG_FIELDS = {
     "dp_max_grad_norm": "privacy.max_grad_norm",
     "dp_accountant": "privacy.accountant",
     "metric_every": "schedule.metric_kimg",
+    "condition": "identity.condition",
 }
 
 
@@ -55,6 +57,9 @@ def register(commands) -> None:
     private.add_argument("--dp-noise-multiplier", type=float, default=None, help="noise std / max grad norm, instead of deriving it from --dp-epsilon")
     private.add_argument("--dp-max-grad-norm", type=float, default=None, help="per-face gradient clipping bound C")
     private.add_argument("--dp-accountant", choices=["rdp", "prv"], default=None, help="Opacus privacy accountant")
+    parser.add_argument("--condition", choices=["none", "identity"], default=None,
+                        help="identity: learn new people, many images each (identity labels -> conditional G + projection D; "
+                             "no labels -> split latent + dlib identity loss; --set identity.* tunes it)")
     parser.add_argument("--metric-every", type=float, default=None, metavar="KIMG",
                         help="measure FD/KID (face space) every KIMG during training, log them and keep the best export in export-best/")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -149,6 +154,8 @@ def build_config(args: argparse.Namespace):
                                              ("max_grad_norm", args.dp_max_grad_norm), ("accountant", args.dp_accountant)) if value is not None}
     if privacy:
         updates["privacy"] = privacy
+    if args.condition is not None:
+        updates["identity"] = {"condition": args.condition}
     from facegan.run import Run
 
     if args.resume and Run(args.out).has_config():

@@ -26,6 +26,8 @@ RESERVED_KEYS = ("format", "format_version", "facegan_version", "model")
 # Beyond this, images kept in memory at once do not fit a typical machine; larger jobs are rendered in chunks.
 MAX_IMAGE_BYTES = 4 * 2**30
 MAX_SEED = 2**63
+# XOR-ed into nuisance seeds (a 63-bit constant): their RNG streams differ from the identity seeds' ones.
+_NUISANCE_SALT = 0x5DEECE66D2F3A1B7
 
 
 def save_export(folder: str | os.PathLike, generator: nn.Module, model_config: Any, metadata: dict[str, Any]) -> Path:
@@ -207,6 +209,44 @@ class Generator:
         path = slerp(z[0], z[1], torch.linspace(0.0, 1.0, int(num_steps)))
         return self.synthesize(path, truncation)
 
+    # ---- identity-aware generators (trained with --condition identity) ---------------------------------
+    @property
+    def identity_aware(self) -> bool:
+        """True when z splits into an identity part (z[:identity_dim]) and a nuisance part (the rest)."""
+        return self.identity_dim > 0
+
+    @property
+    def identity_dim(self) -> int:
+        """Entries of z that code the identity (0 for a plain generator)."""
+        identity = self.metadata.get("identity")
+        dim = identity.get("identity_dim") if isinstance(identity, dict) else None
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim < self.z_dim:
+            return 0
+        return dim
+
+    def z_for_identity(self, identity_seed: int, nuisance_seeds: Iterable[int]) -> torch.Tensor:
+        """One identity part (from identity_seed's own RNG) with each nuisance seed's part: (K, z_dim)."""
+        if not self.identity_aware:
+            raise FaceganError("this generator was not trained with --condition identity (it has no identity part in z); "
+                               "train one with `facegan train --condition identity`")
+        (identity_seed,) = check_seeds([identity_seed])
+        if hasattr(nuisance_seeds, "__len__") and not isinstance(nuisance_seeds, (str, bytes)):
+            self._check_fits(len(nuisance_seeds), "nuisance seeds")
+        seeds = check_seeds(nuisance_seeds)
+        if not seeds:
+            raise FaceganError("no nuisance seeds given: pass one seed per image of this identity, e.g. range(8)")
+        self._check_fits(len(seeds), "nuisance seeds")
+        dim = self.identity_dim
+        identity = torch.randn(dim, generator=torch.Generator().manual_seed(identity_seed))
+        # The nuisance RNG is offset from the identity one, so identity seed 3 and nuisance seed 3 are unrelated draws.
+        nuisance = [torch.randn(self.z_dim - dim, generator=torch.Generator().manual_seed(seed ^ _NUISANCE_SALT)) for seed in seeds]
+        return torch.cat([identity.expand(len(seeds), dim), torch.stack(nuisance)], dim=1)
+
+    def sample_identity(self, identity_seed: int, nuisance_seeds: Iterable[int], truncation: float = 1.0,
+                        batch_size: int = 64) -> np.ndarray:
+        """K images of one new person: uint8 (K, H, W, C), deterministic in (identity_seed, nuisance_seeds, truncation)."""
+        return self.synthesize(self.z_for_identity(identity_seed, nuisance_seeds), truncation, batch_size)
+
     def _check_fits(self, count: int, what: str) -> None:
         needed = count * self.image_bytes
         if needed > MAX_IMAGE_BYTES:
@@ -261,7 +301,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
             f"upgrade facegan (this one reads format {EXPORT_VERSION})"
         )
     model_config = _export_model_config(config, config_path, from_dict, ModelConfig)
-    module = build_generator(model_config)
+    module = _build_export_module(config, config_path, model_config, build_generator)
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as error:
@@ -278,6 +318,23 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
             )
     metadata = {key: value for key, value in config.items() if key != "model"}
     return Generator(module, model_config, metadata, device)
+
+
+def _build_export_module(config: dict[str, Any], config_path: Path, model_config: Any, build_generator: Any) -> nn.Module:
+    """The network an export's weights fit: the plain generator, or its identity-conditional wrapper."""
+    base = build_generator(model_config)
+    identity = config.get("identity")
+    if not isinstance(identity, dict) or identity.get("mode") != "embedding":
+        return base
+    from facegan.models.conditional import ConditionalGenerator
+
+    count, dim = identity.get("num_identities"), identity.get("identity_dim")
+    if any(isinstance(value, bool) or not isinstance(value, int) for value in (count, dim)):
+        raise FaceganError(f"{config_path} has an identity section without integer num_identities/identity_dim; export the model again")
+    try:
+        return ConditionalGenerator(model_config, count, dim, base)
+    except FaceganError as error:
+        raise FaceganError(f"{config_path} describes an impossible identity model ({error}); export the model again") from None
 
 
 def _export_model_config(config: dict[str, Any], config_path: Path, from_dict: Any, model_config_class: type) -> Any:

@@ -165,6 +165,58 @@ class PrivacyConfig:
         check_range("privacy.delta (--dp-delta)", self.delta, 0, 1, max_open=True, hint="0 picks 1/(10 N)")
 
 
+IDENTITY_MODES = ("auto", "embedding", "split-latent")
+MAX_IDENTITY_IMAGES = 1024
+
+
+@dataclass
+class IdentityConfig:
+    """Identity-consistent generation (`--condition identity`); off by default (`condition: none`)."""
+
+    condition: Literal["none", "identity"] = "none"
+    """`identity`: learn faces of new people, many images each (see `mode`); `none`: an ordinary GAN."""
+    mode: Literal["auto", "embedding", "split-latent"] = "auto"
+    """`embedding`: identity-conditional G and projection D from the dataset's identity labels; `split-latent`:
+    the first identity_dim entries of z are the identity, trained with dlib's recogniser; `auto`: embedding when
+    the dataset has identity labels, else split-latent (resolved once, saved in the run config)."""
+    identity_dim: int = 32
+    """Entries of z that code the identity (split-latent), or size of the learned identity embedding."""
+    weight: float = 1.0
+    """Weight of the identity loss (split-latent) in its own generator update."""
+    lr: float = 1e-3
+    """Learning rate of the identity-loss generator updates (their own Adam, split-latent)."""
+    every: int = 1
+    """Identity-loss generator update every this many steps (split-latent; lazy, like R1)."""
+    identities: int = 4
+    """Identity codes per identity-loss update (split-latent)."""
+    per_identity: int = 3
+    """Nuisance codes (images) per identity code in each identity-loss update (split-latent)."""
+    margin: float = 0.1
+    """Hinge margin around dlib's 0.6 match threshold: same identity pulled below 0.6 - margin, different pushed beyond 0.6 + margin."""
+    augment: bool = True
+    """Randomly shift/scale/flip/re-light/noise/blur the generated faces before the recogniser sees them."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.condition == "identity"
+
+    def validate(self, z_dim: int) -> None:
+        # Ranges always (a saved config holds no absurd number); the split of z only when the mode is on.
+        check_range("identity.identity_dim", self.identity_dim, 1, 4096)
+        check_range("identity.weight", self.weight, 0, 1e6)
+        check_range("identity.lr", self.lr, 0, 1, min_open=True)
+        check_range("identity.every", self.every, 1, 1_000_000)
+        check_range("identity.identities", self.identities, 2, 4096, hint="different identities are needed to push them apart")
+        check_range("identity.per_identity", self.per_identity, 2, 4096, hint="two images of one identity are needed to pull them together")
+        check_range("identity.margin", self.margin, 0, 0.6, max_open=True)
+        if self.identities * self.per_identity > MAX_IDENTITY_IMAGES:
+            raise FaceganError(f"identity.identities x identity.per_identity = {self.identities * self.per_identity} images per identity update, "
+                               f"at most {MAX_IDENTITY_IMAGES} (each goes through dlib's ResNet at 150 px; typical: 4 x 3)")
+        if self.enabled and self.identity_dim >= z_dim:
+            raise FaceganError(f"identity.identity_dim={self.identity_dim} must be below model.z_dim={z_dim} "
+                               "(the rest of z codes everything but the identity); lower it or raise model.z_dim")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved resolved as the run's config.json."""
@@ -189,6 +241,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     def validate(self) -> None:
         """Refuse impossible options before any work starts."""
@@ -207,6 +260,11 @@ class TrainConfig:
         self._validate_schedule()
         self.runtime.validate()
         self.privacy.validate()
+        self.identity.validate(self.model.z_dim)
+        if self.identity.enabled and self.privacy.enabled and self.identity.mode == "embedding":
+            raise FaceganError("--condition identity with identity labels (mode embedding) cannot be trained with --dp-*: "
+                               "the labels and the projection discriminator's embeddings are not under DP; "
+                               "drop --dp-* or use --set identity.mode=split-latent")
 
     def _validate_batch_size(self) -> None:
         if self.batch_size < 2:

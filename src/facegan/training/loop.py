@@ -51,7 +51,7 @@ logger = logging.getLogger("facegan.training")
 
 # Fields that define what is being learned: a resumed run must agree with the saved run on all of them.
 # "data" is compared by the dataset's content hash, not by how its path was spelled.
-RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema", "privacy")
+RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema", "privacy", "identity")
 
 ProgressCallback = Callable[[float, float], None]
 """progress(kimg_done, kimg_total), called once before the first step and after every step (rank 0 only)."""
@@ -116,10 +116,23 @@ class Trainer:
         self.memory_format = torch.channels_last if config.runtime.channels_last else torch.contiguous_format
         self.loss = get_loss(config.loss.kind)
 
+        # Identity-conditional runs (embedding mode) carry each image's identity label; None otherwise.
+        self.identity_labels: torch.Tensor | None = None
+        self.real_labels: torch.Tensor | None = None
+        self.fake_labels: torch.Tensor | None = None
         # Same seed on every process -> identical initial weights (broadcast anyway, for safety).
         torch.manual_seed(config.seed)
-        self.G = build_generator(config.model).to(device, memory_format=self.memory_format)
-        self.D = build_discriminator(config.model).to(device, memory_format=self.memory_format)
+        if config.identity.enabled:
+            from facegan.training.identity import build_networks, identity_labels
+
+            if config.identity.mode == "embedding":
+                self.identity_labels = identity_labels(dataset)
+            G, D = build_networks(config, dataset, self.identity_labels)
+            self.G = G.to(device, memory_format=self.memory_format)
+            self.D = D.to(device, memory_format=self.memory_format)
+        else:
+            self.G = build_generator(config.model).to(device, memory_format=self.memory_format)
+            self.D = build_discriminator(config.model).to(device, memory_format=self.memory_format)
         broadcast_module(self.G, context)
         broadcast_module(self.D, context)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if config.ema.enabled else None
@@ -162,6 +175,8 @@ class Trainer:
     def next_real_batch(self) -> torch.Tensor:
         """This process's share of the next real batch, as float NCHW in [-1, 1]."""
         indices = self.real_batch_sampler() if self.real_batch_sampler is not None else self._next_shuffled_indices()
+        if self.identity_labels is not None:
+            self.real_labels = self.identity_labels[indices].to(self.device)
         real = to_model(self.images[indices.to(self.images.device)], self.device)  # (B, C, H, W)
         return real.contiguous(memory_format=self.memory_format)
 
@@ -179,6 +194,11 @@ class Trainer:
             needed -= len(take)
         return torch.cat(picked)[self.context.rank * self.local_batch : (self.context.rank + 1) * self.local_batch]
 
+    def discriminate(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits for augmented images (with their identity labels in a conditional run)."""
+        images = self.augment(images)
+        return self.D_forward(images) if labels is None else self.D_forward(images, labels)
+
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
 
@@ -193,15 +213,15 @@ class Trainer:
         """The GAN loss on both batches, with lazy R1 on the reals."""
         loss_cfg = self.config.loss
         with self.autocast():
-            real_logits = self.D_forward(self.augment(real)).float()
-            fake_logits = self.D_forward(self.augment(fake)).float()
+            real_logits = self.discriminate(real, self.real_labels).float()
+            fake_logits = self.discriminate(fake, self.fake_labels).float()
             loss = discriminator_loss(loss_cfg.kind, real_logits, fake_logits)
         loss.backward()
         stats = {"loss_d": loss.detach(), "logit_real": real_logits.detach().mean(), "logit_fake": fake_logits.detach().mean()}
         if loss_cfg.r1_gamma > 0 and self.num_steps % loss_cfg.r1_interval == 0:
             # R1 in fp32: second-order gradients are where bf16 rounding hurts most.
             real_r1 = real.detach().requires_grad_(True)
-            penalty = r1_penalty(self.D_forward(self.augment(real_r1)), real_r1)
+            penalty = r1_penalty(self.discriminate(real_r1, self.real_labels), real_r1)
             (penalty * (loss_cfg.r1_gamma / 2) * loss_cfg.r1_interval).backward()
             stats["r1"] = penalty.detach()
         return stats
@@ -220,7 +240,7 @@ class Trainer:
         self.D.requires_grad_(False)  # no D weight gradients: saves a third of the backward pass
         try:
             with self.autocast():
-                loss = generator_loss(self.config.loss.kind, self.D_forward(self.augment(fake)).float())
+                loss = generator_loss(self.config.loss.kind, self.discriminate(fake, self.fake_labels).float())
             loss.backward()
         finally:
             self.D.requires_grad_(True)
@@ -234,8 +254,12 @@ class Trainer:
             extension.before_step(self)
         real = self.next_real_batch()
         z = torch.randn(self.local_batch, self.config.model.z_dim, generator=self.noise_rng).to(self.device)
+        if self.identity_labels is not None:
+            # Fake identities follow the dataset's label frequencies (labels of random training images).
+            picks = torch.randint(len(self.identity_labels), (self.local_batch,), generator=self.noise_rng)
+            self.fake_labels = self.identity_labels[picks].to(self.device)
         with self.autocast():
-            fake = self.G_forward(z)  # (B, C, H, W); graph kept for the generator step
+            fake = self.G_forward(z) if self.fake_labels is None else self.G_forward(z, self.fake_labels)  # (B, C, H, W)
         stats = self.discriminator_step(real, fake.detach())
         stats.update(self.generator_step(fake))
         self.num_images_seen += self.config.batch_size
@@ -334,6 +358,10 @@ def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device
     if config.privacy.enabled and setup_trainer is None:
         raise FaceganError(PRIVATE_SETUP_NEEDED)
     trainer = Trainer(config, dataset, device, context)
+    if config.identity.enabled:
+        from facegan.training.identity import install_identity
+
+        install_identity(trainer)
     if setup_trainer is not None:
         setup_trainer(trainer)
     return trainer
@@ -497,6 +525,10 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     dataset = FaceDataset.load(data_path)
     config.data = str(data_path.resolve())
     config = _prepare_model_config(config, dataset)
+    if config.identity.enabled:
+        from facegan.training.identity import resolve_identity_mode
+
+        config = resolve_identity_mode(config, dataset)
     if expected_hash is not None and expected_hash != dataset.content_hash:
         raise FaceganError(
             f"cannot resume: the dataset {config.data} is not the one this run was trained on (content hash changed); "
@@ -775,6 +807,8 @@ def _fill_model_from(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
     for name in ("resolution", "channels"):
         if not getattr(filled.model, name):
             setattr(filled.model, name, getattr(saved.model, name))
+    if filled.identity.mode == "auto":
+        filled.identity.mode = saved.identity.mode  # resolved from the same data when the run started
     return filled
 
 
