@@ -45,6 +45,22 @@ def test_truncation_zero_gives_the_mean_face(export_dir):
         generator.sample([1], truncation=1.5)
 
 
+def test_truncation_moves_stable_faces_toward_the_mean_face_step_by_step(tmp_path):
+    # The stable generator normalises z first, so scaling z did nothing: every psi in (0, 1] gave the
+    # psi = 1 faces. Truncation now pulls its first activation toward its mean, the dense layer's bias
+    # (zero at initialisation, so it is set here as training would).
+    torch.manual_seed(0)
+    config = ModelConfig(resolution=16, channels=3, g_channels=16, min_channels=8)
+    module = build_generator(config)
+    with torch.no_grad():
+        module.dense.bias.normal_()
+    generator = load_generator(save_export(tmp_path / "export", module, config, {}))
+    mean_face = generator.sample([5], truncation=0.0).astype(np.float64)
+    distances = [np.abs(generator.sample([5], truncation=psi).astype(np.float64) - mean_face).mean() for psi in (1.0, 0.7, 0.4, 0.1)]
+    assert distances[0] > distances[1] > distances[2] > distances[3]
+    assert not np.array_equal(generator.sample([5], truncation=0.7), generator.sample([5]))
+
+
 def test_interpolation_ends_at_its_seeds(export_dir):
     generator = load_generator(export_dir)
     strip = generator.interpolate(3, 7, num_steps=5)

@@ -77,14 +77,22 @@ class ConditionalGenerator(nn.Module):
         factor = torch.linalg.cholesky(covariance.double()).to(noise.dtype).to(noise.device)
         return mean.to(noise.device, noise.dtype) + noise @ factor.T
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    @property
+    def truncates_latent(self) -> bool:
+        """Truncation is the base generator's when it takes it (see `render`); else z is scaled as usual."""
+        return bool(getattr(self.base, "truncates_latent", False))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, truncation: float = 1.0) -> torch.Tensor:
         """Training identities by `labels`, or (labels None) new identities from z's first identity_dim entries."""
         nuisance = z[:, self.identity_dim :]
         if labels is None:
             identity = self.new_identities(z[:, : self.identity_dim])
         else:
             identity = self.embedding(labels.to(z.device)).to(z.dtype)
-        return self.base(torch.cat([identity, nuisance], dim=1))
+        latent = torch.cat([identity, nuisance], dim=1)
+        if truncation != 1.0:
+            return self.base(latent, truncation=truncation) if self.truncates_latent else self.base(latent * truncation)
+        return self.base(latent)
 
 
 class ProjectionDiscriminator(nn.Module):

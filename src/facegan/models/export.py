@@ -115,7 +115,9 @@ def latents_for_seeds(seeds: Iterable[int], z_dim: int) -> torch.Tensor:
 def render(module: nn.Module, z: torch.Tensor, truncation: float = 1.0, batch_size: int = 64) -> np.ndarray:
     """Latents (N, z_dim) -> uint8 (N, H, W, C), in eval mode (BatchNorm uses running statistics).
 
-    Truncation pulls z toward its mean (0) by the factor psi. The module's train/eval mode is restored.
+    Truncation pulls z toward its mean (0) by the factor psi; a module that normalises z first
+    (`truncates_latent`) takes psi itself and applies it after the normalisation, where it has an effect.
+    The module's train/eval mode is restored.
     """
     from facegan.images import to_uint8
 
@@ -125,7 +127,10 @@ def render(module: nn.Module, z: torch.Tensor, truncation: float = 1.0, batch_si
     device = next(module.parameters()).device
     module.eval()
     try:
-        chunks = [to_uint8(module(z[i : i + batch_size].to(device) * truncation)) for i in range(0, len(z), batch_size)]
+        if getattr(module, "truncates_latent", False):
+            chunks = [to_uint8(module(z[i : i + batch_size].to(device), truncation=truncation)) for i in range(0, len(z), batch_size)]
+        else:
+            chunks = [to_uint8(module(z[i : i + batch_size].to(device) * truncation)) for i in range(0, len(z), batch_size)]
     finally:
         module.train(was_training)
     return torch.cat(chunks).numpy()

@@ -68,6 +68,10 @@ class PixelNorm(nn.Module):
 class StableGenerator(nn.Module):
     """z (N, z_dim) -> images (N, C, H, W) in [-1, 1]."""
 
+    # PixelNorm rescales z, so scaling z (the usual truncation) would change nothing: truncation is
+    # applied to the normalised latent instead (see forward), and `render` passes it in.
+    truncates_latent = True
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -95,8 +99,13 @@ class StableGenerator(nn.Module):
         self.to_image = nn.Conv2d(width, config.channels, 1)
         init_he(self, slope)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.dense(self.norm(z)).view(z.shape[0], -1, 4, 4)  # (N, W, 4, 4)
+    def forward(self, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
+        """`truncation` psi: dense(psi * norm(z)) = b + psi * (h - b), i.e. the first activation h pulled toward
+        its mean b over z (E[norm(z)] = 0) — StyleGAN's truncation of an intermediate latent, here exact."""
+        latent = self.norm(z)
+        if truncation != 1.0:
+            latent = latent * truncation
+        x = self.dense(latent).view(z.shape[0], -1, 4, 4)  # (N, W, 4, 4)
         x = self.stages(self.stem(x))  # (N, W', R, R)
         return torch.tanh(self.to_image(x))  # (N, C, R, R)
 
