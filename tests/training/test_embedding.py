@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from facegan.errors import DivergenceError, FaceganError
-from facegan.training import loop
+from facegan.training import control, loop
 from facegan.training.loop import Trainer, train
 
 
@@ -89,9 +89,9 @@ def test_step_stats_as_device_tensors_give_the_same_log_lines(faces16, tiny_conf
 
 def test_means_accept_floats_and_tensors_with_one_count_per_name():
     sums, counts = {}, {}
-    loop._accumulate(sums, counts, {"loss_d": 1.0, "r1": torch.tensor(3.0)})
-    loop._accumulate(sums, counts, {"loss_d": torch.tensor(2.0)})
-    assert loop._means(sums, counts) == {"loss_d": 1.5, "r1": 3.0}
+    control.accumulate_stats(sums, counts, {"loss_d": 1.0, "r1": torch.tensor(3.0)})
+    control.accumulate_stats(sums, counts, {"loss_d": torch.tensor(2.0)})
+    assert control.mean_stats(sums, counts) == {"loss_d": 1.5, "r1": 3.0}
 
 
 def test_non_finite_stats_are_caught_at_log_time_and_never_checkpointed(faces16, tiny_config, tmp_path, monkeypatch):

@@ -32,7 +32,8 @@ from facegan.run import Run
 from facegan.training.checkpoint import save_state
 # The GAN loop's run machinery, reused as is: stats accumulation without host syncs, the Ctrl-C flag,
 # device and bf16 choice, and the clean-up of temp files after a failed write.
-from facegan.training.loop import _accumulate, _means, _remove_empty_run, _remove_temp_files, _StopFlag, resolve_device, use_bf16
+from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_temp_files
+from facegan.training.loop import resolve_device, use_bf16
 
 logger = logging.getLogger("facegan.training")
 
@@ -362,22 +363,22 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
     lock = run.lock().acquire()
     setup_done = [False]
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             return _train_locked(run, config, resume, progress, on_log, should_stop, setup_done, stop)
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
-        _remove_temp_files(run.path)
+        remove_temp_files(run.path)
         raise FaceganError(f"cannot write to the run folder {run.path} ({error.strerror}); free some space or fix the folder, "
                            "then continue with --resume") from None
     finally:
         lock.release()
         if created and not setup_done[0]:
-            _remove_empty_run(run)
+            remove_empty_run(run)
 
 
 def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: ProgressCallback | None, on_log: LogCallback | None,
-                  should_stop: StopCallback | None, setup_done: list[bool], stop: _StopFlag) -> RecogTrainResult:
+                  should_stop: StopCallback | None, setup_done: list[bool], stop: StopFlag) -> RecogTrainResult:
     from facegan.recognition.export import save_recogniser_export
 
     state, expected_hashes, resumed_from_scratch = None, None, False
@@ -441,7 +442,7 @@ def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: Progres
         try:
             save_recogniser_export(run.export_dir, trainer, config, data)
         except OSError as error:
-            _remove_temp_files(run.export_dir)
+            remove_temp_files(run.export_dir)
             raise FaceganError(f"cannot write the export {run.export_dir} ({error.strerror or error}); "
                                "free some space or fix the folder, then continue with --resume") from None
 
@@ -457,7 +458,7 @@ def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: Progres
     stop.armed = True
     try:
         while trainer.num_steps < num_total:
-            _accumulate(sums, counts, trainer.step())
+            accumulate_stats(sums, counts, trainer.step())
             steps = trainer.num_steps
             if progress is not None:
                 progress(kimg(steps), kimg(num_total))
@@ -469,7 +470,7 @@ def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: Progres
                               or (schedule.checkpoint_minutes > 0 and now - last_checkpoint_time >= schedule.checkpoint_minutes * 60))
             if not (log_due or checkpoint_due):
                 continue
-            means = _means(sums, counts)  # the one host sync, at log/checkpoint time only
+            means = mean_stats(sums, counts)  # the one host sync, at log/checkpoint time only
             for name, value in means.items():
                 if not math.isfinite(value):
                     kept = f"the last good checkpoint is kept in {run.state_path}" if run.has_checkpoint() else "no checkpoint had been written yet"

@@ -11,8 +11,6 @@ import errno
 import logging
 import math
 import os
-import signal
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from facegan.models import build_discriminator, build_generator
 from facegan.models.export import latents_for_seeds, render, save_export
 from facegan.run import Run
 from facegan.training.augment import DiffAugment
+from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_temp_files
 from facegan.training.checkpoint import load_state, save_state
 from facegan.training.config import TrainConfig
 from facegan.training.distributed import (
@@ -386,46 +385,6 @@ def _check_resume_compatible(saved: TrainConfig, requested: TrainConfig) -> None
             )
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM ask for a clean stop (checkpoint, then exit); another Ctrl-C later aborts at once.
-
-    Under torchrun one Ctrl-C reaches each rank twice (from the terminal's process group, then forwarded
-    by torchrun), so a repeat within `REPEAT_WINDOW_S` is the same request, not a second one. Off the
-    main thread (a web worker) no handler can be installed: the `should_stop` callback is the way in.
-    """
-
-    REPEAT_WINDOW_S = 2.0
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.armed = False  # before the first step there is nothing to save: a signal interrupts at once
-        self._first_at = 0.0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopFlag":
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if not self.armed:
-            raise KeyboardInterrupt
-        if self.requested:
-            if now - self._first_at < self.REPEAT_WINDOW_S:
-                return
-            raise KeyboardInterrupt
-        self.requested, self._first_at = True, now
-        logger.warning("stopping: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous = {}
-
-
 def _prepare_model_config(config: TrainConfig, dataset: FaceDataset) -> TrainConfig:
     """Fill resolution/channels from the dataset; refuse a mismatch before any work starts."""
     model = config.model
@@ -473,34 +432,25 @@ def train(
     setup_done = [False]
     try:
         # The handlers stay until train() returns: torchrun forwards a Ctrl-C that may land after the loop ended.
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             return _train_locked(run, config, resume, progress, on_log, should_stop, setup_trainer, setup_done, stop)
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
         # A full (or read-only) disk while writing stats, samples or the run config: one line, no temp files left.
-        _remove_temp_files(run.path)
+        remove_temp_files(run.path)
         raise FaceganError(f"cannot write to the run folder {run.path} ({error.strerror}); free some space or fix the folder, "
                            "then continue with --resume") from None
     finally:
         if lock is not None:
             lock.release()
             if created and not setup_done[0]:
-                _remove_empty_run(run)
-
-
-def _remove_empty_run(run: Run) -> None:
-    """A run that failed during setup leaves nothing behind (only the lock file was created)."""
-    try:
-        run.lock_path.unlink(missing_ok=True)
-        run.path.rmdir()
-    except OSError:
-        pass
+                remove_empty_run(run)
 
 
 def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: ProgressCallback | None, on_log: LogCallback | None,
                   should_stop: StopCallback | None, setup_trainer: Callable[[Trainer], None] | None, setup_done: list[bool],
-                  stop: _StopFlag) -> TrainResult:
+                  stop: StopFlag) -> TrainResult:
     state = None
     expected_hash = None
     resumed_from_scratch = False
@@ -615,7 +565,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
                 **trainer.export_metadata(),
             })
         except OSError as error:
-            _remove_temp_files(run.export_dir)
+            remove_temp_files(run.export_dir)
             raise FaceganError(f"cannot write the export {run.export_dir} ({error.strerror or error}); "
                                "free some space or fix the folder, then continue with --resume") from None
 
@@ -642,7 +592,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
                     f"training diverged: {error}; the last good checkpoint is kept in {run.state_path}. "
                     "Lower the learning rates (--set optimizer.lr_d=...) or raise loss.r1_gamma, then --resume"
                 ) from None
-            _accumulate(sums, counts, step_stats)
+            accumulate_stats(sums, counts, step_stats)
             seen = trainer.num_images_seen
             if main and progress is not None:
                 progress(seen / 1000, total_images / 1000)
@@ -665,7 +615,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
                               or (main and checkpoint_seconds > 0 and now - last_checkpoint_time >= checkpoint_seconds))
             if not (log_due or snapshot_due or checkpoint_due):
                 continue
-            means = _means(sums, counts)  # the one host sync, at log/snapshot/checkpoint time only
+            means = mean_stats(sums, counts)  # the one host sync, at log/snapshot/checkpoint time only
             check_finite(means, seen)
             if log_due:
                 now = time.perf_counter()
@@ -734,34 +684,6 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
         )
     shutdown_distributed(context)
     return result
-
-
-def _accumulate(sums: dict[str, Any], counts: dict[str, int], step_stats: dict[str, Any]) -> None:
-    """Add one step's stats (floats, or detached 0-d tensors kept on the device: no host sync here)."""
-    for name, value in step_stats.items():
-        if isinstance(value, torch.Tensor):
-            value = value.detach().to(torch.float64)  # float64 sums equal the float sums of .item() values exactly
-        sums[name] = sums[name] + value if name in sums else value
-        counts[name] = counts.get(name, 0) + 1
-
-
-def _means(sums: dict[str, Any], counts: dict[str, int]) -> dict[str, float]:
-    """The accumulated stats as Python floats (one device sync for all the tensors)."""
-    tensors = [name for name, value in sums.items() if isinstance(value, torch.Tensor)]
-    values = {name: float(value) for name, value in sums.items() if name not in tensors}
-    if tensors:
-        values.update(zip(tensors, torch.stack([sums[name].reshape(()) for name in tensors]).tolist()))
-    return {name: values[name] / counts[name] for name in sums}
-
-
-def _remove_temp_files(folder: Path) -> None:
-    """Temp files this process left behind when a write failed (a full disk): `.NAME.tmp-PID`, anywhere in the run."""
-    suffix = f".tmp-{os.getpid()}"
-    try:
-        for path in folder.rglob(f".*{suffix}"):
-            path.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 class _QualityMonitor:
