@@ -16,8 +16,7 @@ FAR 1e-2. Targets (issue 8): mixed beats real-only by at least 3 points; synthet
     .venv/bin/python benchmarks/synthetic_for_recognition.py [--steps 3000] [--gan-kimg 200] [--out runs/bench-synth-recog]
 
 Every stage writes into --out and is skipped when its result is already there, so a rerun only redoes
-what is missing (delete a folder to redo it). Draft: written against the issue-8 interfaces (PLAN8) before
-they merged — data.rendered.render_faces, data.pairs, recognition.verification/resolve and the two `train` CLIs.
+what is missing (delete a folder to redo it).
 """
 from __future__ import annotations
 
@@ -121,7 +120,7 @@ def ensure_recogniser(name: str, datasets: list[Path], run: Path, args: argparse
     if not is_recogniser_export(run):
         # Only the flags PLAN8 agreed for `recog train`; its default seed is the same for all three rows.
         argv = ["recog", "train", "--out", str(run), "--steps", str(args.steps), "--head", args.head,
-                "--embedding-size", str(args.embedding_size)]
+                "--embedding-size", str(args.embedding_size), "--batch-size", str(args.batch_size), "--no-progress"]
         for dataset in datasets:
             argv += ["--data", str(dataset)]
         if len(datasets) == 2:
@@ -190,6 +189,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="recogniser training steps, the same for every training set")
     parser.add_argument("--head", default="arcface", choices=("arcface", "cosface"))
     parser.add_argument("--embedding-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=128, help="recogniser batch size, the same for every training set")
     parser.add_argument("--mix", type=float, default=0.5, help="share of each mixed batch drawn from the synthetic set")
     args = parser.parse_args()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,24 @@ import numpy as np
 from facegan.errors import FaceganError
 
 BUILTIN_SOURCE = "builtin:lfw-subset"
+STEPS = 8
+
+RECOGNISERS = ("dlib", "lbph", "pixel")  # plus the one trained here
+
+
+@dataclass
+class RecognitionPlan:
+    """Steps 7-8: an identity-aware GAN on the built-in faces, new people from it, a recogniser trained on
+    some of them and four recognisers tested on others (none of them seen in any training)."""
+
+    id_kimg: float = 30.0
+    recog_steps: int = 150
+    recog_batch_size: int = 64
+    synth_train: dict = field(default_factory=lambda: {"identities": 60, "per_identity": 8, "seed": 0})
+    synth_test: dict = field(default_factory=lambda: {"identities": 40, "per_identity": 8, "seed": 1_000_000})  # far from the training people's seeds
+    folds: int = 10
+    pairs_per_fold: int = 30
+    min_distance: float | None = None  # None: dlib's match threshold
 
 
 def ensure_builtin_dataset(path: Path, size: int) -> "FaceDataset":  # noqa: F821
@@ -67,9 +86,143 @@ def ensure_split(dataset, train_path: Path, holdout_path: Path, holdout: float =
     return FaceDataset.load(train_set.save(train_path)), FaceDataset.load(holdout_set.save(holdout_path))
 
 
+def ensure_synth(run: "Run", out: Path, train_set, spec: dict, min_distance: float | None, progress: bool) -> "FaceDataset":  # noqa: F821
+    """`facegan synth` of the identity-aware run, reused when an earlier demo wrote the same people from the same weights."""
+    from facegan.data.dataset import MANIFEST_NAME, FaceDataset
+    from facegan.recognition.synth import synthesize_identities
+
+    if (out / MANIFEST_NAME).is_file() and _is_current(out / MANIFEST_NAME, run):
+        dataset = FaceDataset.load(out)
+        synth = dataset.manifest.get("synth", {})
+        if (synth.get("seed"), synth.get("per_identity"), len(dataset.identity_names)) == (spec["seed"], spec["per_identity"], spec["identities"]):
+            return dataset
+    bar = _count_bar("synth", spec["identities"], "id", progress)
+    try:
+        dataset = synthesize_identities(run.path, spec["identities"], spec["per_identity"], seed=spec["seed"], recogniser="dlib",
+                                        reference=train_set, min_distance=min_distance, measure_with=["lbph", "pixel"],
+                                        progress=bar.update_to)
+    finally:
+        bar.close()
+    return FaceDataset.load(dataset.save(out))
+
+
+def ensure_recogniser(config, progress: bool) -> dict:
+    """Train the recogniser (or resume, or reuse a finished run), as `facegan recog train` does."""
+    from facegan.cli.progress import TrainingProgress
+    from facegan.recognition.training import train_recogniser
+    from facegan.run import Run
+
+    run = Run(config.out)
+    summary = run.read_summary()
+    if summary is not None and summary.get("num_steps", 0) >= config.steps and not summary.get("interrupted"):
+        print(f"reusing finished recogniser run {run.path} ({summary['num_steps']} steps)")
+        return summary
+    with TrainingProgress(enabled=progress) as bar:
+        result = train_recogniser(config, resume=run.has_config(), progress=bar.update)
+    if result.interrupted:
+        raise FaceganError(f"training was interrupted; run the demo again to resume {run.path}")
+    return run.read_summary() or {}
+
+
+def ensure_verification(recogniser: str, dataset, pairs_path: Path, out: Path, newer_than: list[Path]) -> dict:
+    """`facegan recog eval`, reused when its results are newer than the data, the pairs and the recogniser."""
+    from facegan.recognition.verification import load_verification, verify
+    from facegan.run import Run
+
+    record = load_verification(out)
+    result_path = Run(out).verification_path
+    if record is not None and all(result_path.stat().st_mtime > path.stat().st_mtime for path in newer_than if path.exists()):
+        return record
+    return verify(recogniser, dataset, pairs_path, out_dir=out)
+
+
+class _count_bar:
+    """A tqdm bar driven by (done, total) callbacks, or nothing when progress is off."""
+
+    def __init__(self, name: str, total: int, unit: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=name, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+    def update_to(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_recognition(folder: Path, train_set, plan: RecognitionPlan, progress: bool) -> list[str]:
+    """Steps 7 and 8: new synthetic people, a recogniser trained on some, four recognisers tested on others."""
+    from facegan.data.pairs import make_pairs, write_pairs_txt
+    from facegan.recognition.config import RecogConfig
+    from facegan.config import from_dict
+    from facegan.report.card import build_report
+    from facegan.run import Run
+    from facegan.training.config import resolve_config
+
+    base = folder / "recognition"
+    identity_run = Run(folder / "identity")
+    print(f"[7/{STEPS}] training an identity-aware GAN for {plan.id_kimg:g} kimg (split latent, identity loss in dlib's face space), "
+          f"then new people: {plan.synth_train['identities']} to train a recogniser, {plan.synth_test['identities']} to test it")
+    summary = ensure_trained(resolve_config("default", {
+        "data": str(train_set.path), "out": str(identity_run.path), "kimg": plan.id_kimg, "identity": {"condition": "identity"},
+        "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)
+    synth_train = ensure_synth(identity_run, base / "synth-train", train_set, plan.synth_train, plan.min_distance, progress)
+    synth_test = ensure_synth(identity_run, base / "synth-test", train_set, plan.synth_test, plan.min_distance, progress)
+    pairs_path = base / "pairs.txt"
+    if not pairs_path.is_file() or pairs_path.stat().st_mtime < (base / "synth-test" / "manifest.json").stat().st_mtime:
+        write_pairs_txt(pairs_path, make_pairs(synth_test, folds=plan.folds, pairs_per_fold=plan.pairs_per_fold, seed=0))
+
+    recog_run = Run(base / "recogniser")
+    print(f"[8/{STEPS}] training a face recogniser on the {plan.synth_train['identities']} synthetic training people ({plan.recog_steps} steps), "
+          f"then the LFW protocol on {2 * plan.folds * plan.pairs_per_fold} pairs of the {plan.synth_test['identities']} unseen ones")
+    recog_config = from_dict(RecogConfig, {"data": [str(synth_train.path)], "out": str(recog_run.path), "steps": plan.recog_steps,
+                                           "batch_size": plan.recog_batch_size, "head": {"kind": "cosface"}})
+    recog_summary = ensure_recogniser(recog_config, progress)
+    results = {}
+    newer_than = [pairs_path, base / "synth-test" / "manifest.json"]
+    for name in RECOGNISERS:
+        results[name] = ensure_verification(name, synth_test, pairs_path, base / "verification" / name, newer_than)
+    results["facegan"] = ensure_verification(str(recog_run.path), synth_test, pairs_path, base / "verification" / "facegan",
+                                             newer_than + [recog_run.export_dir / "model.safetensors"])
+    report = build_report(base / "verification")
+
+    consistency = synth_test.manifest["synth"]
+    lines = ["", f"identity-aware model ({identity_run.path}):",
+             f"  training:     {summary['kimg']:.1f} kimg in {summary['seconds']:.0f} s ({summary['img_per_s']:.0f} img/s)",
+             f"  new people:   {_synth_line(synth_train)} (train)",
+             f"                {_synth_line(synth_test)} (test)",
+             f"recogniser ({recog_run.path}): {recog_summary.get('num_steps', 0)} steps in {recog_summary.get('seconds', 0):.0f} s on synthetic people only",
+             f"verification on {results['facegan']['num_pairs']} pairs of {len(synth_test.identity_names)} unseen synthetic people "
+             f"({plan.folds}-fold accuracy, TAR at FAR 1e-2, AUC, EER):"]
+    for name, record in results.items():
+        lines.append(f"  {name:9s} {100 * record['accuracy_mean']:5.1f}% +/- {100 * record['accuracy_std']:.1f}  "
+                     f"TAR@1e-2 {record['tar_at_far']['0.01']:.2f}  AUC {record['auc']:.3f}  EER {record['eer']:.3f}")
+    lines.append(f"  (dlib trained the generator's identity loss, so its figures flatter it; {consistency['num_rejected']} test candidates "
+                 f"were rejected as too close to a training face)")
+    lines.append(f"  report card:  {report}")
+    return lines
+
+
+def _synth_line(dataset) -> str:
+    synth = dataset.manifest["synth"]
+    figures, judges = synth["consistency"], synth.get("consistency_by_recogniser", {})
+    independent = ", ".join(f"{name} {judged['same_vs_different_auc']:.2f}" for name, judged in judges.items() if judged.get("independent"))
+    return (f"{len(dataset.identity_names)} x {synth['per_identity']}; dlib: same-person pairs matched "
+            f"{100 * figures['same_identity_within_threshold']:.0f}%, different apart {100 * figures['different_identity_beyond_threshold']:.0f}%, "
+            f"closest training face {figures.get('closest_training_distance_min', float('nan')):.2f}; same-vs-different AUC dlib "
+            f"{figures['same_vs_different_auc']:.2f}, {independent}")
+
+
 def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int = 32, kimg: float = 50.0,
-             dp_kimg: float = 20.0, dp_epsilon: float = 10.0, num_eval: int = 1000, progress: bool = True) -> Path:
-    """Run the main job; returns the demo folder."""
+             dp_kimg: float = 20.0, dp_epsilon: float = 10.0, num_eval: int = 1000, progress: bool = True,
+             recognition: "RecognitionPlan | None | bool" = None) -> Path:
+    """Run the main job; returns the demo folder. `recognition`: steps 7-8 with this plan (None: the
+    default plan; False: skip them, as `--no-recognition` does)."""
     from facegan.images import make_grid, save_png, upscale_nearest
     from facegan.metrics import evaluate
     from facegan.models.export import load_generator
@@ -80,21 +233,21 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
 
     start = time.time()
     folder = Path(out)
-    print(f"[1/6] preparing the built-in faces ({BUILTIN_SOURCE}) at {size}x{size}, split 80/20 into train/holdout")
+    print(f"[1/{STEPS}] preparing the built-in faces ({BUILTIN_SOURCE}) at {size}x{size}, split 80/20 into train/holdout")
     dataset = ensure_builtin_dataset(Path(data), size)
     train_set, holdout_set = ensure_split(dataset, Path(f"{data}-train"), Path(f"{data}-holdout"))
     print(f"      {len(dataset)} real faces (hash {dataset.content_hash[:12]}): {len(train_set)} train, {len(holdout_set)} holdout")
 
     runs = {"default": Run(folder / "default"), "dp": Run(folder / "dp")}
-    print(f"[2/6] training the default GAN for {kimg:g} kimg on the CPU")
+    print(f"[2/{STEPS}] training the default GAN for {kimg:g} kimg on the CPU")
     summaries = {"default": ensure_trained(resolve_config("default", {
         "data": str(train_set.path), "out": str(runs["default"].path), "kimg": kimg, "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)}
-    print(f"[3/6] training a differentially private GAN (epsilon {dp_epsilon:g}) for up to {dp_kimg:g} kimg")
+    print(f"[3/{STEPS}] training a differentially private GAN (epsilon {dp_epsilon:g}) for up to {dp_kimg:g} kimg")
     summaries["dp"] = ensure_trained(resolve_config("dp", {
         "data": str(train_set.path), "out": str(runs["dp"].path), "kimg": dp_kimg, "privacy": {"epsilon": dp_epsilon},
         "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)
 
-    print(f"[4/6] measuring quality in dlib's face space ({num_eval} generated faces each)")
+    print(f"[4/{STEPS}] measuring quality in dlib's face space ({num_eval} generated faces each)")
     quality = {}
     for name, run in runs.items():
         saved = run.read_metrics() if _is_current(run.metrics_path, run) else None
@@ -104,7 +257,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
         result = evaluate(run.path, train_set.path, num=num_eval, features="face", progress=False)
         result.save(run.metrics_path)
         quality[name] = result.metrics
-    print(f"[5/6] auditing both models for memorisation, membership inference and identity leakage")
+    print(f"[5/{STEPS}] auditing both models for memorisation, membership inference and identity leakage")
     audits = {}
     for name, run in runs.items():
         saved = run.read_audit() if _is_current(run.audit_path, run) else None
@@ -115,7 +268,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
         audit.save(run.path)
         audits[name] = audit.to_dict()
 
-    print("[6/6] sampling and writing the report cards")
+    print(f"[6/{STEPS}] sampling and writing the report cards")
     generator = load_generator(runs["default"].path)
     grid_path = save_png(upscale_nearest(make_grid(generator.sample(range(64)), num_columns=8), 512), folder / "grid.png")
     rows = [generator.interpolate(a, b, 8) for a, b in ((3, 7), (11, 19), (23, 42))]
@@ -123,6 +276,8 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     dp_grid_path = save_png(upscale_nearest(make_grid(load_generator(runs["dp"].path).sample(range(64)), num_columns=8), 512), folder / "grid-dp.png")
     reals_path = save_png(upscale_nearest(make_grid(np.asarray(train_set.images[:64]), num_columns=8), 512), folder / "reals.png")
     reports = {name: build_report(run.path) for name, run in runs.items()}
+
+    recognition_lines = run_recognition(folder, train_set, recognition or RecognitionPlan(), progress) if recognition is not False else []
 
     dp_config = load_generator(runs["dp"].path).metadata.get("dp", {})
     lines = ["facegan demo: the built-in LFW faces, a default GAN and a differentially private one", "",
@@ -138,6 +293,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
                   f"  report card:  {reports[name]}"]
         if name == "dp" and dp_config:
             lines.append(f"  guarantee:    ({dp_config['epsilon']:.2f}, {dp_config['delta']:.2g})-DP, noise multiplier {dp_config['noise_multiplier']:.3f}, {dp_config['steps']} steps")
+    lines += recognition_lines
     lines += ["", f"grid:        {grid_path}  (default model, seeds 0-63; DP model: {dp_grid_path})",
               f"real faces:  {reals_path}",
               f"strip:       {strip_path}  (seeds 3->7, 11->19, 23->42, spherical in z)",
@@ -175,10 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dp-kimg", type=float, default=20.0, help="DP model's training length (it also stops at its budget)")
     parser.add_argument("--dp-epsilon", type=float, default=10.0)
     parser.add_argument("--num-eval", type=int, default=1000, help="generated faces per evaluation and audit")
+    parser.add_argument("--id-kimg", type=float, default=30.0, help="identity-aware model's training length")
+    parser.add_argument("--recog-steps", type=int, default=150, help="recogniser training steps")
+    parser.add_argument("--no-recognition", action="store_true", help="skip steps 7-8 (identity-aware GAN, synth, recognisers)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        run_demo(args.out, args.data, args.size, args.kimg, args.dp_kimg, args.dp_epsilon, args.num_eval, progress=not args.no_progress)
+        run_demo(args.out, args.data, args.size, args.kimg, args.dp_kimg, args.dp_epsilon, args.num_eval, progress=not args.no_progress,
+                 recognition=False if args.no_recognition else RecognitionPlan(id_kimg=args.id_kimg, recog_steps=args.recog_steps))
     except FaceganError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
