@@ -33,7 +33,9 @@ class RecognitionPlan:
     synth_test: dict = field(default_factory=lambda: {"identities": 40, "per_identity": 8, "seed": 1_000_000})  # far from the training people's seeds
     folds: int = 10
     pairs_per_fold: int = 30
-    min_distance: float | None = None  # None: dlib's match threshold
+    # dlib's 0.6 at 32 px would call most of the 80 training faces the same as some other one, so it
+    # would reject every candidate: new people must be no closer to a training face than those are to each other.
+    min_distance: "float | str | None" = "reference"
 
 
 def ensure_builtin_dataset(path: Path, size: int) -> "FaceDataset":  # noqa: F821
@@ -86,7 +88,7 @@ def ensure_split(dataset, train_path: Path, holdout_path: Path, holdout: float =
     return FaceDataset.load(train_set.save(train_path)), FaceDataset.load(holdout_set.save(holdout_path))
 
 
-def ensure_synth(run: "Run", out: Path, train_set, spec: dict, min_distance: float | None, progress: bool) -> "FaceDataset":  # noqa: F821
+def ensure_synth(run: "Run", out: Path, train_set, spec: dict, min_distance: "float | str | None", progress: bool) -> "FaceDataset":  # noqa: F821
     """`facegan synth` of the identity-aware run, reused when an earlier demo wrote the same people from the same weights."""
     from facegan.data.dataset import MANIFEST_NAME, FaceDataset
     from facegan.recognition.synth import synthesize_identities

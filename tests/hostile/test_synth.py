@@ -124,7 +124,7 @@ def test_synth_with_every_candidate_too_close_is_one_line_and_writes_nothing(cap
     run, _ = setup
     line = _synth(capsys, run, tmp_path / "s", "--min-distance", "5", "--max-attempts", "2")
     assert line.startswith("error: identity s00000: all 2 candidates (identity seeds 0-1) came closer than 5 to a training face")
-    assert "lower --min-distance" in line
+    assert "use --min-distance reference" in line  # the training faces lie closer than 5 to each other too
     assert not (tmp_path / "s").exists()
 
 
@@ -155,3 +155,9 @@ def test_synth_refuses_a_path_that_is_no_model(capsys, tmp_path):
 def test_synth_refuses_a_broken_reference_naming_the_option(capsys, tmp_path, setup):
     run, _ = setup
     assert "error: --reference: dataset not found" in _synth(capsys, run, tmp_path / "s", "--reference", str(tmp_path / "missing"))
+
+
+def test_synth_min_distance_words_other_than_reference_are_refused(capsys, tmp_path, setup):
+    run, _ = setup
+    line = _synth(capsys, run, tmp_path / "s", "--min-distance", "auto")
+    assert line.startswith("error: --min-distance") and not (tmp_path / "s").exists()

@@ -242,14 +242,16 @@ def test_cli_shows_a_progress_bar_in_identities(pixel, tmp_path, monkeypatch, ca
     assert "note: the model records no training dataset; synthetic identities were NOT checked" in out
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "chi-square"])
 def test_closest_training_distance_matches_a_brute_force_search(metric):
-    from facegan.faces.match import pair_distances
+    from facegan.faces.match import MatchRule, pair_distances
     from facegan.recognition.synth import _pairwise_min
 
     rng = np.random.default_rng(0)
     first, second = rng.normal(size=(7, 5)), rng.normal(size=(2500, 5))  # more rows than one chunk
-    distances, index = _pairwise_min(first, second, metric)
+    if metric == "chi-square":  # histograms: LBPH's metric went through the Euclidean formula before
+        first, second = np.abs(first), np.abs(second)
+    distances, index = _pairwise_min(first, second, MatchRule(metric, 1.0))
     for row in range(len(first)):
         brute = pair_distances(np.repeat(first[row : row + 1], len(second), 0), second, metric)
         assert index[row] == brute.argmin() and distances[row] == pytest.approx(brute.min(), abs=1e-9)
@@ -317,3 +319,36 @@ def test_measure_with_an_unknown_recogniser_is_refused_before_any_image(pixel):
     with pytest.raises(FaceganError, match="unknown recogniser 'nobody'"):
         synthesize_identities(Counting(), 3, 3, recogniser=pixel, measure_with=["nobody"])
     assert Counting.calls == 0
+
+
+def test_reference_spacing_is_the_low_percentile_of_nearest_other_identity_distances():
+    from facegan.faces.match import MatchRule
+    from facegan.recognition.synth import reference_spacing
+
+    rng = np.random.default_rng(1)
+    descriptors = rng.normal(size=(40, 6))
+    identity = np.repeat(np.arange(10), 4)
+    descriptors[1] = descriptors[0] + 1e-3  # same identity: must not count as "closest other person"
+    rule = MatchRule("euclidean", 1.0)
+    full = np.linalg.norm(descriptors[:, None] - descriptors[None], axis=-1)
+    full[identity[:, None] == identity[None]] = np.inf
+    expected = np.percentile(full.min(1), 1.0)
+    spacing = reference_spacing(descriptors, identity, rule)
+    assert spacing["value"] == pytest.approx(expected, abs=1e-12) and spacing["between"] == "different identities"
+    unlabelled = reference_spacing(descriptors, None, rule)  # any other image counts: the near-copy pair now
+    assert unlabelled["value"] < 0.01 < spacing["value"]
+
+
+def test_min_distance_reference_rejects_the_planted_copy_and_accepts_new_people(pixel):
+    train = training_faces()
+    planted = FakeIdentityGenerator(planted={0: train.images[4]})
+    dataset = synthesize_identities(planted, 3, 3, recogniser=pixel, reference=train, min_distance="reference")
+    synth = dataset.manifest["synth"]
+    assert synth["min_distance_rule"] == "reference" and synth["min_distance"] == synth["reference_spacing"]["value"] > 0
+    assert [rejection["identity_seed"] for rejection in synth["rejected"]] == [0]
+
+
+def test_unreachable_threshold_says_to_measure_the_reference_instead(pixel):
+    train = training_faces()
+    with pytest.raises(FaceganError, match="training faces themselves lie closer than .* use --min-distance reference"):
+        synthesize_identities(FakeIdentityGenerator(), 2, 2, recogniser=pixel, reference=train, min_distance=1.9, max_attempts=2)

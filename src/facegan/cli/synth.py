@@ -35,7 +35,8 @@ def register(commands) -> None:
     synth.add_argument("--per-identity", required=True, metavar="K", help="images of each person (at least 2)")
     synth.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write (new, empty, or an earlier facegan dataset)")
     synth.add_argument("--seed", default="0", metavar="S", help="first identity seed; candidates are S, S+1, ...")
-    synth.add_argument("--min-distance", default=None, metavar="D", help="reject candidates closer than this to a training face (default: the recogniser's match threshold)")
+    synth.add_argument("--min-distance", default=None, metavar="D", help="reject candidates closer than this to a training face (default: the recogniser's match threshold; "
+                       "'reference': closer than the training faces come to one another)")
     synth.add_argument("--recogniser", default="dlib-resnet", metavar="NAME", help="recogniser that measures identity (a registered name)")
     synth.add_argument("--measure-with", action="append", default=[], metavar="NAME",
                        help="another recogniser (name or recogniser run) that also measures identity consistency, e.g. lbph (repeatable)")
@@ -87,7 +88,10 @@ def run_synth(args: argparse.Namespace) -> int:
     if not 0 <= seed < 2**63:
         raise FaceganError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed}")
     max_attempts = parse_int("--max-attempts", args.max_attempts, 1, MAX_ATTEMPTS)
-    min_distance = None if args.min_distance is None else parse_float("--min-distance", args.min_distance, 0.0, 1e6)
+    if args.min_distance is None or args.min_distance == "reference":
+        min_distance = args.min_distance
+    else:
+        min_distance = parse_float("--min-distance", args.min_distance, 0.0, 1e6)
     truncation = parse_float("--truncation", args.truncation, 0.0, 1.0)
     # Every refusal about paths comes before the model is loaded or anything is rendered.
     located = Run.locate(args.model)

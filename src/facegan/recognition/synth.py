@@ -6,8 +6,9 @@
 Each identity slot draws candidate identity seeds in order (seed, seed + 1, ...): the generator renders
 `per_identity` images of the candidate (`Generator.sample_identity`, nuisance seeds derived from the
 identity seed), a recogniser embeds them, and a candidate any of whose images lies closer than
-`min_distance` (default: the recogniser's match threshold) to a reference (training) face is rejected and
-the next seed is tried. So no synthetic person is one the recogniser would call a training person.
+`min_distance` (default: the recogniser's match threshold; "reference": no closer than the training faces
+come to each other) to a reference (training) face is rejected and the next seed is tried. So no
+synthetic person is one the recogniser would call a training person.
 
 The manifest's "synth" entry records the generator, every identity's seeds and rejected seeds, and the
 identity-consistency figures in the recogniser's face space: the median same-identity distance, the share
@@ -117,8 +118,13 @@ def _check_count(name: str, value: Any, minimum: int, why: str) -> int:
     return int(value)
 
 
-def _pairwise_min(first: np.ndarray, second: np.ndarray, metric: str, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """For each row of `first` (A, D): the distance to its closest row of `second` (B, D) and that row's index."""
+def _pairwise_min(first: np.ndarray, second: np.ndarray, rule: Any, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of `first` (A, D): the distance (by `rule`, a MatchRule) to its closest row of `second` (B, D) and that row's index.
+
+    Euclidean and cosine take a matrix product; any other metric (LBPH's chi-square) goes through the
+    rule's own row-by-row distance, so every recogniser is measured in its own metric.
+    """
+    metric = rule.metric
     first = np.asarray(first, dtype=np.float64)
     second = np.asarray(second, dtype=np.float64)
     if metric == "cosine":
@@ -127,18 +133,65 @@ def _pairwise_min(first: np.ndarray, second: np.ndarray, metric: str, chunk: int
     second_sq = (second**2).sum(1)  # (B,)
     best = np.full(len(first), np.inf)
     best_index = np.zeros(len(first), dtype=np.int64)
+    if metric not in ("cosine", "euclidean"):
+        chunk = max(1, min(chunk, (1 << 22) // max(1, len(first) * first.shape[1])))  # bound the (A * b, D) pair arrays
     for start in range(0, len(second), chunk):
         block = second[start : start + chunk]  # (b, D)
         if metric == "cosine":
             distances = 1.0 - first @ block.T  # (A, b)
-        else:
+        elif metric == "euclidean":
             squared = (first**2).sum(1)[:, None] + second_sq[None, start : start + chunk] - 2.0 * first @ block.T
             distances = np.sqrt(np.maximum(squared, 0.0))
+        else:
+            left = np.repeat(first, len(block), axis=0)
+            right = np.tile(block, (len(first), 1))
+            distances = np.asarray(rule.distance(left, right), dtype=np.float64).reshape(len(first), len(block))
         index = distances.argmin(1)
         value = distances[np.arange(len(first)), index]
         better = value < best
         best[better], best_index[better] = value[better], index[better] + start
     return best, best_index
+
+
+REFERENCE_SPACING_PERCENTILE = 1.0
+MAX_SPACING_IMAGES = 5000
+
+
+def reference_spacing(descriptors: np.ndarray, identity: np.ndarray | None, rule: Any, seed: int = 0) -> dict[str, Any]:
+    """How close the reference's own faces come to each other: per image, the distance to its closest other
+    image (of another identity when labelled), and the 1st percentile of those (robust to a few duplicates).
+
+    `min_distance="reference"` rejects a synthetic person closer to a training face than that: closer than
+    training people come to one another. At low resolution a recogniser's match threshold can exceed it
+    (dlib at 32 px puts most LFW faces within 0.6 of some other face), and then the threshold would reject
+    every candidate, new or not.
+    """
+    rows = np.arange(len(descriptors))
+    limit = MAX_SPACING_IMAGES if rule.metric in ("cosine", "euclidean") else MAX_SPACING_IMAGES // 10  # chi-square is per pair
+    if len(rows) > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
+    if len(rows) < 2:
+        raise FaceganError("min_distance='reference' needs at least 2 reference faces to measure how far apart they are")
+    chosen = np.asarray(descriptors)[rows]
+    labels = None if identity is None else np.asarray(identity)[rows]
+    nearest = np.full(len(rows), np.inf)
+    for index in range(len(rows)):
+        others = np.ones(len(rows), dtype=bool)
+        others[index] = False
+        if labels is not None and labels[index] >= 0:
+            others &= labels != labels[index]
+        if others.any():
+            nearest[index] = _pairwise_min(chosen[index : index + 1], chosen[others], rule)[0][0]
+    finite = nearest[np.isfinite(nearest)]
+    if not len(finite):
+        raise FaceganError("min_distance='reference' needs reference faces of at least 2 identities")
+    return {
+        "value": float(np.percentile(finite, REFERENCE_SPACING_PERCENTILE)),
+        "percentile": REFERENCE_SPACING_PERCENTILE,
+        "nearest_other_median": float(np.median(finite)),
+        "num_images": int(len(rows)),
+        "between": "different identities" if labels is not None else "different images",
+    }
 
 
 def _consistency_pairs(identity: np.ndarray, num_identities: int, per_identity: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -296,10 +349,16 @@ def synthesize_identities(
     judges = [_resolve_recogniser(judge, device) for judge in measure_with]
     rule = recogniser.match
     threshold = float(rule.threshold)
+    min_distance_rule = "the recogniser's match threshold" if min_distance is None else "given"
     if min_distance is None:
         min_distance = threshold
+    spacing_wanted = isinstance(min_distance, str) and min_distance == "reference"
+    if spacing_wanted:
+        if reference is None:
+            raise FaceganError("min_distance='reference' measures the reference faces; pass the training dataset as reference")
+        min_distance, min_distance_rule = 0.0, "reference"  # measured below, once the reference is embedded
     if isinstance(min_distance, bool) or not isinstance(min_distance, numbers.Real) or not math.isfinite(min_distance) or min_distance < 0:
-        raise FaceganError(f"min_distance must be a finite distance of 0 or more, got {min_distance!r:.60}")
+        raise FaceganError(f"min_distance must be a finite distance of 0 or more, or 'reference', got {min_distance!r:.60}")
     min_distance = float(min_distance)
     trained_with = training_recogniser(generator)
     independent = _canonical(trained_with) != _canonical(getattr(recogniser, "name", None))
@@ -310,10 +369,13 @@ def synthesize_identities(
             "so they may flatter it; pass another recogniser (e.g. --recogniser lbph) for an independent check"
         )
 
-    reference_descriptors = reference_identity = None
+    reference_descriptors = reference_identity = spacing = None
     if reference is not None:
         reference_descriptors = _reference_descriptors(recogniser, reference)
         reference_identity = reference.identity if reference.has_identities else None
+        if spacing_wanted:
+            spacing = reference_spacing(reference_descriptors, reference_identity, rule, seed)
+            min_distance = spacing["value"]
     else:
         notes.append("no reference (training) faces given: synthetic identities were not checked against training people")
 
@@ -334,7 +396,7 @@ def synthesize_identities(
                 raise FaceganError(f"recogniser {recogniser.name!r} returned {descriptors.shape} descriptors for {per_identity} images")
             record: dict[str, Any] = {"name": name, "identity_seed": identity_seed}
             if reference_descriptors is not None:
-                distances, nearest = _pairwise_min(descriptors, reference_descriptors, rule.metric)
+                distances, nearest = _pairwise_min(descriptors, reference_descriptors, rule)
                 closest = int(distances.argmin())
                 training_index = int(nearest[closest])
                 record["closest_training_distance"] = float(distances[closest])
@@ -358,10 +420,16 @@ def synthesize_identities(
             break
         else:
             last = rejected[-1]
+            hint = "train it longer or on more identities, or lower --min-distance"
+            if not spacing_wanted:
+                own = reference_spacing(reference_descriptors, reference_identity, rule, seed)
+                if own["nearest_other_median"] < min_distance:
+                    hint = (f"but the training faces themselves lie closer than {min_distance:g} to one another (median nearest other "
+                            f"{own['nearest_other_median']:.3f}): the threshold does not separate people at this size; "
+                            "use --min-distance reference (no closer than training faces come to each other)")
             raise FaceganError(
                 f"identity {name}: all {max_attempts} candidates (identity seeds {candidate - max_attempts}-{candidate - 1}) came closer than "
-                f"{min_distance:g} to a training face (the last at {last['distance']:.3f}); the generator reproduces training people — "
-                "train it longer or on more identities, or lower --min-distance"
+                f"{min_distance:g} to a training face (the last at {last['distance']:.3f}); the generator may reproduce training people — {hint}"
             )
         if progress is not None:
             progress(index + 1, num_identities)
@@ -400,6 +468,8 @@ def synthesize_identities(
             # Not listed per identity (that would be N x K numbers): derived from each identity seed.
             "nuisance_seeds": NUISANCE_RULE,
             "min_distance": min_distance,
+            "min_distance_rule": min_distance_rule,
+            "reference_spacing": spacing,
             "max_attempts": max_attempts,
             "recogniser": {
                 "name": str(recogniser.name),

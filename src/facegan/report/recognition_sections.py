@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from facegan.errors import FaceganError
 from facegan.recognition.protocol import roc_figure_png, roc_points
 from facegan.recognition.verification import load_verification
 from facegan.report.sections import Figure, ReportSection, Table, register_section
@@ -51,7 +52,7 @@ def _roc_from_csv(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         scores = np.array([float(row["score"]) for row in rows])
         same = np.array([row["same"] == "1" for row in rows])
         far, tar, _ = roc_points(scores, same)
-    except (OSError, KeyError, ValueError, TypeError, Exception):  # noqa: BLE001 - a broken CSV costs its curve only
+    except (OSError, KeyError, ValueError, TypeError, csv.Error, FaceganError):  # a broken CSV costs its curve only
         return None
     return far, tar
 
