@@ -12,6 +12,7 @@ import copy
 import errno
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -82,6 +83,13 @@ class IdentityData:
 def load_identity_data(config: RecogConfig) -> IdentityData:
     """Load every --data, give each dataset's identities their own classes, hold out the calibration images."""
     datasets = [FaceDataset.load(Path(path).expanduser()) for path in config.data]
+    seen: dict[str, str] = {}
+    for path, dataset in zip(config.data, datasets):
+        if dataset.content_hash in seen:
+            # Each --data gets its own classes, so one dataset given twice would teach every person as two different people.
+            raise FaceganError(f"--data {path} is the same dataset as --data {seen[dataset.content_hash]} (content hash "
+                               f"{dataset.content_hash[:16]}); give each dataset once")
+        seen[dataset.content_hash] = str(path)
     first = datasets[0]
     parts, hashes, offset = [], [], 0
     for path, dataset in zip(config.data, datasets):
@@ -356,6 +364,7 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
         raise FaceganError(f"train_recogniser needs a RecogConfig (facegan.recognition.config), got {type(config).__name__}")
     config = copy.deepcopy(config)
     config.validate()
+    _check_out_outside_data(config)
     run = Run(config.out)
     run.check_can_train_into()
     created = not run.path.exists()
@@ -374,6 +383,14 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
         lock.release()
         if created and not setup_done[0]:
             _remove_empty_run(run)
+
+
+def _check_out_outside_data(config: RecogConfig) -> None:
+    """Before the run folder is made: a run inside a --data folder would make it a dataset that also holds user files."""
+    out = Path(os.path.realpath(Path(config.out).expanduser()))
+    for path in config.data:
+        if Path(os.path.realpath(Path(path).expanduser())) in (out, *out.parents):
+            raise FaceganError(f"--out {config.out} lies inside the dataset {path}; put runs beside datasets, e.g. runs/NAME")
 
 
 def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: ProgressCallback | None, on_log: LogCallback | None,

@@ -1,0 +1,91 @@
+"""Found by a hostile sweep of the merged recognition commands (`recog eval|embed|train`): one `error:` line, exit 2, nothing spoilt."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegan.run import Run
+from tests.hostile.helpers import refused
+from tests.recognition.helpers import save_identity_dataset, write_pairs
+
+
+@pytest.fixture(scope="module")
+def identities(tmp_path_factory):
+    return save_identity_dataset(tmp_path_factory.mktemp("sweep") / "ids")
+
+
+def _eval(recogniser, identities, pairs, *extra):
+    return ["recog", "eval", str(recogniser), "--data", str(identities), "--pairs", str(pairs), "--no-progress", *extra]
+
+
+def test_recog_eval_refuses_another_recognisers_run_as_out(identities, tmp_path, capsys):
+    run = Run(tmp_path / "recog")
+    run.path.mkdir()
+    run.write_config({"kind": "recogniser"})
+    line = refused(_eval("pixel", identities, write_pairs(tmp_path / "pairs.txt"), "--out", str(run.path)), capsys)
+    assert "is the run of another recogniser" in line
+    assert not run.verification_path.exists()  # `facegan report RUN` would have shown pixel's numbers as the run's
+
+
+def test_recog_eval_refuses_an_export_folder_as_out(identities, tmp_path, capsys):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "config.json").write_text("{}")
+    (export / "model.safetensors").write_bytes(b"weights")
+    line = refused(_eval("pixel", identities, write_pairs(tmp_path / "pairs.txt"), "--out", str(export)), capsys)
+    assert "is an export folder" in line
+    assert sorted(path.name for path in export.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_recog_eval_default_results_never_go_into_a_standalone_export(tmp_path):
+    from facegan.cli.recog import _default_results_dir
+
+    export = tmp_path / "shipped"
+    export.mkdir()
+    (export / "config.json").write_text("{}")
+    (export / "model.safetensors").write_bytes(b"weights")
+    assert _default_results_dir(str(export)) is None
+    assert _default_results_dir(str(export / "model.safetensors")) is None
+
+
+def test_recog_eval_of_a_dataset_as_recogniser_says_it_is_not_a_recogniser(identities, tmp_path, capsys):
+    line = refused(_eval(identities, identities, write_pairs(tmp_path / "pairs.txt")), capsys)
+    assert "is not a recogniser" in line and "dataset folder itself" not in line
+
+
+def test_recog_embed_lbph_refuses_a_one_pixel_image_instead_of_an_opencv_traceback(tmp_path, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(folder / "a.png")
+    Image.new("RGB", (1, 1), (1, 2, 3)).save(folder / "one.png")
+    line = refused(["recog", "embed", "lbph", str(folder), "--out", str(tmp_path / "e.npy")], capsys)
+    assert "at least 3x3 px, got 1x1" in line
+
+
+def test_recog_embed_refuses_out_inside_the_dataset(identities, capsys):
+    line = refused(["recog", "embed", "pixel", str(identities), "--out", str(identities / "emb.npy")], capsys)
+    assert "lies inside the dataset" in line
+    assert not (identities / "emb.npy").exists()
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_recog_train_refuses_one_dataset_given_twice(identities, tmp_path, capsys, copy):
+    second = identities
+    if copy:
+        second = tmp_path / "copy"
+        shutil.copytree(identities, second)
+    line = refused(["recog", "train", "--data", str(identities), "--data", str(second), "--out", str(tmp_path / "run"), "--steps", "1",
+                    "--no-progress"], capsys)
+    assert "is the same dataset as" in line  # else every person became two classes
+    assert not (tmp_path / "run").exists()
+
+
+def test_recog_train_refuses_out_inside_the_dataset_and_leaves_no_folder(identities, capsys):
+    before = sorted(path.name for path in identities.iterdir())
+    line = refused(["recog", "train", "--data", str(identities), "--out", str(identities / "runs" / "r"), "--steps", "1", "--no-progress"], capsys)
+    assert "lies inside the dataset" in line
+    assert sorted(path.name for path in identities.iterdir()) == before
+    assert np.load(identities / "images.npy", mmap_mode="r").shape[0] > 0
