@@ -89,3 +89,11 @@ def test_recog_train_refuses_out_inside_the_dataset_and_leaves_no_folder(identit
     assert "lies inside the dataset" in line
     assert sorted(path.name for path in identities.iterdir()) == before
     assert np.load(identities / "images.npy", mmap_mode="r").shape[0] > 0
+
+
+def test_recog_eval_into_a_folder_another_eval_is_writing_is_refused_not_interleaved(identities, tmp_path, capsys):
+    out = Run(tmp_path / "results")
+    with out.lock():  # another `recog eval --out` in the middle of writing its four files
+        line = refused(_eval("pixel", identities, write_pairs(tmp_path / "pairs.txt"), "--out", str(out.path)), capsys)
+    assert "in use by another facegan process" in line
+    assert not out.verification_pairs_path.exists() and not out.verification_path.exists()

@@ -299,13 +299,15 @@ def verify(
     }
     if out is not None:
         results = Run(out)
-        write_bytes_atomic(results.verification_pairs_path, _pairs_csv(fold, left_labels, right_labels, same, scores))
-        label = f"{recogniser.name} (AUC {protocol.auc:.3f})"
-        write_bytes_atomic(results.verification_roc_path, roc_figure_png([(label, protocol.far, protocol.tar)], f"Verification ROC: {recogniser.name}"))
-        record["files"] = {"pairs": results.verification_pairs_path.name, "roc": results.verification_roc_path.name}
-        examples_png = _examples_png(dataset, left, right, scores, examples)
-        if examples_png is not None:
-            write_bytes_atomic(results.verification_examples_path, examples_png)
-            record["files"]["examples"] = results.verification_examples_path.name
-        write_bytes_atomic(results.verification_path, (json.dumps(record, indent=2) + "\n").encode())  # last: it vouches for the others
+        # Two evals into one folder: without the lock their four files could interleave (one's pairs.csv, the other's json).
+        with results.lock():
+            write_bytes_atomic(results.verification_pairs_path, _pairs_csv(fold, left_labels, right_labels, same, scores))
+            label = f"{recogniser.name} (AUC {protocol.auc:.3f})"
+            write_bytes_atomic(results.verification_roc_path, roc_figure_png([(label, protocol.far, protocol.tar)], f"Verification ROC: {recogniser.name}"))
+            record["files"] = {"pairs": results.verification_pairs_path.name, "roc": results.verification_roc_path.name}
+            examples_png = _examples_png(dataset, left, right, scores, examples)
+            if examples_png is not None:
+                write_bytes_atomic(results.verification_examples_path, examples_png)
+                record["files"]["examples"] = results.verification_examples_path.name
+            write_bytes_atomic(results.verification_path, (json.dumps(record, indent=2) + "\n").encode())  # last: it vouches for the others
     return record
