@@ -1,7 +1,13 @@
 """Found by a hostile sweep of the merged recognition commands (`recog eval|embed|train`): one `error:` line, exit 2, nothing spoilt."""
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -97,3 +103,54 @@ def test_recog_eval_into_a_folder_another_eval_is_writing_is_refused_not_interle
         line = refused(_eval("pixel", identities, write_pairs(tmp_path / "pairs.txt"), "--out", str(out.path)), capsys)
     assert "in use by another facegan process" in line
     assert not out.verification_pairs_path.exists() and not out.verification_path.exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_drawing_workers_end_when_data_prepare_is_killed(tmp_path):
+    script = "from facegan.data.rendered import render_faces\nrender_faces(2000, 20, 32, workers=2)\n"
+    parent = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(parent.pid)) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.05)
+        workers = _children(parent.pid)
+        assert len(workers) >= 2, "the pool never started"
+        time.sleep(0.5)  # the workers are drawing
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived their killed parent"
+            time.sleep(0.1)
+    finally:
+        parent.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # only on failure: the orphans this test made
+
+
+def test_recog_eval_of_one_fold_pairs_is_refused_before_any_embedding(identities, tmp_path, capsys, monkeypatch):
+    from facegan.recognition import verification
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("embedded images for pairs the protocol cannot use")
+
+    monkeypatch.setattr(verification, "_embed_rows", no_embedding)
+    line = refused(["recog", "eval", "pixel", "--data", str(identities), "--pairs", str(write_pairs(tmp_path / "p.txt", num_folds=1, per_fold=4))],
+                   capsys)
+    assert "needs at least 2 folds" in line

@@ -32,7 +32,7 @@ from facegan.data.pairs import read_pairs_txt, resolve_pairs
 from facegan.errors import FaceganError
 from facegan.files import check_writable_folder, read_regular_file, write_bytes_atomic
 from facegan.faces.recognisers import Recogniser
-from facegan.recognition.protocol import evaluate_protocol, roc_figure_png
+from facegan.recognition.protocol import check_folds, evaluate_protocol, roc_figure_png
 from facegan.run import VERIFICATION_NAMES, Run, is_export_folder
 
 __all__ = ["VERIFICATION_FORMAT", "check_verification_out", "load_verification", "verify"]
@@ -258,6 +258,7 @@ def verify(
         dataset = FaceDataset.load(dataset)
     out = check_verification_out(out_dir, dataset.path, recogniser.name) if out_dir is not None else None  # before the slow part
     left, right, same, fold, pairs_description = _load_pairs(dataset, pairs)
+    check_folds(fold)  # before the slow embedding, and before its progress bar
     distinct, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
     descriptors = _embed_rows(recogniser, dataset.images, distinct, batch_size, progress)  # each distinct image once
     broken = np.flatnonzero(~np.isfinite(descriptors).all(axis=1))
