@@ -154,3 +154,8 @@ def test_recog_eval_of_one_fold_pairs_is_refused_before_any_embedding(identities
     line = refused(["recog", "eval", "pixel", "--data", str(identities), "--pairs", str(write_pairs(tmp_path / "p.txt", num_folds=1, per_fold=4))],
                    capsys)
     assert "needs at least 2 folds" in line
+
+
+def test_recog_eval_dlib_on_an_unusable_device_is_one_line(identities, tmp_path, capsys):
+    line = refused(_eval("dlib", identities, write_pairs(tmp_path / "pairs.txt"), "--device", "nan"), capsys)
+    assert "cannot use device 'nan'" in line
