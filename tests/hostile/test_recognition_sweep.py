@@ -159,3 +159,37 @@ def test_recog_eval_of_one_fold_pairs_is_refused_before_any_embedding(identities
 def test_recog_eval_dlib_on_an_unusable_device_is_one_line(identities, tmp_path, capsys):
     line = refused(_eval("dlib", identities, write_pairs(tmp_path / "pairs.txt"), "--device", "nan"), capsys)
     assert "cannot use device 'nan'" in line
+
+
+def _results(identities, tmp_path, name):
+    from facegan.recognition.verification import verify
+
+    out = tmp_path / "results" / name
+    verify("pixel", identities, write_pairs(tmp_path / "pairs.txt"), out_dir=out)
+    return Run(out)
+
+
+def test_report_of_results_with_a_fifo_pairs_csv_does_not_hang(identities, tmp_path):
+    results = _results(identities, tmp_path, "pixel")
+    results.verification_pairs_path.unlink()
+    os.mkfifo(results.verification_pairs_path)
+    results.verification_examples_path.unlink()
+    results.verification_examples_path.symlink_to("/dev/zero")
+    done = subprocess.run([sys.executable, "-m", "facegan", "report", str(tmp_path / "results")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert "Face verification" in (tmp_path / "results" / "report.html").read_text()
+
+
+def test_report_leaves_out_a_hand_edited_verification_record_not_the_whole_section(identities, tmp_path):
+    import json
+
+    from facegan.report.recognition_sections import verification_section
+
+    _results(identities, tmp_path, "good")
+    edited = _results(identities, tmp_path, "edited")
+    record = json.loads(edited.verification_path.read_text())
+    record["accuracy_mean"] = "abc"
+    edited.verification_path.write_text(json.dumps(record))
+    section = verification_section(tmp_path / "results")
+    assert [row[0] for row in section.tables[0].rows] == ["pixel (good)"]
