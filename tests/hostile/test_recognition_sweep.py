@@ -193,3 +193,19 @@ def test_report_leaves_out_a_hand_edited_verification_record_not_the_whole_secti
     edited.verification_path.write_text(json.dumps(record))
     section = verification_section(tmp_path / "results")
     assert [row[0] for row in section.tables[0].rows] == ["pixel (good)"]
+
+
+def test_recog_train_resume_of_a_missing_run_says_there_is_nothing_to_resume(tmp_path, capsys):
+    line = refused(["recog", "train", "--out", str(tmp_path / "nothing"), "--resume", "--steps", "2"], capsys)
+    assert "nothing to resume" in line  # not "pass --data", which a resume does not need
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_recog_train_resume_of_an_export_folder_names_the_run(tmp_path, capsys):
+    run = Run(tmp_path / "recog")
+    run.export_dir.mkdir(parents=True)
+    run.write_config({"kind": "recogniser"})
+    (run.export_dir / "config.json").write_text('{"format": "facegan-recogniser", "datasets": []}')
+    (run.export_dir / "model.safetensors").write_bytes(b"weights")
+    line = refused(["recog", "train", "--out", str(run.export_dir), "--resume", "--steps", "2"], capsys)
+    assert "is an export folder" in line and f"--out {run.path} --resume" in line

@@ -29,7 +29,7 @@ from facegan.errors import DivergenceError, FaceganError
 from facegan.recognition.backbone import EmbeddingNet
 from facegan.recognition.config import RECOGNISER_KIND, RESUME_LOCKED_FIELDS, RecogConfig, check_architecture
 from facegan.recognition.heads import MarginHead
-from facegan.run import Run
+from facegan.run import Run, is_export_folder
 from facegan.training.checkpoint import save_state
 # The GAN loop's run machinery, reused as is: stats accumulation without host syncs, the Ctrl-C flag,
 # device and bf16 choice, and the clean-up of temp files after a failed write.
@@ -328,6 +328,11 @@ def load_recog_state(path: Path) -> dict[str, Any]:
 def load_recog_run_config(run_dir: str | Path) -> RecogConfig:
     """The resolved config a recogniser run was started with; a GAN run is refused in one line."""
     run = Run(run_dir)
+    if is_export_folder(run.path):
+        # An export's config.json is not a run config: reading it as one says "unknown config key 'datasets'".
+        owner = Run.containing(run.path)
+        hint = f"resume its run: `facegan recog train --out {owner.path} --resume`" if owner is not None else "give the run folder"
+        raise FaceganError(f"{run.path} is an export folder (weights only, no training state); {hint}")
     saved = run.read_config()
     if saved.get("kind") != RECOGNISER_KIND:
         raise FaceganError(f"{run.path} is a GAN run (facegan train), not a recogniser run; resume it with `facegan train --out {run.path} --resume`")
@@ -363,6 +368,9 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
     if not isinstance(config, RecogConfig):
         raise FaceganError(f"train_recogniser needs a RecogConfig (facegan.recognition.config), got {type(config).__name__}")
     config = copy.deepcopy(config)
+    if resume and config.out and not Run(config.out).has_config():
+        # Before validate(): it would ask for --data, which a resume does not need.
+        raise FaceganError(f"nothing to resume in {config.out} (no recogniser run there); start it without --resume, with --data")
     config.validate()
     _check_out_outside_data(config)
     run = Run(config.out)
