@@ -209,3 +209,9 @@ def test_recog_train_resume_of_an_export_folder_names_the_run(tmp_path, capsys):
     (run.export_dir / "model.safetensors").write_bytes(b"weights")
     line = refused(["recog", "train", "--out", str(run.export_dir), "--resume", "--steps", "2"], capsys)
     assert "is an export folder" in line and f"--out {run.path} --resume" in line
+
+
+def test_recog_train_mix_nan_says_it_is_not_a_finite_number(identities, tmp_path, capsys):
+    line = refused(["recog", "train", "--data", str(identities), "--data", str(identities), "--mix", "nan", "--out", str(tmp_path / "r"),
+                    "--steps", "1"], capsys)
+    assert "'mix': nan is not a finite number" in line  # was "nan does not fit float | None"
