@@ -51,6 +51,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except FaceganError as error:
                 errors.append(str(error))
+        if len(errors) == 1:  # an optional value (X | None): the one type's own reason, e.g. "nan is not a finite number"
+            raise FaceganError(errors[0])
         raise FaceganError(f"config key '{key}': {value!r} does not fit {annotation}")
     if origin is typing.Literal:
         allowed = typing.get_args(annotation)

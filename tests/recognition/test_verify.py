@@ -139,7 +139,7 @@ def test_cli_recog_eval_end_to_end(identities, tmp_path, capsys, name):
     record = load_verification(out)
     assert f"{record['accuracy_mean']:.2%} ± {record['accuracy_std']:.2%}" in printed and "TAR @ FAR 0.01" in printed
     assert record["recogniser"] == name and record["pairs_file"] == str(pairs)
-    assert sorted(p.name for p in out.iterdir()) == ["pairs.csv", "roc.png", "verification.json", "verification_examples.png"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["pairs.csv", "roc.png", "verification.json", "verification_examples.png"]
     # The library gives the same numbers as the command.
     assert verify(name, identities, pairs)["folds"] == record["folds"]
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,9 @@ def _default_results_dir(spec: str) -> Path | None:
         path = path.parent
     if Run(path).is_run():
         return path
-    return Run.containing(path).path if Run.containing(path) is not None else (path if path.is_dir() else None)
+    # A stand-alone export (or anything else) gets no default: results never go into shipped weights or a dataset.
+    run = Run.containing(path)
+    return run.path if run is not None else None
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -162,6 +165,9 @@ def run_embed(args: argparse.Namespace) -> int:
     source = Path(args.images)
     if not source.exists():
         raise FaceganError(f"no such dataset, image folder or image: {source}")
+    if source.is_dir() and (source / MANIFEST_NAME).is_file() and Path(os.path.realpath(source)) in Path(os.path.realpath(out)).parents:
+        # A file inside a prepared dataset makes it a folder that also holds user files, which `data prepare` then refuses to replace.
+        raise FaceganError(f"--out {args.out} lies inside the dataset {source}; write the embeddings beside it, not in it")
     recogniser = resolve_recogniser(args.recogniser, device=args.device)
     if source.is_dir() and (source / MANIFEST_NAME).is_file():
         images = FaceDataset.load(source).images

@@ -35,6 +35,7 @@ from facegan.data.builtin import builtin_names, is_builtin, load_builtin
 from facegan.data.dataset import FaceDataset, check_output_folder, paths_overlap
 from facegan.data.decode import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, SKIP_REASONS, SkippedImage, decode_image_with_damage
 from facegan.data.sources import SOURCE_LAYOUTS, SourceLayout, SourceListing, list_source
+from facegan.data.workers import exit_with_parent
 from facegan.errors import FaceganError
 from facegan.faces.align import DLIB_CHIP_PADDING, LANDMARKS_5_NAME, load_dlib_models
 
@@ -400,6 +401,7 @@ _WORKER_STATE: tuple[PrepareConfig, int] | None = None
 
 def _init_worker(config: PrepareConfig, channels: int) -> None:
     global _WORKER_STATE
+    exit_with_parent()
     _WORKER_STATE = (config, channels)
 
 

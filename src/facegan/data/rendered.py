@@ -29,6 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from facegan.data.workers import exit_with_parent
 from facegan.errors import FaceganError
 
 SUPERSAMPLE = 4
@@ -104,7 +105,7 @@ def render_faces(
         if num_workers == 1:
             results = (_render_identities(*chunk) for chunk in chunks)
         else:
-            executor = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=_pool_context()))
+            executor = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=_pool_context(), initializer=exit_with_parent))
             results = executor.map(_render_identities, *zip(*chunks))
         try:
             for part in results:

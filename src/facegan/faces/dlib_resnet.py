@@ -212,10 +212,15 @@ class DlibResNetRecogniser:
             dlib stays >= 0.9999 but descriptors move by up to ~0.015 (vs the 0.6 match threshold),
             so it is opt-in. (torch.compile was measured too: no gain on CPU, ~30 s of warm-up.)
         """
-        self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.bfloat16 = bfloat16
-        self.model = load_dlib_face_recognizer(self.device).to(memory_format=self.memory_format)
+        try:
+            self.device = torch.device(device)
+            model = load_dlib_face_recognizer(self.device)
+        except (RuntimeError, TypeError, ValueError, AssertionError) as error:
+            # torch says "Torch not compiled with CUDA enabled" as an AssertionError: one line, not a traceback.
+            raise FaceganError(f"cannot use device {device!r:.40} ({str(error).splitlines()[0]}); pass --device cpu") from None
+        self.model = model.to(memory_format=self.memory_format)
 
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16)

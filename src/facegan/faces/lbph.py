@@ -74,6 +74,10 @@ class LBPHRecogniser:
     def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 (N, H, W, C) faces -> float32 (N, dim) LBPH spatial histograms (each of 64 cells sums to 1)."""
         grey = _grey(images)
+        smallest = 2 * self.options[0] + 1  # one full LBP neighbourhood; OpenCV asserts (a C++ traceback) below it
+        if len(grey) and min(grey.shape[1:]) < smallest:
+            raise FaceganError(f"the LBPH recogniser needs images of at least {smallest}x{smallest} px, got {grey.shape[2]}x{grey.shape[1]}; "
+                               "give aligned face chips (`facegan data prepare --align dlib`)")
         descriptors = np.empty((len(grey), self.dim), dtype=np.float32)
         step = max(batch_size, 512)  # train() on a block: one C++ call for many faces
         for start in range(0, len(grey), step):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from facegan.errors import FaceganError
 from facegan.faces.match import MatchRule
 from facegan.recognition.config import RECOGNISER_KIND
-from facegan.run import EXPORT_CONFIG_NAME, EXPORT_WEIGHTS_NAME, Run
+from facegan.run import EXPORT_CONFIG_NAME, EXPORT_WEIGHTS_NAME, Run, is_export_folder
 
 if TYPE_CHECKING:
     from facegan.recognition.config import RecogConfig
@@ -143,6 +143,10 @@ def _export_folder(path: str | os.PathLike) -> Path:
     if run.is_run() and not run.has_export():
         raise FaceganError(f"{given} holds a run but no export yet; train it until its first checkpoint "
                            f"(`facegan recog train --out {given} --resume`)")
+    if given.is_dir() and not run.is_run() and not is_export_folder(given):
+        # Run.locate words this for generators; a dataset or a stray folder named as RECOGNISER needs the recogniser wording.
+        raise FaceganError(f"{given} is not a recogniser: no run of `facegan recog train` and no export ({EXPORT_CONFIG_NAME} + {EXPORT_WEIGHTS_NAME}) there; "
+                           "pass a recogniser run/export or a registered name (dlib, dlib-resnet, lbph, pixel)")
     return Run.locate(given).export_dir
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from facegan.errors import FaceganError
 
-__all__ = ["FARS", "ProtocolResult", "best_threshold", "equal_error_rate", "evaluate_protocol", "roc_figure_png", "roc_points",
+__all__ = ["FARS", "ProtocolResult", "best_threshold", "check_folds", "equal_error_rate", "evaluate_protocol", "roc_figure_png", "roc_points",
            "tar_at_far"]
 
 FARS = (1e-1, 1e-2, 1e-3)
@@ -139,6 +139,17 @@ class ProtocolResult:
         }
 
 
+def check_folds(fold: np.ndarray) -> np.ndarray:
+    """The distinct folds; fewer than two is one FaceganError line (`verify` calls it before embedding anything)."""
+    fold_ids = np.unique(np.asarray(fold))
+    if fold_ids.size < 2:
+        raise FaceganError(
+            f"the verification protocol needs at least 2 folds (a threshold is chosen on the others), the pairs have {fold_ids.size}; "
+            "write pairs with `facegan data pairs DATASET --folds 10`"
+        )
+    return fold_ids
+
+
 def evaluate_protocol(scores: np.ndarray, same: np.ndarray, fold: np.ndarray, fars: Sequence[float] = FARS) -> ProtocolResult:
     """The LFW protocol (module docstring) on one score per pair; bad inputs are one FaceganError line."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -158,12 +169,7 @@ def evaluate_protocol(scores: np.ndarray, same: np.ndarray, fold: np.ndarray, fa
             f"{bad.size} of {scores.size} pair scores are not finite numbers (first: pair {int(bad[0]) + 1}, {scores[bad[0]]}); "
             "the recogniser gave NaN/inf descriptors, so no threshold can be chosen; check its input images and weights"
         )
-    fold_ids = np.unique(fold)
-    if fold_ids.size < 2:
-        raise FaceganError(
-            f"the verification protocol needs at least 2 folds (a threshold is chosen on the others), the pairs have {fold_ids.size}; "
-            "write pairs with `facegan data pairs DATASET --folds 10`"
-        )
+    fold_ids = check_folds(fold)
     far, tar, _ = roc_points(scores, same)
     accuracies, thresholds = [], []
     for held_out in fold_ids:

@@ -12,6 +12,7 @@ import copy
 import errno
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from facegan.errors import DivergenceError, FaceganError
 from facegan.recognition.backbone import EmbeddingNet
 from facegan.recognition.config import RECOGNISER_KIND, RESUME_LOCKED_FIELDS, RecogConfig, check_architecture
 from facegan.recognition.heads import MarginHead
-from facegan.run import Run
+from facegan.run import Run, is_export_folder
 from facegan.training.checkpoint import save_state
 # The GAN loop's run machinery, reused as is: stats accumulation without host syncs, the Ctrl-C flag,
 # device and bf16 choice, and the clean-up of temp files after a failed write.
@@ -83,6 +84,13 @@ class IdentityData:
 def load_identity_data(config: RecogConfig) -> IdentityData:
     """Load every --data, give each dataset's identities their own classes, hold out the calibration images."""
     datasets = [FaceDataset.load(Path(path).expanduser()) for path in config.data]
+    seen: dict[str, str] = {}
+    for path, dataset in zip(config.data, datasets):
+        if dataset.content_hash in seen:
+            # Each --data gets its own classes, so one dataset given twice would teach every person as two different people.
+            raise FaceganError(f"--data {path} is the same dataset as --data {seen[dataset.content_hash]} (content hash "
+                               f"{dataset.content_hash[:16]}); give each dataset once")
+        seen[dataset.content_hash] = str(path)
     first = datasets[0]
     parts, hashes, offset = [], [], 0
     for path, dataset in zip(config.data, datasets):
@@ -321,6 +329,11 @@ def load_recog_state(path: Path) -> dict[str, Any]:
 def load_recog_run_config(run_dir: str | Path) -> RecogConfig:
     """The resolved config a recogniser run was started with; a GAN run is refused in one line."""
     run = Run(run_dir)
+    if is_export_folder(run.path):
+        # An export's config.json is not a run config: reading it as one says "unknown config key 'datasets'".
+        owner = Run.containing(run.path)
+        hint = f"resume its run: `facegan recog train --out {owner.path} --resume`" if owner is not None else "give the run folder"
+        raise FaceganError(f"{run.path} is an export folder (weights only, no training state); {hint}")
     saved = run.read_config()
     if saved.get("kind") != RECOGNISER_KIND:
         raise FaceganError(f"{run.path} is a GAN run (facegan train), not a recogniser run; resume it with `facegan train --out {run.path} --resume`")
@@ -356,7 +369,11 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
     if not isinstance(config, RecogConfig):
         raise FaceganError(f"train_recogniser needs a RecogConfig (facegan.recognition.config), got {type(config).__name__}")
     config = copy.deepcopy(config)
+    if resume and config.out and not Run(config.out).has_config():
+        # Before validate(): it would ask for --data, which a resume does not need.
+        raise FaceganError(f"nothing to resume in {config.out} (no recogniser run there); start it without --resume, with --data")
     config.validate()
+    _check_out_outside_data(config)
     run = Run(config.out)
     run.check_can_train_into()
     created = not run.path.exists()
@@ -375,6 +392,14 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
         lock.release()
         if created and not setup_done[0]:
             remove_empty_run(run)
+
+
+def _check_out_outside_data(config: RecogConfig) -> None:
+    """Before the run folder is made: a run inside a --data folder would make it a dataset that also holds user files."""
+    out = Path(os.path.realpath(Path(config.out).expanduser()))
+    for path in config.data:
+        if Path(os.path.realpath(Path(path).expanduser())) in (out, *out.parents):
+            raise FaceganError(f"--out {config.out} lies inside the dataset {path}; put runs beside datasets, e.g. runs/NAME")
 
 
 def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: ProgressCallback | None, on_log: LogCallback | None,

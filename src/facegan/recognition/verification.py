@@ -32,8 +32,8 @@ from facegan.data.pairs import read_pairs_txt, resolve_pairs
 from facegan.errors import FaceganError
 from facegan.files import check_writable_folder, read_regular_file, write_bytes_atomic
 from facegan.faces.recognisers import Recogniser
-from facegan.recognition.protocol import evaluate_protocol, roc_figure_png
-from facegan.run import VERIFICATION_NAMES, Run
+from facegan.recognition.protocol import check_folds, evaluate_protocol, roc_figure_png
+from facegan.run import VERIFICATION_NAMES, Run, is_export_folder
 
 __all__ = ["VERIFICATION_FORMAT", "check_verification_out", "load_verification", "verify"]
 
@@ -102,8 +102,9 @@ def _image_labels(dataset: FaceDataset, rows: np.ndarray) -> list[str]:
 
 
 # ---- the results folder ------------------------------------------------------------------------------
-def check_verification_out(out_dir: str | os.PathLike, dataset_path: Path | None = None) -> Path:
-    """Refuse, before any work, a results folder that is a file, lies in the dataset, or holds result-named files facegan did not write."""
+def check_verification_out(out_dir: str | os.PathLike, dataset_path: Path | None = None, recogniser_name: str | None = None) -> Path:
+    """Refuse, before any work, a results folder that is a file, lies in the dataset, is an export, is another recogniser's
+    run (when `recogniser_name` is known), or holds result-named files facegan did not write."""
     if not isinstance(out_dir, (str, os.PathLike)) or not os.fspath(out_dir):
         raise FaceganError(f"the verification output must be a folder path, got {out_dir!r}")
     folder = absolute_path(out_dir)
@@ -115,6 +116,9 @@ def check_verification_out(out_dir: str | os.PathLike, dataset_path: Path | None
         if real == data or data in real.parents:
             where = "is the dataset folder itself" if real == data else f"lies inside the dataset {dataset_path}"
             raise FaceganError(f"output {out_dir} {where}; results there would spoil the dataset, choose another folder")
+    if is_export_folder(folder):
+        raise FaceganError(f"output {out_dir} is an export folder (the shipped config and weights); give its run folder or another folder")
+    _check_not_another_recognisers_run(folder, out_dir, recogniser_name)
     if folder.is_dir():
         ours = is_verification_file(folder / VERIFICATION_NAMES[0])
         for name in VERIFICATION_NAMES:
@@ -129,6 +133,21 @@ def check_verification_out(out_dir: str | os.PathLike, dataset_path: Path | None
                     )
     check_writable_folder(folder, "the verification results")
     return folder
+
+
+def _check_not_another_recognisers_run(folder: Path, out_dir: str | os.PathLike, recogniser_name: str | None) -> None:
+    """A recogniser run's verification.json is that recogniser's: `facegan report RUN` shows it as the run's own result."""
+    run = Run(folder)
+    if recogniser_name is None or not run.is_run():
+        return
+    try:
+        kind = run.read_config().get("kind")
+    except FaceganError:
+        return
+    own = f"facegan:{os.path.realpath(run.export_dir)}"
+    if kind == "recogniser" and not (recogniser_name.startswith("facegan:") and os.path.realpath(recogniser_name[8:]) == own[8:]):
+        raise FaceganError(f"output {out_dir} is the run of another recogniser; {recogniser_name}'s results there would pass as that run's own, "
+                           f"choose another folder (e.g. {Path(out_dir) / 'verify-other'})")
 
 
 def is_verification_file(path: Path) -> bool:
@@ -237,8 +256,9 @@ def verify(
         recogniser = resolve_recogniser(recogniser, device=device)
     if not isinstance(dataset, FaceDataset):
         dataset = FaceDataset.load(dataset)
-    out = check_verification_out(out_dir, dataset.path) if out_dir is not None else None  # before the slow part
+    out = check_verification_out(out_dir, dataset.path, recogniser.name) if out_dir is not None else None  # before the slow part
     left, right, same, fold, pairs_description = _load_pairs(dataset, pairs)
+    check_folds(fold)  # before the slow embedding, and before its progress bar
     distinct, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
     descriptors = _embed_rows(recogniser, dataset.images, distinct, batch_size, progress)  # each distinct image once
     broken = np.flatnonzero(~np.isfinite(descriptors).all(axis=1))
@@ -280,13 +300,15 @@ def verify(
     }
     if out is not None:
         results = Run(out)
-        write_bytes_atomic(results.verification_pairs_path, _pairs_csv(fold, left_labels, right_labels, same, scores))
-        label = f"{recogniser.name} (AUC {protocol.auc:.3f})"
-        write_bytes_atomic(results.verification_roc_path, roc_figure_png([(label, protocol.far, protocol.tar)], f"Verification ROC: {recogniser.name}"))
-        record["files"] = {"pairs": results.verification_pairs_path.name, "roc": results.verification_roc_path.name}
-        examples_png = _examples_png(dataset, left, right, scores, examples)
-        if examples_png is not None:
-            write_bytes_atomic(results.verification_examples_path, examples_png)
-            record["files"]["examples"] = results.verification_examples_path.name
-        write_bytes_atomic(results.verification_path, (json.dumps(record, indent=2) + "\n").encode())  # last: it vouches for the others
+        # Two evals into one folder: without the lock their four files could interleave (one's pairs.csv, the other's json).
+        with results.lock():
+            write_bytes_atomic(results.verification_pairs_path, _pairs_csv(fold, left_labels, right_labels, same, scores))
+            label = f"{recogniser.name} (AUC {protocol.auc:.3f})"
+            write_bytes_atomic(results.verification_roc_path, roc_figure_png([(label, protocol.far, protocol.tar)], f"Verification ROC: {recogniser.name}"))
+            record["files"] = {"pairs": results.verification_pairs_path.name, "roc": results.verification_roc_path.name}
+            examples_png = _examples_png(dataset, left, right, scores, examples)
+            if examples_png is not None:
+                write_bytes_atomic(results.verification_examples_path, examples_png)
+                record["files"]["examples"] = results.verification_examples_path.name
+            write_bytes_atomic(results.verification_path, (json.dumps(record, indent=2) + "\n").encode())  # last: it vouches for the others
     return record

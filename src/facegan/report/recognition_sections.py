@@ -8,18 +8,22 @@ example pairs. The report sits above recognition: it reads recognition's results
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.files import read_regular_file
 from facegan.recognition.protocol import roc_figure_png, roc_points
 from facegan.recognition.verification import load_verification
 from facegan.report.sections import Figure, ReportSection, Table, register_section
 from facegan.run import Run
 
 MAX_RESULTS = 24  # a folder with hundreds of sub-folders should not make the card crawl
+MAX_CSV_BYTES = 256 * 2**20
+MAX_PNG_BYTES = 64 * 2**20
 
 
 def find_verifications(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -32,11 +36,23 @@ def find_verifications(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
         pass
     for candidate in candidates:
         record = load_verification(candidate)
-        if record is not None:
+        if record is not None and _usable(record):
             found.append((candidate, record))
         if len(found) >= MAX_RESULTS:
             break
     return found
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _usable(record: dict[str, Any]) -> bool:
+    """Whether a verification.json holds the fields the card shows (a hand-edited one is left out, not the whole section)."""
+    tar = record.get("tar_at_far")
+    return (all(_is_number(record.get(key)) for key in ("accuracy_mean", "accuracy_std", "auc", "eer", "num_pairs", "num_different"))
+            and isinstance(record.get("recogniser"), str) and isinstance(record.get("folds"), list)
+            and isinstance(tar, dict) and all(_is_number(value) for value in tar.values()))
 
 
 def _label(folder: Path, run: Path, record: dict[str, Any]) -> str:
@@ -47,8 +63,9 @@ def _label(folder: Path, run: Path, record: dict[str, Any]) -> str:
 def _roc_from_csv(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(FAR, TAR) recomputed from a pairs.csv; None when it is missing or not one `recog eval` wrote."""
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        # read_regular_file: a FIFO named pairs.csv would block open() for ever, a device never ends.
+        text = read_regular_file(path, MAX_CSV_BYTES).decode("utf-8", errors="replace")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
         scores = np.array([float(row["score"]) for row in rows])
         same = np.array([row["same"] == "1" for row in rows])
         far, tar, _ = roc_points(scores, same)
@@ -104,10 +121,13 @@ def verification_section(run: Path) -> ReportSection | None:
         figures.append(Figure("ROC", roc_figure_png(curves, "Verification ROC"),
                               "True accepts against false accepts over all pairs, log scale; curves further up and left are better."))
     for folder, record in results:
-        examples = Run(folder).verification_examples_path
-        if examples.is_file():
+        try:
+            examples = read_regular_file(Run(folder).verification_examples_path, MAX_PNG_BYTES)
+        except (OSError, FaceganError):
+            continue
+        if examples:
             figures.append(Figure(
-                f"Example pairs: {_label(folder, Path(run), record)}", examples.read_bytes(),
+                f"Example pairs: {_label(folder, Path(run), record)}", examples,
                 "Rows: true accepts and true rejects nearest the threshold, false accepts and false rejects most confidently wrong; "
                 "each at its fold's threshold (score = minus the recogniser's distance).",
             ))
