@@ -215,3 +215,14 @@ def test_recog_train_mix_nan_says_it_is_not_a_finite_number(identities, tmp_path
     line = refused(["recog", "train", "--data", str(identities), "--data", str(identities), "--mix", "nan", "--out", str(tmp_path / "r"),
                     "--steps", "1"], capsys)
     assert "'mix': nan is not a finite number" in line  # was "nan does not fit float | None"
+
+
+def test_gan_resume_of_a_recogniser_run_says_what_it_is(tmp_path, capsys):
+    from facegan.cli.main import main
+    from facegan.run import Run
+
+    run = tmp_path / "recog"
+    Run(run).write_config({"kind": "recogniser", "backbone": {"width": 8}, "data": [], "out": str(run)})
+    assert main(["train", "--out", str(run), "--resume", "--kimg", "1"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: ") and "is a face recogniser run (facegan recog train), not a GAN run" in line and "\n" not in line

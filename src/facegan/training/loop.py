@@ -368,7 +368,11 @@ def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved config a run was started with."""
-    return from_dict(TrainConfig, Run(run_dir).read_config())
+    saved = Run(run_dir).read_config()
+    if saved.get("kind") == "recogniser":  # written by facegan.recognition, which this layer cannot import
+        raise FaceganError(f"{run_dir} is a face recogniser run (facegan recog train), not a GAN run; "
+                           f"resume it with `facegan recog train --out {run_dir} --resume`")
+    return from_dict(TrainConfig, saved)
 
 
 def _check_resume_compatible(saved: TrainConfig, requested: TrainConfig) -> None:
