@@ -28,19 +28,11 @@ from PIL import Image
 
 
 def identity_images(identities: int, per_identity: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """builtin:rendered-faces when this facegan has it, else the recogniser tests' coloured shapes."""
-    try:
-        from facegan.data.rendered import render_faces
+    """builtin:rendered-faces: identity-labelled, drawn on the spot."""
+    from facegan.data.rendered import render_faces
 
-        images, identity, _, _ = render_faces(identities, per_identity, size=size, seed=0)
-        return images, identity
-    except ImportError:
-        import sys
-
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.recognition.identities import shape_identities
-
-        return shape_identities(identities, per_identity, size=size)
+    images, identity, _, _ = render_faces(identities, per_identity, size=size, seed=0)
+    return images, identity
 
 
 def write_identity_folder(folder: Path, images: np.ndarray, identity: np.ndarray) -> None:
@@ -52,19 +44,10 @@ def write_identity_folder(folder: Path, images: np.ndarray, identity: np.ndarray
 
 def prepare(folder: Path, out: Path, size: int) -> float:
     """facegan's one-off preparation of the folder; returns seconds."""
+    from facegan.data.pipeline import prepare_dataset
+
     start = time.perf_counter()
-    try:
-        from facegan.data.pipeline import prepare_dataset
-
-        prepare_dataset(str(folder), out, size=size, align="center", progress=False, layout="identity-folders")
-    except TypeError:  # a facegan without --layout identity-folders: decode the same files once, as prepare would
-        from facegan.data.dataset import FaceDataset
-
-        paths = sorted(folder.glob("*/*.png"))
-        names = sorted({path.parent.name for path in paths})
-        images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
-        identity = np.array([names.index(path.parent.name) for path in paths], dtype=np.int64)
-        FaceDataset(images, {"source": str(folder), "identity_names": names}, identity=identity).save(out)
+    prepare_dataset(str(folder), out, size=size, align="center", progress=False, layout="identity-folders")
     return time.perf_counter() - start
 
 
