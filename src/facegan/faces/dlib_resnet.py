@@ -25,6 +25,7 @@ from facegan.errors import FaceganError
 from facegan.faces.align import dlib_model_path
 from facegan.faces.dlib_format import read_face_recognizer_dat
 from facegan.faces.match import MatchRule
+from facegan.faces.recognisers import MatchRuleRecogniser
 
 __all__ = [
     "CHIP_SIZE",
@@ -189,7 +190,7 @@ def _resize_to_chip(images: torch.Tensor) -> torch.Tensor:
     return F.interpolate(images, size=(CHIP_SIZE, CHIP_SIZE), mode="bilinear", align_corners=False, antialias=True)
 
 
-class DlibResNetRecogniser:
+class DlibResNetRecogniser(MatchRuleRecogniser):
     """Recogniser "dlib-resnet" v1: aligned face chips -> dlib's 128-D identity descriptors, and dlib's match rule.
 
     `embed` takes uint8 NHWC chips (any square size, 1 or 3 channels) and returns what
@@ -225,16 +226,8 @@ class DlibResNetRecogniser:
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16)
 
-    @property
-    def threshold(self) -> float:
-        return self.match.threshold
 
-    def distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Euclidean distances (N,) between paired descriptors (N, 128); below `threshold` = one person."""
-        return self.match.distance(first, second)
 
-    def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return self.match.same_person(first, second)
 
     def embed(self, images_uint8_nhwc: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 (N, S, S, C) face chips, C in {1, 3} -> float32 (N, 128) descriptors."""

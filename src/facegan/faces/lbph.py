@@ -14,6 +14,7 @@ import numpy as np
 
 from facegan.errors import FaceganError
 from facegan.faces.match import MatchRule
+from facegan.faces.recognisers import MatchRuleRecogniser
 
 __all__ = ["LBPHRecogniser", "MATCH_RULE"]
 
@@ -39,7 +40,7 @@ def _grey(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-class LBPHRecogniser:
+class LBPHRecogniser(MatchRuleRecogniser):
     """Recogniser "lbph" v1: OpenCV's LBPH spatial histograms (radius 1, 8 neighbours, 8 x 8 grid), chi-square distance."""
 
     name = "lbph"
@@ -60,9 +61,6 @@ class LBPHRecogniser:
         if (radius, neighbors, grid_x, grid_y) != (1, 8, 8, 8):
             self.version = f"1-r{radius}-n{neighbors}-g{grid_x}x{grid_y}"  # other options, other descriptor space
 
-    @property
-    def threshold(self) -> float:
-        return self.match.threshold
 
     def create_opencv(self):
         """A fresh `cv2.face.LBPHFaceRecognizer` with this recogniser's options (the parity test uses it)."""
@@ -87,9 +85,4 @@ class LBPHRecogniser:
             descriptors[start : start + len(block)] = np.concatenate(model.getHistograms()).reshape(len(block), self.dim)
         return descriptors
 
-    def distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Chi-square distances (N,), what LBPH's `predict` reports as confidence; lower = more alike."""
-        return self.match.distance(first, second)
 
-    def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return self.match.same_person(first, second)

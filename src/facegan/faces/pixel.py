@@ -10,6 +10,7 @@ import numpy as np
 
 from facegan.errors import FaceganError
 from facegan.faces.match import MatchRule
+from facegan.faces.recognisers import MatchRuleRecogniser
 
 __all__ = ["MATCH_RULE", "PixelRecogniser"]
 
@@ -18,7 +19,7 @@ MATCH_RULE = MatchRule("cosine", 0.5)
 `facegan recog eval` chooses its own threshold per fold."""
 
 
-class PixelRecogniser:
+class PixelRecogniser(MatchRuleRecogniser):
     """Recogniser "pixel" v1: grey pixels at `size` x `size`, minus their mean, over their norm (cosine distance)."""
 
     name = "pixel"
@@ -33,9 +34,6 @@ class PixelRecogniser:
         if size != 32:
             self.version = f"1-{size}px"
 
-    @property
-    def threshold(self) -> float:
-        return self.match.threshold
 
     def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 (N, H, W, C) faces -> float32 (N, size*size): standardised grey pixels, L2-normalised."""
@@ -56,12 +54,7 @@ class PixelRecogniser:
             descriptors[start : start + len(block)] = grey
         return descriptors
 
-    def distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """Cosine distances (N,) = 1 - correlation of the standardised pixels; lower = more alike."""
-        return self.match.distance(first, second)
 
-    def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return self.match.same_person(first, second)
 
 
 def _resize(grey: np.ndarray, size: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from facegan.registry import Registry
 from facegan.faces.match import MatchRule
 
 __all__ = [
+    "MatchRuleRecogniser",
     "Recogniser",
     "RecogniserFactory",
     "available_recognisers",
@@ -59,6 +60,27 @@ class Recogniser(Protocol):
     def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Bool (N,): whether each descriptor pair is one person under `match`."""
         ...
+
+
+class MatchRuleRecogniser:
+    """What every recogniser derives from its `match` rule: `threshold`, `distance`, `same_person`.
+
+    Subclasses set `name`, `version`, `dim` and `match` and write `embed`; the protocol does not
+    require this base, it only saves each recogniser the same three methods.
+    """
+
+    match: MatchRule
+
+    @property
+    def threshold(self) -> float:
+        return self.match.threshold
+
+    def distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """Row-by-row distances (N,) in the rule's metric; lower = more alike."""
+        return self.match.distance(first, second)
+
+    def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return self.match.same_person(first, second)
 
 
 RecogniserFactory = Callable[..., Recogniser]

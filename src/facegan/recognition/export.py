@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from facegan.errors import FaceganError
 from facegan.faces.match import MatchRule
+from facegan.faces.recognisers import MatchRuleRecogniser
 from facegan.recognition.config import RECOGNISER_KIND
 from facegan.run import EXPORT_CONFIG_NAME, EXPORT_WEIGHTS_NAME, Run, is_export_folder
 
@@ -80,7 +81,7 @@ def save_recogniser_export(folder: str | os.PathLike, trainer: "RecogTrainer", c
     return folder
 
 
-class TrainedRecogniser:
+class TrainedRecogniser(MatchRuleRecogniser):
     """A recogniser trained by `facegan recog train`: uint8 chips (any size) -> L2-normalised float32 (N, dim)."""
 
     def __init__(self, net: torch.nn.Module, export_dir: Path, version: str, match: MatchRule, metadata: dict[str, Any],
@@ -98,15 +99,8 @@ class TrainedRecogniser:
         self.match = match
         self.metadata = metadata
 
-    @property
-    def threshold(self) -> float:
-        return self.match.threshold
 
-    def distance(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return self.match.distance(first, second)
 
-    def same_person(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return self.match.same_person(first, second)
 
     def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 (N, H, W, C) (or (N, H, W) grey) square chips of any size -> L2-normalised float32 (N, dim)."""

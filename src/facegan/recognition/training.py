@@ -17,7 +17,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,14 +34,11 @@ from facegan.training.checkpoint import save_state
 # The GAN loop's run machinery, reused as is: stats accumulation without host syncs, the Ctrl-C flag,
 # device and bf16 choice, and the clean-up of temp files after a failed write.
 from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_temp_files
-from facegan.training.loop import resolve_device, use_bf16
+from facegan.training.loop import LogCallback, ProgressCallback, StopCallback, resolve_device, use_bf16
 
 logger = logging.getLogger("facegan.training")
 
 STATE_FORMAT = "facegan-recog-state"
-ProgressCallback = Callable[[float, float], None]
-LogCallback = Callable[[dict[str, Any]], None]
-StopCallback = Callable[[], bool]
 
 
 @dataclass
