@@ -46,3 +46,24 @@ def test_report_card_of_a_results_folder_shows_the_section(results, tmp_path):
     out = build_report(results, tmp_path / "card.html")
     page = out.read_text()
     assert "Face verification" in page and "Verification (LFW protocol)" in page and page.count("<img") == 3
+
+
+def test_a_recogniser_runs_card_shows_the_recogniser_not_gan_sections(tmp_path):
+    # Before, the GAN sections ran on it: a "Run" table of None presets and kimg, D/G losses of nan and
+    # "The run's generator export could not be loaded".
+    import re
+
+    from facegan.run import Run
+
+    run = Run(tmp_path / "recog")
+    run.write_config({"kind": "recogniser", "data": ["data/a"], "out": str(run.path), "batch_size": 64, "mix": None,
+                      "backbone": {"width": 32, "blocks": [1, 2, 2, 1], "embedding_size": 128}, "head": {"kind": "cosface", "scale": 64.0}})
+    run.write_summary({"kind": "recogniser", "num_steps": 150, "seconds": 31.7, "img_per_s": 303.1, "interrupted": False})
+    run.append_stats({"step": 150, "kimg": 9.6, "loss": 15.7, "accuracy": 0.08, "img_per_s": 344.3})
+    run.export_dir.mkdir()
+    (run.export_dir / "config.json").write_text(json.dumps({"format": "facegan-recogniser", "kind": "recogniser", "match": {
+        "metric": "cosine", "threshold": 0.5744, "calibration": {"num_same": 60, "num_different": 60, "pairs": "held-out training images", "accuracy": 0.9}}}))
+    (run.export_dir / "model.safetensors").write_bytes(b"not read by the card")
+    html = build_report(run.path).read_text()
+    assert re.findall(r"<h2[^>]*>(.*?)</h2>", html) == ["Recogniser"]
+    assert "cosine distance below 0.5744" in html and "150 steps of batch 64" in html and "could not be loaded" not in html

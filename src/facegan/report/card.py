@@ -25,11 +25,17 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-# ---- core sections -------------------------------------------------------------------------------
+def is_recogniser_run(run: Path) -> bool:
+    """A `facegan recog train` run: its card is the recogniser section's (report.recognition_sections), not a GAN's."""
+    config = load_json_optional(Run(run).config_path)
+    return isinstance(config, dict) and config.get("kind") == "recogniser"
+
+
+# ---- core sections (GAN runs) --------------------------------------------------------------------
 @register_section("overview", order=10)
 def overview_section(run: Path) -> ReportSection | None:
     config = load_json_optional(Run(run).config_path)
-    if config is None:
+    if config is None or config.get("kind") == "recogniser":
         return None
     summary = Run(run).read_summary() or {}
     environment = Run(run).read_run_info() or {}
@@ -57,7 +63,7 @@ def overview_section(run: Path) -> ReportSection | None:
 @register_section("training", order=20)
 def training_section(run: Path) -> ReportSection | None:
     rows = read_stats(Run(run).stats_path)
-    if not rows:
+    if not rows or is_recogniser_run(run):
         return None
     figures = []
     curves = Run(run).loss_curves_path
@@ -82,8 +88,8 @@ def _metric_curves(rows: list[dict]) -> bytes | None:
 def samples_section(run: Path) -> ReportSection | None:
     from facegan.models.export import load_generator
 
-    if not Run(run).has_export():
-        return None  # no checkpoint written yet
+    if not Run(run).has_export() or is_recogniser_run(run):
+        return None  # no checkpoint written yet, or no generator to sample
     try:
         generator = load_generator(run)
     except FaceganError as error:

@@ -97,6 +97,47 @@ def _table(run: Path, results: list[tuple[Path, dict[str, Any]]]) -> Table:
     )
 
 
+@register_section("recogniser", order=15)
+def recogniser_section(run: Path) -> ReportSection | None:
+    """A `facegan recog train` run: data, backbone, head, length, calibrated threshold and the training curves."""
+    from facegan.config import load_json_optional
+
+    folder = Run(run)
+    config = load_json_optional(folder.config_path)
+    if not isinstance(config, dict) or config.get("kind") != "recogniser":
+        return None
+    summary = folder.read_summary() or {}
+    export = load_json_optional(folder.export_dir / "config.json") if folder.has_export() else None
+    backbone, head = config.get("backbone", {}), config.get("head", {})
+    rows = [
+        ["data", ", ".join(str(path) for path in config.get("data", []))
+         + (f" (share of the second: {config['mix']})" if config.get("mix") is not None else "")],
+        ["backbone", f"width {backbone.get('width')}, blocks {backbone.get('blocks')}, embedding {backbone.get('embedding_size')}"],
+        ["head", f"{head.get('kind')} (s {head.get('scale')}, m {head.get('margin') if head.get('margin') is not None else 'default'})"],
+        ["trained", f"{summary.get('num_steps', '?')} steps of batch {config.get('batch_size')}, {summary.get('seconds', '?')} s, "
+                    f"{summary.get('img_per_s', '?')} img/s"],
+    ]
+    readings = [f"A face recogniser trained on {len(config.get('data', []))} identity-labelled dataset(s)."]
+    match = (export or {}).get("match") or {}
+    if match:
+        calibration = match.get("calibration") or {}
+        rows.append(["match rule", f"{match.get('metric')} distance below {match.get('threshold', float('nan')):.4f}"])
+        if calibration:
+            readings.append(f"Its threshold was calibrated on {calibration.get('num_same')} same and {calibration.get('num_different')} "
+                            f"different pairs of {calibration.get('pairs')} (accuracy there {calibration.get('accuracy', 0):.1%}); "
+                            "`facegan recog eval` measures it on pairs it never saw.")
+    if summary.get("interrupted"):
+        readings.append("The run was interrupted; resume it with `facegan recog train --out RUN --resume`.")
+    figures = []
+    try:
+        curves = read_regular_file(folder.loss_curves_path, MAX_PNG_BYTES)
+    except (OSError, FaceganError):
+        curves = b""
+    if curves:
+        figures.append(Figure("Training curves", curves, "Margin-softmax loss and training accuracy per logged step; the loss should fall."))
+    return ReportSection("Recogniser", readings, figures=figures, tables=[Table("Configuration", ["setting", "value"], rows)])
+
+
 @register_section("verification", order=70)
 def verification_section(run: Path) -> ReportSection | None:
     """Face verification results (`facegan recog eval --out FOLDER`), when FOLDER or a sub-folder holds verification.json."""
