@@ -171,3 +171,15 @@ def test_record_and_figure():
     assert (record["num_pairs"], record["num_same"], record["num_different"], len(record["folds"])) == (600, 300, 300, 10)
     png = roc_figure_png([("test", result.far, result.tar)])
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_all_equal_training_scores_accept_or_reject_everything_whatever_the_score_scale():
+    # Found by hypothesis: with every training score equal, a made-up spread of 1 put "accept all" at
+    # score - 1, which rejected a held-out score of -1 but not its affine image; now it is -inf / +inf.
+    scores = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0])
+    same = np.array([True, False, True, True, False, True, True, True])
+    fold = np.array([0, 0, 1, 1, 0, 0, 1, 1]) * 0 + np.arange(8) % 2
+    for moved in (scores, 3.0 * scores + 7.0, scores * 1000.0 - 5.0):
+        result = evaluate_protocol(moved, same, fold)
+        assert result.fold_accuracies == evaluate_protocol(scores, same, fold).fold_accuracies
+        assert all(entry["threshold"] is None or np.isfinite(entry["threshold"]) for entry in result.to_dict()["folds"])

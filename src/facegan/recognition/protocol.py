@@ -50,7 +50,10 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     if scores.size == 0:
         raise FaceganError("no pairs to choose a verification threshold on")
     distinct = np.unique(scores)  # ascending
-    spread = float(distinct[-1] - distinct[0]) or 1.0
+    # One spread beyond the extremes keeps thresholds finite and moves with any affine map of the
+    # scores; when every score is equal there is no spread to take, and "accept all" / "reject all"
+    # are the thresholds -inf / +inf (a made-up spread of 1 would cut held-out scores arbitrarily).
+    spread = float(distinct[-1] - distinct[0]) or np.inf
     candidates = np.concatenate([[distinct[0] - spread], (distinct[:-1] + distinct[1:]) / 2.0, [distinct[-1] + spread]])
     same_sorted = np.sort(scores[same])
     different_sorted = np.sort(scores[~same])
@@ -133,7 +136,7 @@ class ProtocolResult:
             "num_same": self.num_same,
             "num_different": self.num_different,
             "folds": [
-                {"fold": fold, "accuracy": accuracy, "threshold": threshold}
+                {"fold": fold, "accuracy": accuracy, "threshold": threshold if np.isfinite(threshold) else None}  # None: accept/reject all
                 for fold, accuracy, threshold in zip(self.folds, self.fold_accuracies, self.fold_thresholds)
             ],
         }
