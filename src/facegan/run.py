@@ -51,6 +51,9 @@ VERIFICATION_PAIRS_NAME = "pairs.csv"
 VERIFICATION_ROC_NAME = "roc.png"
 VERIFICATION_EXAMPLES_NAME = "verification_examples.png"
 VERIFICATION_NAMES = (VERIFICATION_NAME, VERIFICATION_PAIRS_NAME, VERIFICATION_ROC_NAME, VERIFICATION_EXAMPLES_NAME)
+REPAIR_EVAL_NAME = "repair_eval.json"
+REPAIR_STRIP_NAME = "repair_strip.png"
+EDITING_DIR = "editing"
 
 # An export folder holds these two files (written by `facegan.models.export`).
 EXPORT_CONFIG_NAME = "config.json"
@@ -141,6 +144,21 @@ class Run:
     @property
     def verification_examples_path(self) -> Path:
         return self.path / VERIFICATION_EXAMPLES_NAME
+
+    @property
+    def repair_eval_path(self) -> Path:
+        """Per mask band / degradation quality of a repair model (`facegan repair eval`)."""
+        return self.path / REPAIR_EVAL_NAME
+
+    @property
+    def repair_strip_path(self) -> Path:
+        """Original / damaged / baselines / repaired examples for the report card."""
+        return self.path / REPAIR_STRIP_NAME
+
+    @property
+    def editing_dir(self) -> Path:
+        """Attribute classifiers and latent directions found for this generator (`facegan edit`)."""
+        return self.path / EDITING_DIR
 
     @property
     def report_path(self) -> Path:
@@ -300,6 +318,7 @@ class Located:
 _RUN_ENTRIES = frozenset({
     CONFIG_NAME, RUN_INFO_NAME, STATS_NAME, TENSORBOARD_DIR, SAMPLES_DIR, CHECKPOINTS_DIR, EXPORT_DIR, EXPORT_BEST_DIR,
     METRICS_NAME, AUDIT_NAME, REPORT_NAME, SUMMARY_NAME, LOSS_CURVES_NAME, LOCK_NAME, *VERIFICATION_NAMES,
+    REPAIR_EVAL_NAME, REPAIR_STRIP_NAME, EDITING_DIR,
 })
 
 
