@@ -303,7 +303,7 @@ def _project_batch(generator, split, targets, masks, z_starts, starts, start_ste
 
     device = generator.device
     module = generator.module
-    target = to_model(targets, device)  # (B, C, H, W)
+    target = to_model(np.array(targets), device)  # (B, C, H, W); a copy: the targets may be a read-only memmap
     known = torch.ones_like(target[:, :1]) if masks is None else torch.from_numpy(~masks).to(device).float().unsqueeze(1)  # (B, 1, H, W)
     num_known = known.sum(dim=(1, 2, 3)) * target.shape[1]  # (B,) values that count
     render = split.rest if split is not None else None
