@@ -213,3 +213,114 @@ def _resize(image: np.ndarray, size: int, box: tuple[int, int, int, int] | None)
     resized = np.asarray(pil_image.resize((size, size), PHOTO_RESAMPLE, box=box), dtype=np.uint8)
     return resized.reshape(size, size, channels)
 
+
+
+# ---- Masks for repair and masked projection ------------------------------------------------------
+# A mask is bool (H, W) with True = MISSING pixel (the hole). On disk: a PNG per image (white >= 128
+# is a hole) in a folder, matched to the images by sorted file name, or one PNG for every image, or
+# a .npy of bool / uint8 (N, H, W) or (H, W).
+MASK_THRESHOLD = 128
+
+
+def _mask_file_limit(count: int, size: int) -> int:
+    # The largest honest mask file: an uncompressed 64-bit array of every mask, plus room for headers.
+    return count * size * size * 8 + (1 << 20)
+
+
+def _decode_mask_png(data: bytes, label: str, size: int) -> np.ndarray:
+    try:
+        image = Image.open(io.BytesIO(data), formats=("PNG",))
+    except Image.DecompressionBombError:
+        raise FaceganError(f"{label} claims a huge size; give masks of the images' size ({size}x{size})") from None
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types for a bad header
+        raise FaceganError(f"{label} is not a readable PNG ({type(error).__name__}); give a PNG mask, white = hole") from None
+    width, height = image.size
+    # The size is checked from the header, so a huge (bomb) PNG is refused before it is decoded.
+    if (width, height) != (size, size):
+        raise FaceganError(f"{label} is {width}x{height}, the images are {size}x{size}; give masks of the images' size")
+    try:
+        grey = np.asarray(image.convert("L"))
+    except Exception as error:  # noqa: BLE001 - truncated or damaged pixel data
+        raise FaceganError(f"{label} is a damaged PNG ({type(error).__name__}: {error}); write it again") from None
+    return grey >= MASK_THRESHOLD
+
+
+def _decode_mask_npy(data: bytes, label: str, count: int, size: int) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as error:  # noqa: BLE001 - not .npy, pickled objects, truncated
+        raise FaceganError(f"{label} is not a readable .npy array ({type(error).__name__}); save masks with numpy.save (bool, no pickles)") from None
+    if not isinstance(array, np.ndarray) or array.dtype not in (np.bool_, np.uint8):
+        raise FaceganError(f"{label} holds {getattr(array, 'dtype', type(array).__name__)}; masks are bool or uint8 (True / 1 / >= 128 = hole)")
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != (size, size):
+        raise FaceganError(f"{label} has shape {array.shape}, the images are {size}x{size}; give (N, {size}, {size}) or ({size}, {size})")
+    if array.dtype == np.uint8:
+        # 0/1 arrays mark holes with 1; anything else is read like a grey PNG (>= 128 = hole).
+        array = array == 1 if array.max(initial=0) <= 1 else array >= MASK_THRESHOLD
+    return np.ascontiguousarray(array, dtype=bool)
+
+
+def read_masks(path: str | os.PathLike, count: int, size: int) -> np.ndarray:
+    """Masks for `count` images of `size` x `size` as bool (count, size, size), True = hole.
+
+    `path` is a folder of PNGs (one per image in sorted name order, or a single one for all), a
+    PNG (for all), or a .npy (N, H, W) / (H, W). A mask that hides every pixel is refused: nothing
+    would be left to repair from.
+    """
+    from facegan.files import ReadRefused, read_regular_file
+
+    if count < 1 or size < 1:
+        raise ValueError(f"read_masks needs count >= 1 and size >= 1, got {count} and {size}")
+    path = Path(path)
+    limit = _mask_file_limit(count, size)
+
+    def read(file: Path) -> bytes:
+        try:
+            return read_regular_file(file, limit)
+        except ReadRefused as error:
+            if error.reason == "too_large":
+                raise FaceganError(f"cannot read the mask {file}: {error.detail}; masks are small bool images") from None
+            raise FaceganError(f"{error}; give a mask PNG, a folder of them, or a .npy") from None
+
+    if not path.exists() and not path.is_symlink():
+        raise FaceganError(f"the mask path {path} does not exist; give a PNG, a folder of PNGs or a .npy")
+    if path.is_dir():
+        try:
+            entries = sorted(entry for entry in path.iterdir() if entry.suffix.lower() == ".png" and not entry.name.startswith("."))
+        except OSError as error:
+            raise FaceganError(f"cannot list the mask folder {path}: {error.strerror}") from None
+        if not entries:
+            raise FaceganError(f"the mask folder {path} holds no .png masks; give one PNG per image (white = hole)")
+        if len(entries) not in (1, count):
+            raise FaceganError(
+                f"the mask folder {path} holds {len(entries)} PNG masks for {count} images; give one per image (sorted by name) or one for all"
+            )
+        masks = np.stack([_decode_mask_png(read(entry), f"mask {index} ({entry.name})", size) for index, entry in enumerate(entries)])
+    elif path.suffix.lower() == ".png":
+        masks = _decode_mask_png(read(path), f"the mask {path.name}", size)[None]
+    elif path.suffix.lower() == ".npy":
+        masks = _decode_mask_npy(read(path), f"the mask file {path.name}", count, size)
+        if len(masks) not in (1, count):
+            raise FaceganError(f"the mask file {path.name} holds {len(masks)} masks for {count} images; give one per image or one for all")
+    else:
+        raise FaceganError(f"the mask path {path} is not a folder, .png or .npy; give masks as PNGs (white = hole) or a bool .npy")
+    if len(masks) == 1 and count != 1:
+        masks = np.repeat(masks, count, axis=0)
+    full = np.flatnonzero(masks.reshape(len(masks), -1).all(axis=1))
+    if len(full):
+        raise FaceganError(f"mask {int(full[0])} hides every pixel: nothing is left to repair from; leave some of the face visible")
+    return masks
+
+
+def write_masks(folder: str | os.PathLike, masks: np.ndarray) -> list[Path]:
+    """Write bool (N, H, W) masks as PNGs (white = hole) named so sorted order is mask order; read back by read_masks."""
+    masks = np.asarray(masks)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim != 3 or masks.dtype != np.bool_:
+        raise ValueError(f"write_masks expects bool (N, H, W), got {masks.dtype} {masks.shape}")
+    folder = Path(folder)
+    digits = max(5, len(str(len(masks) - 1)))
+    return [save_png(mask.astype(np.uint8)[:, :, None] * 255, folder / f"{index:0{digits}d}.png") for index, mask in enumerate(masks)]
