@@ -126,7 +126,7 @@ class Repairer:
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 chunk = images[start : start + batch_size]
-                x = to_model(np.ascontiguousarray(chunk), self.device)  # (B, C, S, S)
+                x = to_model(np.array(chunk), self.device)  # (B, C, S, S); a writable copy (datasets are read-only memmaps)
                 if masks is None:
                     mask = torch.zeros((len(chunk), 1, *chunk.shape[1:3]), device=self.device)
                 else:

@@ -64,10 +64,11 @@ class RepairTrainResult:
 def damage_batch(clean: np.ndarray, config: RepairConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(damaged uint8 (B, H, W, C), masks bool (B, H, W)) for a batch of clean chips.
 
-    Each image is degraded (noise/blur/JPEG, no hole) with probability damage.degradation_probability,
-    otherwise it gets a hole of a kind drawn from damage.mask_kinds, its ratio drawn from the configured range.
+    Each image is degraded (noise/blur/JPEG at a severity from its training range, no hole) with probability
+    damage.degradation_probability, otherwise it gets a hole of a kind drawn from damage.mask_kinds, its ratio
+    drawn from [min_hole_ratio, max_hole_ratio].
     """
-    from facegan.repair.degrade import degrade
+    from facegan.repair.degrade import random_degradation
     from facegan.repair.masks import training_masks
 
     damage = config.damage
@@ -80,11 +81,7 @@ def damage_batch(clean: np.ndarray, config: RepairConfig, rng: np.random.Generat
         masks[rows] = training_masks(len(rows), size, rng, damage.mask_kinds, (damage.min_hole_ratio, damage.max_hole_ratio))
     rows = np.flatnonzero(degraded)
     if len(rows):
-        kinds = rng.integers(len(damage.degradations), size=len(rows))
-        for kind_index, kind in enumerate(damage.degradations):
-            chosen = rows[kinds == kind_index]
-            if len(chosen):
-                damaged[chosen] = degrade(clean[chosen], kind, int(rng.integers(2**63)))
+        damaged[rows] = random_degradation(clean[rows], rng, tuple(damage.degradations))
     # The hole's content is never seen by the network (it reads image * (1 - mask)); zero it anyway for clarity.
     damaged[masks] = 0
     return damaged, masks
