@@ -116,3 +116,13 @@ def test_apply_reads_an_image_folder(repair_run, faces32, tmp_path):
     repaired = _read_png_folder(out / "repaired")[..., None]
     assert np.array_equal(repaired[~masks], originals[~masks])
     assert json.loads((out / "repair.json").read_text())["images"][0]["source"].endswith("face0.png")
+
+
+def test_report_card_of_a_repair_run_has_its_section_and_no_gan_ones(repair_run, tmp_path):
+    from facegan.report.card import build_report
+
+    page = build_report(repair_run, tmp_path / "card.html").read_text()
+    assert "<h2>Face repair</h2>" in page and "gated-convolution encoder-decoder" in page
+    assert "facegan repair eval RUN --data HOLDOUT" in page
+    for gan_only in ("<h2>Run</h2>", "<h2>Samples</h2>", "<h2>Training</h2>", "could not be built"):
+        assert gan_only not in page
