@@ -25,17 +25,21 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def is_recogniser_run(run: Path) -> bool:
-    """A `facegan recog train` run: its card is the recogniser section's (report.recognition_sections), not a GAN's."""
+# Run kinds whose card is their own part's sections (recognition_sections, repair_sections), not a GAN's.
+NON_GAN_RUN_KINDS = ("recogniser", "repair")
+
+
+def is_non_gan_run(run: Path) -> bool:
+    """A run of another kind than a GAN's (`facegan recog train`, `facegan repair train`): GAN-only sections skip it."""
     config = load_json_optional(Run(run).config_path)
-    return isinstance(config, dict) and config.get("kind") == "recogniser"
+    return isinstance(config, dict) and config.get("kind") in NON_GAN_RUN_KINDS
 
 
 # ---- core sections (GAN runs) --------------------------------------------------------------------
 @register_section("overview", order=10)
 def overview_section(run: Path) -> ReportSection | None:
     config = load_json_optional(Run(run).config_path)
-    if config is None or config.get("kind") == "recogniser":
+    if config is None or config.get("kind") in NON_GAN_RUN_KINDS:
         return None
     summary = Run(run).read_summary() or {}
     environment = Run(run).read_run_info() or {}
@@ -63,7 +67,7 @@ def overview_section(run: Path) -> ReportSection | None:
 @register_section("training", order=20)
 def training_section(run: Path) -> ReportSection | None:
     rows = read_stats(Run(run).stats_path)
-    if not rows or is_recogniser_run(run):
+    if not rows or is_non_gan_run(run):
         return None
     figures = []
     curves = Run(run).loss_curves_path
@@ -88,7 +92,7 @@ def _metric_curves(rows: list[dict]) -> bytes | None:
 def samples_section(run: Path) -> ReportSection | None:
     from facegan.models.export import load_generator
 
-    if not Run(run).has_export() or is_recogniser_run(run):
+    if not Run(run).has_export() or is_non_gan_run(run):
         return None  # no checkpoint written yet, or no generator to sample
     try:
         generator = load_generator(run)
@@ -285,3 +289,4 @@ def build_report(run: str | Path, out: str | Path | None = None) -> Path:
 # The privacy and verification sections register on import; imported last so the core sections above are registered first.
 from facegan.report import privacy_sections  # noqa: E402,F401
 from facegan.report import recognition_sections  # noqa: E402,F401
+from facegan.report import repair_sections  # noqa: E402,F401

@@ -1,0 +1,210 @@
+"""Repair-model export: `config.json` (kind "repair") + `model.safetensors`, and the loaded `Repairer`.
+
+    repairer = load_repairer("runs/repair32")          # a run folder, its export/ or the weights file
+    filled = repairer.repair(images, masks)            # inpaint: known pixels returned exactly
+    restored = repairer.repair(noisy_images)           # no masks: restore noise / blur / JPEG damage
+
+Loading never unpickles anything; generator and recogniser exports are refused in one line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from facegan.errors import FaceganError
+from facegan.repair.config import REPAIR_KIND
+from facegan.run import EXPORT_CONFIG_NAME, EXPORT_WEIGHTS_NAME, Run, is_export_folder
+
+if TYPE_CHECKING:
+    from facegan.repair.config import RepairConfig
+    from facegan.repair.model import RepairNet
+
+EXPORT_FORMAT = "facegan-repairer"
+EXPORT_VERSION = 1
+OTHER_FORMATS = {"facegan-generator": "a generator (facegan train)", "facegan-recogniser": "a face recogniser (facegan recog train)"}
+
+
+def save_repair_export(folder: str | os.PathLike, net: "RepairNet", config: "RepairConfig", dataset_hash: str, num_steps: int) -> Path:
+    """Write the completion network (no critic, no optimizer) and what it was trained on, atomically."""
+    from safetensors.torch import save
+
+    from facegan.config import save_json, to_dict
+    from facegan.files import write_bytes_atomic
+    from facegan.version import __version__
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu().contiguous() for key, value in net.state_dict().items()}
+    write_bytes_atomic(folder / EXPORT_WEIGHTS_NAME, save(state, metadata={"format": EXPORT_FORMAT}))
+    save_json({
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "kind": REPAIR_KIND,
+        "facegan_version": __version__,
+        "model": {"resolution": net.resolution, "channels": net.channels, "width": net.width},
+        "dataset": {"path": config.data, "hash": dataset_hash},
+        "damage": to_dict(config.damage),
+        "num_steps": num_steps,
+    }, folder / EXPORT_CONFIG_NAME)
+    return folder
+
+
+class Repairer:
+    """A trained repair network: uint8 face chips (+ masks) -> repaired uint8 chips of the same shape."""
+
+    def __init__(self, net: "RepairNet", export_dir: Path, version: str, metadata: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        try:
+            self.device = torch.device(device)
+            self.net = net.eval().requires_grad_(False).to(self.device)
+        except (RuntimeError, TypeError, ValueError, AssertionError) as error:
+            raise FaceganError(f"cannot use device {device!r:.40} ({str(error).splitlines()[0]}); pass --device cpu") from None
+        self.export_dir = export_dir
+        self.name = f"facegan-repair:{export_dir}"
+        self.version = version
+        self.resolution = net.resolution
+        self.channels = net.channels
+        self.metadata = metadata
+
+    def check_images(self, images: np.ndarray, what: str = "the images") -> np.ndarray:
+        """uint8 (N, S, S, C) at the model's size and colour mode (grey (N, S, S) is taken too); refused in one line otherwise."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise FaceganError(f"{what} must be uint8, got {images.dtype}; convert with facegan.images.to_uint8")
+        if images.ndim == 3 and self.channels == 1:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[1] != images.shape[2]:
+            raise FaceganError(f"{what} must be square chips (N, S, S, C), got shape {images.shape}")
+        size, channels = images.shape[1], images.shape[3]
+        if size != self.resolution:
+            # Resizing would change the known pixels, which a repair must return exactly.
+            raise FaceganError(f"{what} are {size}x{size} but the repair model works on {self.resolution}x{self.resolution} chips; "
+                               f"prepare them with --size {self.resolution}")
+        if channels != self.channels:
+            mode = {1: "grey", 3: "RGB"}
+            raise FaceganError(f"{what} have {channels} channel(s) but the repair model was trained on {mode.get(self.channels, self.channels)} "
+                               "chips; prepare them in the same colour mode")
+        return images
+
+    def check_masks(self, masks: np.ndarray, count: int) -> np.ndarray:
+        """bool (N, S, S), True = missing; a (S, S) mask is used for every image. Wrong shapes and all-hole masks are refused."""
+        masks = np.asarray(masks)
+        if masks.dtype != bool:
+            if not np.issubdtype(masks.dtype, np.number) or not np.isin(masks, (0, 1)).all():
+                raise FaceganError(f"masks must be boolean (True = missing) or 0/1, got {masks.dtype} values")
+            masks = masks.astype(bool)
+        if masks.ndim == 2:
+            masks = np.broadcast_to(masks, (count, *masks.shape))
+        if masks.ndim != 3 or masks.shape[1:] != (self.resolution, self.resolution):
+            raise FaceganError(f"masks have shape {masks.shape} but the images are {count} x {self.resolution}x{self.resolution}; "
+                               f"give one {self.resolution}x{self.resolution} mask per image")
+        if len(masks) != count:
+            raise FaceganError(f"there are {len(masks)} masks for {count} images; give one mask per image (or one for all)")
+        full = np.flatnonzero(masks.reshape(count, -1).all(axis=1))
+        if len(full):
+            raise FaceganError(f"mask {int(full[0])} hides every pixel: nothing is left to repair from; leave part of the face visible")
+        return masks
+
+    def repair(self, images: np.ndarray, masks: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
+        """Repaired uint8 chips, the shape of `images`.
+
+        masks (bool (N, S, S) or one (S, S), True = missing): the holes are filled and every known pixel is
+        returned exactly as given. masks=None: the whole image is restored (noise, blur, JPEG artefacts).
+        """
+        original_shape = np.shape(images)
+        images = self.check_images(images)
+        if masks is not None:
+            masks = self.check_masks(masks, len(images))
+        from facegan.images import to_model, to_uint8
+
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                chunk = images[start : start + batch_size]
+                x = to_model(np.array(chunk), self.device)  # (B, C, S, S); a writable copy (datasets are read-only memmaps)
+                if masks is None:
+                    mask = torch.zeros((len(chunk), 1, *chunk.shape[1:3]), device=self.device)
+                else:
+                    mask = torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(self.device)[:, None].float()
+                predicted = to_uint8(self.net.raw(x, mask)).numpy()
+                if masks is not None:
+                    # Compositing in uint8: known pixels are the input's bytes, whatever the network predicted there.
+                    predicted = np.where(masks[start : start + batch_size, :, :, None], predicted, chunk)
+                outputs.append(predicted)
+        result = np.concatenate(outputs) if outputs else np.zeros_like(images)
+        return result.reshape(original_shape)
+
+
+def _export_folder(path: str | os.PathLike) -> Path:
+    """A repair run folder, its export folder, or the weights file -> the export folder (one line when none)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise FaceganError(f"expected a path to a repair run or export, got {path!r:.60}")
+    given = Path(path)
+    if not given.exists():
+        raise FaceganError(f"no such repair run or export: {given}")
+    run = Run(given)
+    if run.is_run() and not run.has_export():
+        raise FaceganError(f"{given} holds a run but no export yet; train it until its first checkpoint "
+                           f"(`facegan repair train --out {given} --resume`)")
+    if given.is_dir() and not run.is_run() and not is_export_folder(given):
+        raise FaceganError(f"{given} is not a repair model: no run of `facegan repair train` and no export "
+                           f"({EXPORT_CONFIG_NAME} + {EXPORT_WEIGHTS_NAME}) there")
+    return Run.locate(given).export_dir
+
+
+def is_repair_export(path: str | os.PathLike) -> bool:
+    """Whether `path` (a run folder, an export folder or its weights file) holds a repair export; never raises."""
+    from facegan.config import load_json_object
+
+    try:
+        return load_json_object(_export_folder(path) / EXPORT_CONFIG_NAME, "export config").get("format") == EXPORT_FORMAT
+    except (FaceganError, OSError, ValueError, TypeError):
+        return False
+
+
+def load_repairer(path: str | os.PathLike, device: str | torch.device = "cpu") -> Repairer:
+    """Load a trained repair model from its run folder, export folder or model.safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from facegan.config import load_json_object
+    from facegan.repair.model import RepairNet
+
+    folder = _export_folder(path)
+    config = load_json_object(folder / EXPORT_CONFIG_NAME, "export config")
+    kind = config.get("format")
+    if kind in OTHER_FORMATS:
+        raise FaceganError(f"{path} is {OTHER_FORMATS[kind]}, not a repair model; pass a run of `facegan repair train`")
+    if kind != EXPORT_FORMAT:
+        raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} is not a facegan repair export (format {kind!r:.40})")
+    version = config.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} has no valid format_version ({version!r:.40}); export the model again")
+    if version > EXPORT_VERSION:
+        raise FaceganError(f"{folder} was made by a newer facegan (repair format {version}); upgrade facegan")
+    try:
+        model = config["model"]
+        net = RepairNet(int(model["resolution"]), int(model["channels"]), int(model["width"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} describes no usable repair network ({type(error).__name__}: {error}); "
+                           "export it again") from None
+    weights_path = folder / EXPORT_WEIGHTS_NAME
+    try:
+        weights = weights_path.read_bytes()
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise FaceganError(f"{weights_path} is corrupt or unreadable ({str(error)[:120]}); export the model again") from None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise FaceganError(f"{weights_path} does not match the network in {EXPORT_CONFIG_NAME}; the export is inconsistent") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise FaceganError(f"the repair model's weights contain NaN or infinite values ({weights_path}, '{name}'); retrain it")
+    version_hash = hashlib.sha256(weights).hexdigest()[:16]
+    return Repairer(net, folder.resolve(), version_hash, json.loads(json.dumps(config)), device)
