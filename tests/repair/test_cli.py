@@ -126,3 +126,19 @@ def test_report_card_of_a_repair_run_has_its_section_and_no_gan_ones(repair_run,
     assert "facegan repair eval RUN --data HOLDOUT" in page
     for gan_only in ("<h2>Run</h2>", "<h2>Samples</h2>", "<h2>Training</h2>", "could not be built"):
         assert gan_only not in page
+
+
+def test_apply_projection_with_a_gan_run_keeps_known_pixels(faces32, tmp_path, tiny_config):
+    from facegan import train
+
+    gan = train(tiny_config(faces32, tmp_path / "gan", kimg=0.008)).run_dir
+    out = tmp_path / "out"
+    assert main(["repair", "apply", str(gan), str(faces32), "--out", str(out), "--mask-kind", "mouth", "--limit", "2",
+                 "--steps", "3", "--starts", "1", "--no-progress"]) == 0
+    record = json.loads((out / "repair.json").read_text())
+    assert record["method"] == "projection" and record["projection"] == {"steps": 3, "starts": 1}
+    masks = read_masks(out / "masks", 2, 32)
+    repaired = _read_png_folder(out / "repaired")[..., None]
+    originals = np.asarray(FaceDataset.load(faces32).images[:2])
+    assert np.array_equal(repaired[~masks], originals[~masks])
+    assert not np.array_equal(repaired[masks], originals[masks])

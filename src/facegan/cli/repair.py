@@ -90,6 +90,8 @@ def register(commands) -> None:
                        "projection for a GAN, the baseline named)")
     apply.add_argument("--seed", default="0", help="seed for --mask-kind, --degrade and projection")
     apply.add_argument("--limit", default=None, metavar="N", help="repair only the first N images")
+    apply.add_argument("--steps", default=None, metavar="K", help="projection: optimisation steps per start (default: facegan project's, 300)")
+    apply.add_argument("--starts", default=None, metavar="M", help="projection: random starts, the best kept (default: 4)")
     apply.add_argument("--batch-size", default="64", help="images per network batch (results do not depend on it)")
     apply.add_argument("--device", default="cpu", help="cpu or cuda")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar (projection)")
@@ -245,6 +247,10 @@ def run_apply(args: argparse.Namespace) -> int:
         raise FaceganError("give masks (--mask / --mask-kind) or --degrade, not both: the network repairs one kind of damage at a time")
     if method in INPAINT_BASELINES and not wants_holes:
         raise FaceganError(f"{method} fills holes: give --mask MASKS or --mask-kind K (for noise/blur/JPEG use opencv-nlm or unsharp)")
+    projection_options = {name: parse_int(f"--{name}", getattr(args, name), 1, 100_000) for name in ("steps", "starts")
+                          if getattr(args, name) is not None}
+    if projection_options and method != "projection":
+        raise FaceganError(f"--{next(iter(projection_options))} sets the projection's optimisation; it needs --method projection")
     if method in RESTORE_BASELINES and wants_holes:
         raise FaceganError(f"{method} restores noisy or blurred images and fills no holes; for masks use telea or ns")
 
@@ -284,7 +290,7 @@ def run_apply(args: argparse.Namespace) -> int:
     if method == "net":
         repaired = repairer.repair(damaged, masks, batch_size=batch_size)
     elif method == "projection":
-        repaired = _repair_by_projection(generator, damaged, masks, seed, batch_size, args.no_progress)
+        repaired = _repair_by_projection(generator, damaged, masks, seed, batch_size, args.no_progress, projection_options)
     elif method in INPAINT_BASELINES:
         from facegan.repair.baselines import INPAINTERS
 
@@ -299,7 +305,7 @@ def run_apply(args: argparse.Namespace) -> int:
 
     record = _write_apply_outputs(out, images, damaged, masks, repaired, names, {
         "method": method, "model": None if method in BASELINES else str(Path(args.model).resolve()),
-        "source": str(Path(args.images).resolve()), "seed": seed,
+        "source": str(Path(args.images).resolve()), "seed": seed, **({"projection": projection_options} if projection_options else {}),
         "damage": ({"mask": str(Path(args.mask).resolve())} if args.mask is not None else
                    {"mask_kind": args.mask_kind, "mask_ratio": ratio} if args.mask_kind is not None else
                    {"degrade": args.degrade} if args.degrade is not None else {}),
@@ -317,7 +323,8 @@ def _load_projection_generator(model: str, device: str):
     return load_generator(model, device=device)
 
 
-def _repair_by_projection(generator, damaged: np.ndarray, masks: np.ndarray | None, seed: int, batch_size: int, quiet: bool) -> np.ndarray:
+def _repair_by_projection(generator, damaged: np.ndarray, masks: np.ndarray | None, seed: int, batch_size: int, quiet: bool,
+                          options: dict[str, int]) -> np.ndarray:
     """Masked GAN inversion: the generator's closest image to the known pixels, composited into the holes."""
     try:
         from facegan.inversion import project
@@ -335,7 +342,7 @@ def _repair_by_projection(generator, damaged: np.ndarray, masks: np.ndarray | No
         bars[0].update(done - bars[0].n)
 
     try:
-        result = project(generator, damaged, masks=masks, seed=seed, batch_size=batch_size, progress=None if quiet else show)
+        result = project(generator, damaged, masks=masks, seed=seed, batch_size=batch_size, progress=None if quiet else show, **options)
     finally:
         for bar in bars:
             bar.close()
