@@ -44,6 +44,18 @@ DIR receives repaired/ (the results), damaged/ (what the method saw; holes white
 strip.png (original / damaged / repaired) and repair.json (per image PSNR, SSIM, L1 against the undamaged input
 when the damage was applied here or the masks are yours). Every known pixel is returned exactly as given.
 """
+EVAL_EXAMPLES = """\
+examples:
+  facegan repair eval runs/repair32 --data data/lfw32-holdout
+  facegan repair eval runs/repair32 --data data/rendered32-holdout --pairs data/rendered32-holdout-pairs.txt
+  facegan report runs/repair32                                  # the card shows the tables and the strip
+
+Per mask-ratio band (10-20% ... 50-60%; box, strokes, eyes and mouth masks in turn, the same for every method):
+PSNR, SSIM, L1, face-space distance to the original and FD of repaired vs real, for the network, OpenCV Telea and
+Navier-Stokes, and the masked input. Per degradation (noise, blur, JPEG): PSNR/SSIM/L1 of the degraded images, the
+network's restoration, OpenCV non-local means and unsharp masking, and with pairs the verification accuracy of each.
+Writes RUN/repair_eval.json and RUN/repair_strip.png.
+"""
 MASK_KIND_CHOICES = ("box", "strokes", "eyes", "mouth")
 DEGRADATION_CHOICES = ("noise", "blur", "jpeg")
 INPAINT_BASELINES = ("telea", "ns")
@@ -96,6 +108,21 @@ def register(commands) -> None:
     apply.add_argument("--device", default="cpu", help="cpu or cuda")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar (projection)")
     apply.set_defaults(handler=run_apply)
+
+    evaluate = verbs.add_parser("eval", help="measure a repair network against OpenCV per mask band and degradation (held-out faces)",
+                                epilog=EVAL_EXAMPLES, formatter_class=ExamplesFormatter)
+    evaluate.add_argument("model", metavar="RUN", help="repair run folder (or its export); results go into the run")
+    evaluate.add_argument("--data", required=True, metavar="HOLDOUT", help="prepared dataset of held-out faces (not trained on)")
+    evaluate.add_argument("--pairs", default=None, metavar="PAIRS_TXT", help="pairs for the verification accuracy under degradations "
+                          "(default: made from HOLDOUT's identities when it has them, else that part is skipped)")
+    evaluate.add_argument("--out", default=None, metavar="DIR", help="results folder (default: the run folder; needed for a stand-alone export)")
+    evaluate.add_argument("--limit", default=None, metavar="N", help="use only the first N held-out faces")
+    evaluate.add_argument("--seed", default="0", help="seed of the masks and degradations (the same for every method)")
+    evaluate.add_argument("--recogniser", default="dlib", metavar="NAME", help="face space for the identity distance and verification")
+    evaluate.add_argument("--no-fd", action="store_true", help="skip the FD of repaired vs real faces")
+    evaluate.add_argument("--batch-size", default="64", help="images per batch (results do not depend on it)")
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda")
+    evaluate.set_defaults(handler=run_eval)
 
 
 def build_repair_config(args: argparse.Namespace):
@@ -401,3 +428,127 @@ def _finite(value: float) -> float | None:
     """JSON has no inf/nan: an exact repair's PSNR (inf) is written as null."""
     value = float(value)
     return round(value, 6) if np.isfinite(value) else None
+
+
+# ---- eval ----------------------------------------------------------------------------------------
+STRIP_BAND = 2  # the 30-40% band: big enough holes to tell methods apart
+REPAIR_EVAL_VERSION = 1
+
+
+def evaluate_repairer(repairer, holdout, *, pairs=None, seed: int = 0, recogniser: str = "dlib", fd: bool = True, limit: int | None = None,
+                      batch_size: int = 64, device: str = "cpu", progress=None) -> tuple[dict, bytes]:
+    """The repair_eval.json record and the strip PNG for a loaded repairer on a held-out FaceDataset (the Python API of `repair eval`)."""
+    from facegan.metrics.quality import image_quality
+    from facegan.repair.baselines import INPAINTERS, RESTORERS
+    from facegan.repair.degrade import DEGRADATIONS, degrade
+    from facegan.repair.evaluate import MASKED, evaluate_inpainting, evaluate_restoration, repair_strip
+
+    count = len(holdout) if limit is None else min(limit, len(holdout))
+    originals = _fit_channels(np.array(holdout.images[:count]), repairer.channels, "the repair model")
+    repairer.check_images(originals, "the held-out faces")
+    inpainters = {"net": lambda damaged, masks: repairer.repair(damaged, masks, batch_size=batch_size), **INPAINTERS}
+    inpainting = evaluate_inpainting(inpainters, originals, seed=seed, recogniser=recogniser, fd=fd, batch_size=batch_size, device=device,
+                                     progress=progress, keep_images=MAX_STRIP_IMAGES)
+    kept = inpainting.pop("images")
+    band = list(kept)[min(STRIP_BAND, len(kept) - 1)]
+    shown = kept[band]
+    masked = shown[MASKED].copy()
+    masked[shown["masks"]] = 255  # holes white, as `repair apply` shows them
+    strip = repair_strip({"original": shown["original"], f"masked {band}": masked, "telea": shown["telea"], "ns": shown["ns"],
+                          "facegan": shown["net"]})
+
+    restorers = {"net": lambda damaged: repairer.repair(damaged, batch_size=batch_size), **RESTORERS}
+    quality_rows = []
+    for kind in DEGRADATIONS:
+        damaged = degrade(originals, kind, seed=seed)
+        outputs = {"degraded": damaged, **{name: method(damaged) for name, method in restorers.items()}}
+        for name, output in outputs.items():
+            scores = image_quality(originals, output)
+            quality_rows.append({"degradation": kind, "method": name, "psnr": float(np.mean(np.minimum(scores["psnr"], 100.0))),
+                                 "ssim": float(scores["ssim"].mean()), "l1": float(scores["l1"].mean())})
+    record = {"format": "facegan-repair-eval", "format_version": REPAIR_EVAL_VERSION, "model": str(repairer.export_dir),
+              "model_version": repairer.version, "data": str(holdout.path), "data_hash": holdout.content_hash, "num_images": count,
+              "seed": seed, "inpainting": inpainting, "restoration_quality": quality_rows, "restoration": None, "notes": []}
+    trained_on = (repairer.metadata.get("dataset") or {}).get("hash")
+    if trained_on == holdout.content_hash:
+        record["notes"].append("the evaluation faces are the training faces: the figures overstate how well it generalises")
+    if pairs is None and holdout.has_identities:
+        from facegan.data.pairs import make_pairs
+
+        try:
+            pairs = make_pairs(holdout.subset(np.arange(count)) if count < len(holdout) else holdout, folds=10,
+                               pairs_per_fold=max(1, min(300, count // 4)), seed=seed)
+        except FaceganError as error:
+            record["notes"].append(f"no verification pairs could be made from {holdout.path} ({error}); pass --pairs")
+    elif pairs is None:
+        record["notes"].append(f"{holdout.path} has no identity labels, so the verification accuracy under degradations was not measured; "
+                               "pass --pairs PAIRS_TXT or a dataset with identities")
+    if pairs is not None:
+        # A pairs file names images of the whole dataset; made pairs index the faces evaluated above.
+        whole = count == len(holdout) or isinstance(pairs, (str, os.PathLike))
+        dataset = holdout if whole else holdout.subset(np.arange(count))
+        occluders = {"net": inpainters["net"], **INPAINTERS}
+        record["restoration"] = evaluate_restoration(restorers, dataset, pairs, recogniser=recogniser, seed=seed, inpainters=occluders,
+                                                     occlusions=("eyes", "mouth"), batch_size=batch_size, device=device, progress=progress)
+    return record, strip
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from facegan.config import save_json
+    from facegan.data.dataset import FaceDataset, paths_overlap
+    from facegan.files import write_bytes_atomic
+    from facegan.repair.evaluate import distance_ratio, format_inpainting_table, format_restoration_table
+    from facegan.repair.export import load_repairer
+    from facegan.run import Run
+
+    seed = parse_int("--seed", args.seed, 0, 2**63 - 1)
+    limit = parse_int("--limit", args.limit, 2)
+    batch_size = parse_int("--batch-size", args.batch_size, 1, 100_000)
+    repairer = load_repairer(args.model, device=args.device)
+    located = Run.locate(args.model)
+    if args.out is not None:
+        out = Run(Path(os.path.abspath(args.out)))
+        if out.path.exists() and not out.path.is_dir():
+            raise FaceganError(f"--out {args.out} is a file; give a results folder")
+    elif located.run is not None:
+        out = located.run
+    else:
+        raise FaceganError(f"{args.model} is a stand-alone export (no run around it); give --out DIR for the results")
+    holdout = FaceDataset.load(args.data)
+    if paths_overlap(out.path, holdout.path):
+        raise FaceganError(f"the results folder {out.path} is the dataset {holdout.path} or inside/around it; give another --out")
+    pairs = args.pairs
+    if pairs is not None and not Path(pairs).is_file():
+        raise FaceganError(f"pairs file not found: {pairs} (write one with `facegan data pairs {args.data} --out {pairs}`)")
+    from facegan.files import check_writable_folder
+
+    check_writable_folder(out.path, "the evaluation results")
+
+    def say(message: str) -> None:
+        import sys
+
+        print(f"  {message}", file=sys.stderr)
+
+    record, strip = evaluate_repairer(repairer, holdout, pairs=pairs, seed=seed, recogniser=args.recogniser, fd=not args.no_fd, limit=limit,
+                                      batch_size=batch_size, device=args.device, progress=say)
+    save_json(record, out.repair_eval_path)
+    write_bytes_atomic(out.repair_strip_path, strip)
+    print(format_inpainting_table(record["inpainting"]))
+    ratios = distance_ratio(record["inpainting"], "net")
+    bands = [band["label"] for band in record["inpainting"]["bands"]]
+    print("identity distance repaired/opencv-best = " + ", ".join(f"{ratio:.3f} ({band})" for ratio, band in zip(ratios, bands)))
+    print()
+    print(_format_quality(record["restoration_quality"]))
+    if record["restoration"] is not None:
+        print()
+        print(format_restoration_table(record["restoration"]))
+    for note in record["notes"]:
+        print(f"note: {note}")
+    print(f"written: {out.repair_eval_path}, {out.repair_strip_path}")
+    return 0
+
+
+def _format_quality(rows: list[dict]) -> str:
+    lines = [f"{'degradation':<13s}{'method':<12s}{'PSNR':>8s}{'SSIM':>8s}{'L1':>9s}"]
+    lines += [f"{row['degradation']:<13s}{row['method']:<12s}{row['psnr']:>8.2f}{row['ssim']:>8.3f}{row['l1']:>9.4f}" for row in rows]
+    return "\n".join(lines)
