@@ -130,7 +130,7 @@ class Repairer:
                 if masks is None:
                     mask = torch.zeros((len(chunk), 1, *chunk.shape[1:3]), device=self.device)
                 else:
-                    mask = torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(self.device)[:, None].float()
+                    mask = torch.from_numpy(np.array(masks[start : start + batch_size])).to(self.device)[:, None].float()
                 predicted = to_uint8(self.net.raw(x, mask)).numpy()
                 if masks is not None:
                     # Compositing in uint8: known pixels are the input's bytes, whatever the network predicted there.
