@@ -17,7 +17,7 @@ from facegan.report.sections import Figure, ReportSection, Table, register_secti
 from facegan.run import Run
 
 MAX_PNG_BYTES = 64 * 2**20
-REPAIR_EVAL_FORMAT = "facegan-repair-eval"  # what `facegan repair eval` writes (cli/repair.py)
+REPAIR_EVAL_FORMAT = "facegan-repair-eval"  # what `facegan repair eval` writes (repair.export.evaluate_repairer)
 LOWER_IS_BETTER = ("l1", "face_distance", "fd")
 
 
