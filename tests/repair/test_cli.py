@@ -180,3 +180,12 @@ def test_eval_without_identities_skips_verification_with_a_note(repair_run, face
     assert main(["repair", "eval", str(repair_run), "--data", str(faces32), "--recogniser", "pixel", "--no-fd", "--limit", "4"]) == 0
     assert "has no identity labels" in capsys.readouterr().out
     assert json.loads(Run(repair_run).repair_eval_path.read_text())["restoration"] is None
+
+
+def test_apply_methods_never_see_what_the_mask_hides(repair_run, faces32, tmp_path, monkeypatch):
+    from facegan.repair import baselines
+
+    seen = []
+    monkeypatch.setitem(baselines.INPAINTERS, "telea", lambda damaged, masks: seen.append(damaged[masks].copy()) or damaged)
+    assert main(["repair", "apply", "telea", str(faces32), "--out", str(tmp_path / "o"), "--mask-kind", "box", "--limit", "3"]) == 0
+    assert len(seen) == 1 and seen[0].size and not seen[0].any()  # every hidden pixel reached the method as 0

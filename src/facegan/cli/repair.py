@@ -305,6 +305,9 @@ def run_apply(args: argparse.Namespace) -> int:
     elif args.mask_kind is not None:
         masks = make_masks(count, size, args.mask_kind, ratio, seed)
     damaged = degrade(images, args.degrade, seed) if args.degrade is not None else images
+    if masks is not None:
+        # Holes hidden (0) before any method sees them: no method can read what a mask covers.
+        damaged = np.where(masks[..., None], np.uint8(0), images)
 
     if method == "net":
         repaired = repairer.repair(damaged, masks, batch_size=batch_size)
@@ -399,7 +402,7 @@ def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, 
         from facegan.metrics.quality import image_quality
 
         quality = image_quality(repaired, originals)
-        before = image_quality(np.where(masks[..., None], 0, damaged) if masks is not None else damaged, originals)
+        before = image_quality(damaged, originals)
         for row, entry in enumerate(per_image):
             entry.update({name: _finite(values[row]) for name, values in quality.items()})
         record["reference"] = "the input images before the damage (masks/degradation) was applied"
