@@ -131,3 +131,12 @@ def test_apply_json_has_no_nan_or_inf(repair_run, faces32, tmp_path):
     out = tmp_path / "o"
     assert main(_apply(repair_run, faces32, out, "--mask-kind", "box", "--limit", "2")) == 0
     json.loads((out / "repair.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in repair.json"))
+
+
+def test_apply_refuses_projection_steps_for_the_network(repair_run, faces32, tmp_path, capsys):
+    assert "needs --method projection" in refused(_apply(repair_run, faces32, tmp_path / "o", "--mask-kind", "box", "--steps", "5"), capsys)
+
+
+def test_apply_projection_refuses_a_repair_run(repair_run, faces32, tmp_path, capsys):
+    line = refused(_apply(repair_run, faces32, tmp_path / "o", "--mask-kind", "box", "--method", "projection"), capsys)
+    assert "not a facegan generator export" in line
