@@ -65,3 +65,24 @@ def planted_generator(z_dim: int = 32, size: int = 16, seed: int = 0):
     module = PlantedModule(z_dim, size, u_top, u_left)
     config = ModelConfig(z_dim=z_dim, resolution=size, channels=3)
     return Generator(module, config), module.u_top.clone(), module.u_left.clone()
+
+
+class PlantedClassifier:
+    """Scores the planted attributes straight from the pixels (no training): logit = brightness margin."""
+
+    attribute_names = list(NAMES)
+    key = "planted"
+
+    def logits(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        images = np.asarray(images, np.float64)
+        half = images.shape[1] // 2
+        top = images[:, :half].mean((1, 2, 3)) - images[:, half:].mean((1, 2, 3)) - 60.0
+        left = images[:, :, :half, 0].mean((1, 2)) - images[:, :, half:, 0].mean((1, 2)) - 50.0
+        noise = np.zeros(len(images))
+        return (np.stack([top, left, noise], 1) / 10.0).astype(np.float32)
+
+    def scores(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return (1 / (1 + np.exp(-self.logits(images).astype(np.float64)))).astype(np.float32)
+
+    def index(self, attribute: str) -> int:
+        return self.attribute_names.index(attribute)
