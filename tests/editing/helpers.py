@@ -86,3 +86,15 @@ class PlantedClassifier:
 
     def index(self, attribute: str) -> int:
         return self.attribute_names.index(attribute)
+
+
+def tiny_export(folder, dataset_path=None, size: int = 16, z_dim: int = 16, seed: int = 0):
+    """A stand-alone export of an untrained tiny `stable` generator (its images still vary with z)."""
+    from facegan.models import build_generator
+    from facegan.models.config import ModelConfig
+    from facegan.models.export import save_export
+
+    config = ModelConfig(z_dim=z_dim, resolution=size, channels=3, g_channels=16, d_channels=16, min_channels=8)
+    torch.manual_seed(seed)
+    metadata = {"dataset": str(dataset_path)} if dataset_path is not None else {}
+    return save_export(folder, build_generator(config), config, metadata)
