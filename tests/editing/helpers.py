@@ -98,3 +98,20 @@ def tiny_export(folder, dataset_path=None, size: int = 16, z_dim: int = 16, seed
     torch.manual_seed(seed)
     metadata = {"dataset": str(dataset_path)} if dataset_path is not None else {}
     return save_export(folder, build_generator(config), config, metadata)
+
+
+def fast_classifier(monkeypatch) -> None:
+    """`facegan edit` trains its classifier with these tiny settings in tests (seconds, not minutes)."""
+    import functools
+
+    import facegan.editing.classifier as classifier_module
+
+    monkeypatch.setattr(classifier_module, "ClassifierSettings",
+                        functools.partial(classifier_module.ClassifierSettings, steps=40, batch_size=32, width=8))
+
+
+def edit_setup(tmp_path, monkeypatch):
+    """(export folder whose recorded training data is a planted labelled dataset, that dataset's folder)."""
+    fast_classifier(monkeypatch)
+    data = planted_dataset(count=120).save(tmp_path / "data")
+    return tiny_export(tmp_path / "export", dataset_path=data), data

@@ -24,6 +24,7 @@ examples:
   facegan train --data data/lfw32-train --out runs/dp --dp-epsilon 10
   facegan audit runs/dp --train data/lfw32-train --holdout data/lfw32-holdout
   facegan recog eval lbph --data data/faces --pairs pairs.txt --out results/lbph   # LFW verification protocol
+  facegan edit runs/rf32 --seeds 0-7 --attribute Smiling --strength -3..3 --out smiling.png
 """
 
 
@@ -35,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import audit, data, eval, recog, report, sample, synth, train
+    from facegan.cli import audit, data, edit, eval, recog, report, sample, synth, train
 
     parser = _Parser(
         prog="facegan",
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, sample, eval, report, audit, recog, synth):
+    for module in (data, train, sample, eval, report, audit, recog, synth, edit):
         module.register(commands)
     return parser
 

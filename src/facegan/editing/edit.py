@@ -156,7 +156,7 @@ def edit_strip(model: str | os.PathLike, attribute: str, strengths: Sequence[flo
                latents: Any = None, data: Any = None, condition_on: Sequence[str] = (), num_samples: int = 4000,
                recogniser: str | None = "dlib", compare_unconditioned: bool = True, truncation: float = 1.0,
                seed: int = 0, device: str = "cpu", classifier_settings: Any = None,
-               progress: Callable[[str, int, int], None] | None = None) -> EditResult:
+               progress: Callable[[str, int, int], None] | None = None, max_faces: int | None = None) -> EditResult:
     """`facegan edit` as a function: classifier (cached), directions (cached), the edit, its measurements.
 
     model: run folder or export; data: a labelled FaceDataset or its path (default: the run's training data);
@@ -177,10 +177,14 @@ def edit_strip(model: str | os.PathLike, attribute: str, strengths: Sequence[flo
         z = load_latents(latents, generator.z_dim) if isinstance(latents, (str, os.PathLike)) else check_latents(latents, generator.z_dim)
     else:
         z = generator.z_for_seeds(seeds)
+    if max_faces is not None and len(z) > max_faces:
+        raise FaceganError(f"{len(z)} faces to edit; at most {max_faces} in one strip (split the latents or seeds)")
     dataset, source = _labelled_dataset(data, located, generator, FaceDataset)
     _, names = dataset_attributes(dataset, source)
     if attribute not in names:
         raise FaceganError(f"unknown attribute '{attribute}': {source} has {', '.join(names)}")
+    if attribute in condition_on:
+        raise FaceganError(f"--condition-on names '{attribute}', the attribute being edited; condition on the others only")
     unknown = [name for name in condition_on if name not in names]
     if unknown:
         raise FaceganError(f"--condition-on names unknown attribute '{unknown[0]}': {source} has {', '.join(names)}")
