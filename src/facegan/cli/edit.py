@@ -43,7 +43,7 @@ def register(commands) -> None:
     edit.add_argument("--latents", default=None, metavar="FILE", help="latents.npy from `facegan project` (float32 (N, z_dim)), instead of --seeds")
     edit.add_argument("--strength", default="-3..3", metavar="LO..HI", help="strengths from LO to HI in --steps columns; one number S means 0..S")
     edit.add_argument("--steps", default="7", metavar="K", help="columns of the strip")
-    edit.add_argument("--condition-on", default="", metavar="A,B", help="attributes to hold still (conditional manipulation)")
+    edit.add_argument("--condition-on", default=None, metavar="A,B", help="attributes to hold still (conditional manipulation; default: none)")
     edit.add_argument("--data", default=None, metavar="DATASET", help="labelled dataset for the attribute classifier (default: the run's training data)")
     edit.add_argument("--samples", default="4000", metavar="N", help="generated faces labelled to find the directions")
     edit.add_argument("--recogniser", default="dlib", metavar="NAME", help="recogniser that measures identity drift ('none' to skip)")
@@ -106,7 +106,7 @@ def run_edit(args: argparse.Namespace) -> int:
     if (args.seeds is None) == (args.latents is None):
         raise FaceganError("pick the faces with exactly one of --seeds S (e.g. 0-7) or --latents latents.npy")
     seeds = parse_seeds(args.seeds, MAX_FACES, "--seeds") if args.seeds is not None else None
-    condition_on = [name.strip() for name in args.condition_on.split(",") if name.strip()]
+    condition_on = [name.strip() for name in (args.condition_on or "").split(",") if name.strip()]
     recogniser = None if args.recogniser.lower() == "none" else args.recogniser
     out, json_path = _check_outputs(Path(args.out))
 
