@@ -26,6 +26,7 @@ examples:
   facegan recog eval lbph --data data/faces --pairs pairs.txt --out results/lbph   # LFW verification protocol
   facegan project runs/lfw32 data/lfw32-holdout --out out/proj                     # GAN inversion: latents + reconstructions
   facegan repair train --data data/lfw32 --out runs/repair32 --steps 5000         # inpainting + restoration network
+  facegan edit runs/rf32 --seeds 0-7 --attribute Smiling --strength -3..3 --out smiling.png
 """
 
 
@@ -37,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import audit, data, eval, project, recog, repair, report, sample, synth, train
+    from facegan.cli import audit, data, edit, eval, project, recog, repair, report, sample, synth, train
 
     parser = _Parser(
         prog="facegan",
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, sample, eval, report, audit, recog, synth, project, repair):
+    for module in (data, train, sample, eval, report, audit, recog, synth, project, repair, edit):
         module.register(commands)
     return parser
 
