@@ -105,3 +105,13 @@ def test_edit_strip_end_to_end_caches_and_reports(tmp_path):
     from facegan.models.export import load_generator
 
     np.testing.assert_array_equal(from_latents.images[:, 0], load_generator(export).synthesize(torch.from_numpy(latents)))
+
+
+def test_classifier_notes_flag_attributes_at_chance():
+    from facegan.editing.edit import classifier_notes
+
+    holdout = {"Good": {"accuracy": 0.95, "majority_accuracy": 0.6, "balanced_accuracy": 0.94},
+               "Rare": {"accuracy": 0.995, "majority_accuracy": 1.0, "balanced_accuracy": 0.995, "positive_rate": 0.0},
+               "Coin": {"accuracy": 0.56, "majority_accuracy": 0.52, "balanced_accuracy": 0.55}}
+    notes = classifier_notes(holdout, ["Good", "Rare", "Coin"])
+    assert len(notes) == 2 and "all without Rare" in notes[0] and "for Coin" in notes[1]

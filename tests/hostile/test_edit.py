@@ -79,3 +79,17 @@ def test_edit_never_overwrites_a_json_it_did_not_write(export, tmp_path, capsys)
 
 def test_edit_refuses_an_output_that_is_not_an_image(export, tmp_path, capsys):
     assert "has no image suffix" in _edit(capsys, export, tmp_path / "s.txt", "--seeds", "0", "--attribute", "Top_Bright")
+
+
+def test_edit_refuses_a_fifo_as_latents_without_hanging(export, tmp_path, capsys):
+    import os
+
+    os.mkfifo(tmp_path / "latents.npy")
+    line = _edit(capsys, export, tmp_path / "s.png", "--latents", str(tmp_path / "latents.npy"), "--attribute", "Top_Bright")
+    assert "is not a file" in line
+
+
+def test_edit_refuses_pickled_latents(export, tmp_path, capsys):
+    np.save(tmp_path / "latents.npy", np.array([{"z": 1}], dtype=object), allow_pickle=True)
+    line = _edit(capsys, export, tmp_path / "s.png", "--latents", str(tmp_path / "latents.npy"), "--attribute", "Top_Bright")
+    assert "not a readable .npy" in line

@@ -152,4 +152,5 @@ def summary_lines(report: dict) -> list[str]:
         for row in measured["per_strength"]:
             drift = f"{row['identity_drift']:.3f}" if "identity_drift" in row else "-"
             lines.append(f"  {row['strength']:+8.2f}  {row['target_score']:.3f}  {row['target_change']:+.3f}  {row['others_abs_change']:.3f}  {drift}")
+    lines.extend(f"note: {note}" for note in report.get("notes", []))
     return lines

@@ -26,6 +26,8 @@ CLASSIFIER_FORMAT = "facegan-attribute-classifier"
 CLASSIFIER_VERSION = 1
 CLASSIFIER_CONFIG_NAME = "classifier.json"
 CLASSIFIER_WEIGHTS_NAME = "model.safetensors"
+# Named in the cache key: a change to AttributeNet's layers must change this, so no stale classifier is reused.
+NET_LAYOUT = "conv3-strided4x4-flatten-linear"
 # Below this many images per side a held-out accuracy means nothing; refuse rather than report noise.
 MIN_IMAGES = 10
 
@@ -172,8 +174,8 @@ def dataset_attributes(dataset: Any, what: str = "the dataset") -> tuple[np.ndar
 
 def settings_key(settings: ClassifierSettings, dataset_hash: str, names: list[str]) -> str:
     """What a cached classifier was trained from: the same key means the same classifier."""
-    payload = json.dumps({"settings": asdict(settings), "dataset": dataset_hash, "attributes": names, "version": CLASSIFIER_VERSION},
-                         sort_keys=True)
+    payload = json.dumps({"settings": asdict(settings), "dataset": dataset_hash, "attributes": names, "version": CLASSIFIER_VERSION,
+                          "net": NET_LAYOUT}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -219,9 +219,25 @@ def edit_strip(model: str | os.PathLike, attribute: str, strengths: Sequence[flo
         # Measured with the direction used; with --condition-on, the plain direction beside it for comparison.
         "measurements": measure_edit(measured_images, measuring, classifier, attribute, recognise),
     }
+    report["notes"] = classifier_notes(classifier.info["holdout"], [attribute, *condition_on])
     if condition_on and compare_unconditioned:
         report["unconditioned"] = measure_edit(edit(generator, z, raw, measuring, truncation), measuring, classifier, attribute, recognise)
     return EditResult(images=images, strengths=strengths, direction=direction, report=report)
+
+
+def classifier_notes(holdout: dict[str, dict[str, Any]], attributes: Sequence[str]) -> list[str]:
+    """Warnings for attributes the classifier does not really recognise on held-out faces (its scores then mean little)."""
+    notes = []
+    for name in attributes:
+        row = holdout[name]
+        if row.get("positive_rate") in (0.0, 1.0):
+            notes.append(f"the held-out faces are all {'with' if row['positive_rate'] else 'without'} {name}, so the attribute classifier's "
+                         "accuracy on it is unmeasured: its scores and direction may mean little; use a larger labelled --data")
+        elif row["accuracy"] <= row["majority_accuracy"] or row["balanced_accuracy"] < 0.6:
+            notes.append(f"the attribute classifier does no better than chance on held-out faces for {name} (accuracy {row['accuracy']:.3f}, "
+                         f"always guessing the majority class {row['majority_accuracy']:.3f}, balanced {row['balanced_accuracy']:.3f}): "
+                         "its scores and direction mean little; use a larger or higher-resolution labelled --data")
+    return notes
 
 
 def _labelled_dataset(data: Any, located: Any, generator: Any, dataset_class: type) -> tuple[Any, str]:
