@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--projection-steps", type=int, default=200)
     parser.add_argument("--projection-starts", type=int, default=2)
+    parser.add_argument("--projection-batch", type=int, default=64, help="faces projected together (one optimisation per batch)")
     parser.add_argument("--anchors", choices=("aligned", "rendered", "measure"), default="aligned",
                         help="where eye/mouth occluders go: lfw/dlib-aligned chips, builtin:rendered-faces, or measured with dlib")
     parser.add_argument("--no-fd", action="store_true")
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         generator = load_generator(args.generator)
 
         def projection(damaged, masks):
-            result = project(generator, damaged, masks, steps=args.projection_steps, starts=args.projection_starts, seed=args.seed)
+            result = project(generator, damaged, masks, steps=args.projection_steps, starts=args.projection_starts, seed=args.seed,
+                             batch_size=args.projection_batch)
             return composite(result.images, damaged, masks)
 
         methods["projection"] = projection
