@@ -169,3 +169,10 @@ def test_train_ctrl_c_checkpoints_and_exits_130(faces32, tmp_path):
 
     assert torch.load(Run(out).state_path, weights_only=True)["num_steps"] >= 1
     assert main(["repair", "train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
+
+
+def test_gan_and_recogniser_resume_of_a_repair_run_name_the_right_command(repair_run, capsys):
+    for command in (["train", "--out", str(repair_run), "--resume", "--kimg", "1"],
+                    ["recog", "train", "--out", str(repair_run), "--resume", "--steps", "3"]):
+        line = refused(command, capsys)
+        assert "is a face-repair run (facegan repair train)" in line and "facegan repair train --out" in line
