@@ -157,3 +157,29 @@ def test_repair_does_not_depend_on_batch_size(faces16, tmp_path):
     masks[:, 2:9, 3:12] = True
     assert np.array_equal(repairer.repair(images, masks, batch_size=2), repairer.repair(images, masks, batch_size=64))
     assert np.array_equal(repairer.repair(images, batch_size=3), repairer.repair(images, batch_size=64))
+
+
+@pytest.mark.parametrize("method", ["net", "telea", "ns"])
+def test_repair_images_hides_holes_and_keeps_known_pixels(faces16, tmp_path, method):
+    from facegan.data.dataset import FaceDataset
+    from facegan.repair import repair_images
+
+    run = train_repair(tiny_config(faces16, tmp_path / "run", steps=1)).run_dir if method == "net" else None
+    images = np.asarray(FaceDataset.load(faces16).images[:4])
+    masks = np.zeros((4, 16, 16), bool)
+    masks[:, 3:10, 2:12] = True
+    out = repair_images(method, images, masks, model=run)
+    assert np.array_equal(out[~masks], images[~masks])
+    # What lay under the holes cannot matter: the method never sees it.
+    scrambled = np.where(masks[..., None], np.uint8(200), images)
+    assert np.array_equal(repair_images(method, scrambled, masks, model=run), out)
+
+
+def test_repair_images_refuses_a_method_that_does_not_fit():
+    from facegan.repair import repair_images
+
+    images = np.zeros((1, 16, 16, 1), np.uint8)
+    with pytest.raises(FaceganError, match="telea fills holes"):
+        repair_images("telea", images)
+    with pytest.raises(FaceganError, match="unknown repair method 'magic'"):
+        repair_images("magic", images)
