@@ -90,3 +90,33 @@ def test_huge_png_header_is_refused_before_decoding(tmp_path):
     (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
     message = _refused(tmp_path / "huge.png")
     assert "huge.png" in message and ("30000x30000" in message or "huge size" in message)
+
+
+def test_band_no_mask_of_that_size_can_meet_is_one_line():
+    from facegan.repair.masks import make_masks
+
+    with pytest.raises(FaceganError) as caught:
+        make_masks(2, 4, "box", (0.1, 0.11), seed=0)  # 16 pixels: no hole count gives 10-11 %
+    assert str(caught.value) == "no hole of 4x4 pixels has a ratio in (0.1, 0.11); widen the band or use larger images"
+
+
+def test_evaluation_refuses_a_method_named_like_the_reference_row_and_too_few_faces():
+    from facegan.repair.baselines import INPAINTERS
+    from facegan.repair.evaluate import evaluate_inpainting
+
+    faces = np.zeros((4, 16, 16, 3), np.uint8)
+    with pytest.raises(FaceganError, match="'masked' names the no-repair reference row"):
+        evaluate_inpainting({"masked": INPAINTERS["telea"]}, faces, recogniser=object())
+    with pytest.raises(FaceganError, match="are 1 image"):
+        evaluate_inpainting(INPAINTERS, faces[:1], recogniser=object())
+    with pytest.raises(FaceganError, match="uint8 square images"):
+        evaluate_inpainting(INPAINTERS, faces.astype(np.float32), recogniser=object())
+
+
+def test_degrade_refuses_wrong_images_and_severity_in_one_line():
+    from facegan.repair.degrade import degrade
+
+    with pytest.raises(FaceganError, match=r"the JPEG quality is a whole number from 1 to 95 \(e.g. 10\); got 0"):
+        degrade(np.zeros((1, 16, 16, 3), np.uint8), "jpeg", severity=0)
+    with pytest.raises(FaceganError, match="uint8 images"):
+        degrade(np.zeros((16, 16, 3), np.uint8), "noise")

@@ -17,6 +17,8 @@ from facegan.repair.evaluate import (
     format_inpainting_table,
     format_restoration_table,
     hide,
+    inpainting_rows,
+    restoration_rows,
     repair_strip,
 )
 from facegan.repair.masks import hole_ratio
@@ -87,6 +89,9 @@ def test_reported_numbers_are_the_metrics_of_the_repaired_faces():
     assert entry["face_distance"] == pytest.approx(expected)
     assert "fd" not in entry
     assert "telea" in format_inpainting_table(result)
+    rows = inpainting_rows(result)
+    assert [(row["band"], row["method"]) for row in rows] == [("20-30%", MASKED), ("20-30%", "telea")]
+    assert rows[1]["psnr"] == entry["psnr"]
 
 
 def test_a_method_that_changes_known_pixels_or_masks_is_refused():
@@ -144,6 +149,9 @@ def test_restoration_accuracy_on_the_same_pairs_and_recovered_share():
     if noise["recovered"]["none"] is not None:
         assert noise["recovered"]["none"] == 0.0
     assert "noise" in format_restoration_table(result)
+    rows = restoration_rows(result)
+    assert rows[0]["method"] == "clean" and rows[0]["accuracy"] == result["clean"]["accuracy_mean"]
+    assert [row["method"] for row in rows if row["degradation"] == "noise"] == ["degraded", "none", "nlm"]
 
 
 def test_repair_strip_is_a_png_with_a_row_per_method():

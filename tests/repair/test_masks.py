@@ -100,3 +100,18 @@ def test_mask_files_round_trip(tmp_path):
     assert one.shape == (4, 16, 16) and all(np.array_equal(mask, masks[2]) for mask in one)
     np.save(tmp_path / "one.npy", masks[1])
     assert np.array_equal(read_masks(tmp_path / "one.npy", 3, 16), np.repeat(masks[1:2], 3, axis=0))
+
+
+@pytest.mark.slow
+def test_anchors_measured_on_real_faces_match_the_aligned_preset(faces32):
+    from facegan.data.dataset import FaceDataset
+    from facegan.repair.masks import estimate_anchors
+
+    faces = np.asarray(FaceDataset.load(faces32).images[:24])
+    measured = estimate_anchors(faces, max_images=24)
+    assert measured != ALIGNED_ANCHORS  # it was measured, not the fallback
+    assert abs(measured.eye_y - ALIGNED_ANCHORS.eye_y) < 0.04
+    assert abs(measured.lower_face_y - ALIGNED_ANCHORS.lower_face_y) < 0.05
+    # The eye band drawn at the measured line covers the landmarks' eye line on these faces.
+    band = make_masks(24, 32, "eyes", 0.1, seed=0, anchors=measured)
+    assert band[:, int(measured.eye_y * 32)].mean() > 0.5

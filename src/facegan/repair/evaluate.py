@@ -410,3 +410,22 @@ def repair_strip(rows: Mapping[str, np.ndarray], cell: int = 64, padding: int = 
     for row, name in enumerate(arrays):
         draw.text((4, padding + row * (side + padding) + side // 2 - 6), name, fill=(0, 0, 0), font=font)
     return png_bytes(np.asarray(picture))
+
+
+# ---- flat rows (for JSON files and report tables) ---------------------------------------------------------
+def inpainting_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One flat record per band x method: band (label), method, psnr, ssim, l1, face_distance, face_match_rate[, fd]."""
+    return [{"band": band["label"], "method": name, **{key: value for key, value in entry.items() if key != "masks_sha256"}}
+            for band in result["bands"] for name, entry in band["methods"].items()]
+
+
+def restoration_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One flat record per damage x (degraded | method): degradation, method, accuracy, accuracy_std, auc, recovered."""
+    rows = [{"degradation": "none", "method": "clean", "accuracy": result["clean"]["accuracy_mean"],
+             "accuracy_std": result["clean"]["accuracy_std"], "auc": result["clean"]["auc"], "recovered": None}]
+    for condition in result["conditions"]:
+        for name, accuracy in [("degraded", condition["degraded"]), *condition["methods"].items()]:
+            rows.append({"degradation": condition["damage"], "method": name, "accuracy": accuracy["accuracy_mean"],
+                         "accuracy_std": accuracy["accuracy_std"], "auc": accuracy["auc"],
+                         "recovered": None if name == "degraded" else condition["recovered"][name]})
+    return rows
