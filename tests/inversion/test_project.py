@@ -120,6 +120,11 @@ def test_identity_term_changes_the_optimum(stable):
     with_identity = project(stable, targets, steps=4, starts=1, identity_weight=1.0)
     assert not np.array_equal(without.z, with_identity.z)
     assert with_identity.loss[0] > without.loss[0]  # the identity term adds a positive squared distance
+    # A stale identity gradient (recomputed every 2nd step) is another path, and is recorded.
+    every_other = project(stable, targets, steps=4, starts=1, identity_weight=1.0, identity_every=2)
+    assert not np.array_equal(every_other.z, with_identity.z) and every_other.settings["identity_every"] == 2
+    with pytest.raises(FaceganError, match="identity_every must be an integer from 1"):
+        project(stable, targets, steps=4, starts=1, identity_every=0)
 
 
 def test_save_and_load_round_trip(tmp_path, stable):
