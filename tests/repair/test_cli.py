@@ -126,3 +126,66 @@ def test_report_card_of_a_repair_run_has_its_section_and_no_gan_ones(repair_run,
     assert "facegan repair eval RUN --data HOLDOUT" in page
     for gan_only in ("<h2>Run</h2>", "<h2>Samples</h2>", "<h2>Training</h2>", "could not be built"):
         assert gan_only not in page
+
+
+def test_apply_projection_with_a_gan_run_keeps_known_pixels(faces32, tmp_path, tiny_config):
+    from facegan import train
+
+    gan = train(tiny_config(faces32, tmp_path / "gan", kimg=0.008)).run_dir
+    out = tmp_path / "out"
+    assert main(["repair", "apply", str(gan), str(faces32), "--out", str(out), "--mask-kind", "mouth", "--limit", "2",
+                 "--steps", "3", "--starts", "1", "--no-progress"]) == 0
+    record = json.loads((out / "repair.json").read_text())
+    assert record["method"] == "projection" and record["projection"] == {"steps": 3, "starts": 1}
+    masks = read_masks(out / "masks", 2, 32)
+    repaired = _read_png_folder(out / "repaired")[..., None]
+    originals = np.asarray(FaceDataset.load(faces32).images[:2])
+    assert np.array_equal(repaired[~masks], originals[~masks])
+    assert not np.array_equal(repaired[masks], originals[masks])
+
+
+@pytest.fixture(scope="module")
+def rgb_faces(tmp_path_factory):
+    from tests.recognition.identities import save_identity_dataset
+
+    return save_identity_dataset(tmp_path_factory.mktemp("repair_eval") / "shapes", num_identities=6, per_identity=4)
+
+
+def test_eval_writes_bands_restoration_strip_and_the_card_shows_them(rgb_faces, tmp_path, capsys):
+    from facegan.report.card import build_report
+
+    run = tmp_path / "run"
+    assert main(["repair", "train", "--data", str(rgb_faces), "--out", str(run), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["repair", "eval", str(run), "--data", str(rgb_faces), "--recogniser", "pixel", "--no-fd", "--limit", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "identity distance repaired/opencv-best = " in printed and "the evaluation faces are the training faces" in printed
+    record = json.loads(Run(run).repair_eval_path.read_text())
+    bands = record["inpainting"]["bands"]
+    assert [band["label"] for band in bands] == ["10-20%", "20-30%", "30-40%", "40-50%", "50-60%"]
+    assert set(bands[0]["methods"]) == {"masked", "net", "telea", "ns"}
+    assert len({entry["masks_sha256"] for entry in bands[0]["methods"].values()}) == 1
+    assert record["num_images"] == 20 and record["inpainting"]["num_images"] == 20
+    assert {row["method"] for row in record["restoration_quality"]} == {"degraded", "net", "opencv-nlm", "unsharp"}
+    damages = [condition["damage"] for condition in record["restoration"]["conditions"]]
+    assert damages == ["noise", "blur", "jpeg", "eyes occlusion", "mouth occlusion"]
+    assert Run(run).repair_strip_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = build_report(run, tmp_path / "card.html").read_text()
+    for title in ("Inpainting per mask-ratio band", "Restoration per degradation", "Verification accuracy under damage", "Repair examples"):
+        assert title in page
+    assert "repaired / best OpenCV" in page
+
+
+def test_eval_without_identities_skips_verification_with_a_note(repair_run, faces32, capsys):
+    assert main(["repair", "eval", str(repair_run), "--data", str(faces32), "--recogniser", "pixel", "--no-fd", "--limit", "4"]) == 0
+    assert "has no identity labels" in capsys.readouterr().out
+    assert json.loads(Run(repair_run).repair_eval_path.read_text())["restoration"] is None
+
+
+def test_apply_methods_never_see_what_the_mask_hides(repair_run, faces32, tmp_path, monkeypatch):
+    from facegan.repair import baselines
+
+    seen = []
+    monkeypatch.setitem(baselines.INPAINTERS, "telea", lambda damaged, masks: seen.append(damaged[masks].copy()) or damaged)
+    assert main(["repair", "apply", "telea", str(faces32), "--out", str(tmp_path / "o"), "--mask-kind", "box", "--limit", "3"]) == 0
+    assert len(seen) == 1 and seen[0].size and not seen[0].any()  # every hidden pixel reached the method as 0

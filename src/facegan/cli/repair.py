@@ -44,6 +44,18 @@ DIR receives repaired/ (the results), damaged/ (what the method saw; holes white
 strip.png (original / damaged / repaired) and repair.json (per image PSNR, SSIM, L1 against the undamaged input
 when the damage was applied here or the masks are yours). Every known pixel is returned exactly as given.
 """
+EVAL_EXAMPLES = """\
+examples:
+  facegan repair eval runs/repair32 --data data/lfw32-holdout
+  facegan repair eval runs/repair32 --data data/rendered32-holdout --pairs data/rendered32-holdout-pairs.txt
+  facegan report runs/repair32                                  # the card shows the tables and the strip
+
+Per mask-ratio band (10-20% ... 50-60%; box, strokes, eyes and mouth masks in turn, the same for every method):
+PSNR, SSIM, L1, face-space distance to the original and FD of repaired vs real, for the network, OpenCV Telea and
+Navier-Stokes, and the masked input. Per degradation (noise, blur, JPEG): PSNR/SSIM/L1 of the degraded images, the
+network's restoration, OpenCV non-local means and unsharp masking, and with pairs the verification accuracy of each.
+Writes RUN/repair_eval.json and RUN/repair_strip.png.
+"""
 MASK_KIND_CHOICES = ("box", "strokes", "eyes", "mouth")
 DEGRADATION_CHOICES = ("noise", "blur", "jpeg")
 INPAINT_BASELINES = ("telea", "ns")
@@ -90,10 +102,27 @@ def register(commands) -> None:
                        "projection for a GAN, the baseline named)")
     apply.add_argument("--seed", default="0", help="seed for --mask-kind, --degrade and projection")
     apply.add_argument("--limit", default=None, metavar="N", help="repair only the first N images")
+    apply.add_argument("--steps", default=None, metavar="K", help="projection: optimisation steps per start (default: facegan project's, 300)")
+    apply.add_argument("--starts", default=None, metavar="M", help="projection: random starts, the best kept (default: 4)")
     apply.add_argument("--batch-size", default="64", help="images per network batch (results do not depend on it)")
     apply.add_argument("--device", default="cpu", help="cpu or cuda")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar (projection)")
     apply.set_defaults(handler=run_apply)
+
+    evaluate = verbs.add_parser("eval", help="measure a repair network against OpenCV per mask band and degradation (held-out faces)",
+                                epilog=EVAL_EXAMPLES, formatter_class=ExamplesFormatter)
+    evaluate.add_argument("model", metavar="RUN", help="repair run folder (or its export); results go into the run")
+    evaluate.add_argument("--data", required=True, metavar="HOLDOUT", help="prepared dataset of held-out faces (not trained on)")
+    evaluate.add_argument("--pairs", default=None, metavar="PAIRS_TXT", help="pairs for the verification accuracy under degradations "
+                          "(default: made from HOLDOUT's identities when it has them, else that part is skipped)")
+    evaluate.add_argument("--out", default=None, metavar="DIR", help="results folder (default: the run folder; needed for a stand-alone export)")
+    evaluate.add_argument("--limit", default=None, metavar="N", help="use only the first N held-out faces")
+    evaluate.add_argument("--seed", default="0", help="seed of the masks and degradations (the same for every method)")
+    evaluate.add_argument("--recogniser", default="dlib", metavar="NAME", help="face space for the identity distance and verification")
+    evaluate.add_argument("--no-fd", action="store_true", help="skip the FD of repaired vs real faces")
+    evaluate.add_argument("--batch-size", default="64", help="images per batch (results do not depend on it)")
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda")
+    evaluate.set_defaults(handler=run_eval)
 
 
 def build_repair_config(args: argparse.Namespace):
@@ -168,15 +197,6 @@ def _load_images(source: str, limit: int | None) -> tuple[np.ndarray, list[str],
     return images, names, None
 
 
-def _fit_channels(images: np.ndarray, channels: int, what: str) -> np.ndarray:
-    """Grey images for an RGB model are replicated (exactly reversible); RGB images for a grey model are refused."""
-    if images.shape[3] == channels:
-        return images
-    if images.shape[3] == 1 and channels == 3:
-        return np.repeat(images, 3, axis=3)
-    raise FaceganError(f"the images are RGB but {what} works on grey chips; prepare them with --grayscale (or give grey images)")
-
-
 def _check_apply_out(out: Path, protected: list[tuple[str, Path | None]]) -> None:
     """DIR must be new, empty, or an earlier `repair apply` output, and apart from the inputs and the model."""
     from facegan.data.dataset import paths_overlap
@@ -231,6 +251,7 @@ def _resolve_method(args: argparse.Namespace) -> str:
 def run_apply(args: argparse.Namespace) -> int:
     from facegan.images import read_masks, write_masks
     from facegan.repair.degrade import degrade
+    from facegan.repair.export import fit_channels
     from facegan.repair.masks import make_masks
 
     method = _resolve_method(args)
@@ -245,6 +266,10 @@ def run_apply(args: argparse.Namespace) -> int:
         raise FaceganError("give masks (--mask / --mask-kind) or --degrade, not both: the network repairs one kind of damage at a time")
     if method in INPAINT_BASELINES and not wants_holes:
         raise FaceganError(f"{method} fills holes: give --mask MASKS or --mask-kind K (for noise/blur/JPEG use opencv-nlm or unsharp)")
+    projection_options = {name: parse_int(f"--{name}", getattr(args, name), 1, 100_000) for name in ("steps", "starts")
+                          if getattr(args, name) is not None}
+    if projection_options and method != "projection":
+        raise FaceganError(f"--{next(iter(projection_options))} sets the projection's optimisation; it needs --method projection")
     if method in RESTORE_BASELINES and wants_holes:
         raise FaceganError(f"{method} restores noisy or blurred images and fills no holes; for masks use telea or ns")
 
@@ -265,11 +290,11 @@ def run_apply(args: argparse.Namespace) -> int:
         from facegan.repair.export import load_repairer
 
         repairer = load_repairer(args.model, device=args.device)
-        images = _fit_channels(images, repairer.channels, "the repair model")
+        images = fit_channels(images, repairer.channels, "the repair model")
         repairer.check_images(images)
     elif method == "projection":
         generator = _load_projection_generator(args.model, args.device)
-        images = _fit_channels(images, generator.channels, "the generator")
+        images = fit_channels(images, generator.channels, "the generator")
         if images.shape[1] != generator.resolution:
             raise FaceganError(f"the images are {images.shape[1]}x{images.shape[1]} but the generator makes "
                                f"{generator.resolution}x{generator.resolution}; prepare them with --size {generator.resolution}")
@@ -280,26 +305,34 @@ def run_apply(args: argparse.Namespace) -> int:
     elif args.mask_kind is not None:
         masks = make_masks(count, size, args.mask_kind, ratio, seed)
     damaged = degrade(images, args.degrade, seed) if args.degrade is not None else images
+    if masks is not None:
+        # Holes hidden (0) before any method sees them: no method can read what a mask covers.
+        damaged = np.where(masks[..., None], np.uint8(0), images)
 
-    if method == "net":
-        repaired = repairer.repair(damaged, masks, batch_size=batch_size)
-    elif method == "projection":
-        repaired = _repair_by_projection(generator, damaged, masks, seed, batch_size, args.no_progress)
-    elif method in INPAINT_BASELINES:
-        from facegan.repair.baselines import INPAINTERS
+    from facegan.repair.export import repair_images
 
-        repaired = INPAINTERS[method](damaged, masks)
-    else:
-        from facegan.repair.baselines import RESTORERS
+    model = repairer if method == "net" else generator
+    bars = []
 
-        repaired = RESTORERS[method](damaged)
-    known_exact = bool(masks is None or np.array_equal(repaired[~masks], images[~masks]))
-    if not known_exact:  # a broken method must never pass silently as a repair
-        raise FaceganError(f"method {method} changed known pixels; this is a facegan bug, please report it")
+    def show(done: int, total: int) -> None:
+        if not bars:
+            import sys
+
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=total, desc="project", dynamic_ncols=True, file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        repaired = repair_images(method, images if masks is not None else damaged, masks, model=model, seed=seed, batch_size=batch_size,
+                                 projection_options=projection_options, progress=None if args.no_progress else show)
+    finally:
+        for bar in bars:
+            bar.close()
 
     record = _write_apply_outputs(out, images, damaged, masks, repaired, names, {
         "method": method, "model": None if method in BASELINES else str(Path(args.model).resolve()),
-        "source": str(Path(args.images).resolve()), "seed": seed,
+        "source": str(Path(args.images).resolve()), "seed": seed, **({"projection": projection_options} if projection_options else {}),
         "damage": ({"mask": str(Path(args.mask).resolve())} if args.mask is not None else
                    {"mask_kind": args.mask_kind, "mask_ratio": ratio} if args.mask_kind is not None else
                    {"degrade": args.degrade} if args.degrade is not None else {}),
@@ -315,32 +348,6 @@ def _load_projection_generator(model: str, device: str):
     from facegan.models.export import load_generator
 
     return load_generator(model, device=device)
-
-
-def _repair_by_projection(generator, damaged: np.ndarray, masks: np.ndarray | None, seed: int, batch_size: int, quiet: bool) -> np.ndarray:
-    """Masked GAN inversion: the generator's closest image to the known pixels, composited into the holes."""
-    try:
-        from facegan.inversion import project
-    except ImportError:
-        raise FaceganError("--method projection needs facegan.inversion, which this installation lacks; use --method net or a baseline") from None
-    bars = []
-
-    def show(done: int, total: int) -> None:
-        if not bars:
-            import sys
-
-            from tqdm import tqdm
-
-            bars.append(tqdm(total=total, desc="project", dynamic_ncols=True, file=sys.stderr))
-        bars[0].update(done - bars[0].n)
-
-    try:
-        result = project(generator, damaged, masks=masks, seed=seed, batch_size=batch_size, progress=None if quiet else show)
-    finally:
-        for bar in bars:
-            bar.close()
-    projected = np.asarray(result.images)
-    return projected if masks is None else np.where(masks[..., None], projected, damaged)
 
 
 def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, masks: np.ndarray | None, repaired: np.ndarray,
@@ -373,7 +380,7 @@ def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, 
         from facegan.metrics.quality import image_quality
 
         quality = image_quality(repaired, originals)
-        before = image_quality(np.where(masks[..., None], 0, damaged) if masks is not None else damaged, originals)
+        before = image_quality(damaged, originals)
         for row, entry in enumerate(per_image):
             entry.update({name: _finite(values[row]) for name, values in quality.items()})
         record["reference"] = "the input images before the damage (masks/degradation) was applied"
@@ -394,3 +401,65 @@ def _finite(value: float) -> float | None:
     """JSON has no inf/nan: an exact repair's PSNR (inf) is written as null."""
     value = float(value)
     return round(value, 6) if np.isfinite(value) else None
+
+
+# ---- eval ----------------------------------------------------------------------------------------
+def run_eval(args: argparse.Namespace) -> int:
+    from facegan.config import save_json
+    from facegan.data.dataset import FaceDataset, paths_overlap
+    from facegan.files import write_bytes_atomic
+    from facegan.repair.evaluate import distance_ratio, format_inpainting_table, format_restoration_table
+    from facegan.repair.export import evaluate_repairer, load_repairer
+    from facegan.run import Run
+
+    seed = parse_int("--seed", args.seed, 0, 2**63 - 1)
+    limit = parse_int("--limit", args.limit, 2)
+    batch_size = parse_int("--batch-size", args.batch_size, 1, 100_000)
+    repairer = load_repairer(args.model, device=args.device)
+    located = Run.locate(args.model)
+    if args.out is not None:
+        out = Run(Path(os.path.abspath(args.out)))
+        if out.path.exists() and not out.path.is_dir():
+            raise FaceganError(f"--out {args.out} is a file; give a results folder")
+    elif located.run is not None:
+        out = located.run
+    else:
+        raise FaceganError(f"{args.model} is a stand-alone export (no run around it); give --out DIR for the results")
+    holdout = FaceDataset.load(args.data)
+    if paths_overlap(out.path, holdout.path):
+        raise FaceganError(f"the results folder {out.path} is the dataset {holdout.path} or inside/around it; give another --out")
+    pairs = args.pairs
+    if pairs is not None and not Path(pairs).is_file():
+        raise FaceganError(f"pairs file not found: {pairs} (write one with `facegan data pairs {args.data} --out {pairs}`)")
+    from facegan.files import check_writable_folder
+
+    check_writable_folder(out.path, "the evaluation results")
+
+    def say(message: str) -> None:
+        import sys
+
+        print(f"  {message}", file=sys.stderr)
+
+    record, strip = evaluate_repairer(repairer, holdout, pairs=pairs, seed=seed, recogniser=args.recogniser, fd=not args.no_fd, limit=limit,
+                                      batch_size=batch_size, device=args.device, progress=say)
+    save_json(record, out.repair_eval_path)
+    write_bytes_atomic(out.repair_strip_path, strip)
+    print(format_inpainting_table(record["inpainting"]))
+    ratios = distance_ratio(record["inpainting"], "net")
+    bands = [band["label"] for band in record["inpainting"]["bands"]]
+    print("identity distance repaired/opencv-best = " + ", ".join(f"{ratio:.3f} ({band})" for ratio, band in zip(ratios, bands)))
+    print()
+    print(_format_quality(record["restoration_quality"]))
+    if record["restoration"] is not None:
+        print()
+        print(format_restoration_table(record["restoration"]))
+    for note in record["notes"]:
+        print(f"note: {note}")
+    print(f"written: {out.repair_eval_path}, {out.repair_strip_path}")
+    return 0
+
+
+def _format_quality(rows: list[dict]) -> str:
+    lines = [f"{'degradation':<13s}{'method':<12s}{'PSNR':>8s}{'SSIM':>8s}{'L1':>9s}"]
+    lines += [f"{row['degradation']:<13s}{row['method']:<12s}{row['psnr']:>8.2f}{row['ssim']:>8.3f}{row['l1']:>9.4f}" for row in rows]
+    return "\n".join(lines)

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from facegan.repair.model import RepairNet
 
 EXPORT_FORMAT = "facegan-repairer"
+REPAIR_EVAL_FORMAT = "facegan-repair-eval"  # repair.evaluate's EVAL_FORMAT: RUN/repair_eval.json (report.repair_sections reads it)
+REPAIR_EVAL_VERSION = 1
+STRIP_BAND = 2  # the 30-40% band: holes big enough to tell methods apart
+STRIP_IMAGES = 8
 EXPORT_VERSION = 1
 OTHER_FORMATS = {"facegan-generator": "a generator (facegan train)", "facegan-recogniser": "a face recogniser (facegan recog train)"}
 
@@ -130,7 +134,7 @@ class Repairer:
                 if masks is None:
                     mask = torch.zeros((len(chunk), 1, *chunk.shape[1:3]), device=self.device)
                 else:
-                    mask = torch.from_numpy(np.ascontiguousarray(masks[start : start + batch_size])).to(self.device)[:, None].float()
+                    mask = torch.from_numpy(np.array(masks[start : start + batch_size])).to(self.device)[:, None].float()
                 predicted = to_uint8(self.net.raw(x, mask)).numpy()
                 if masks is not None:
                     # Compositing in uint8: known pixels are the input's bytes, whatever the network predicted there.
@@ -208,3 +212,132 @@ def load_repairer(path: str | os.PathLike, device: str | torch.device = "cpu") -
             raise FaceganError(f"the repair model's weights contain NaN or infinite values ({weights_path}, '{name}'); retrain it")
     version_hash = hashlib.sha256(weights).hexdigest()[:16]
     return Repairer(net, folder.resolve(), version_hash, json.loads(json.dumps(config)), device)
+
+
+def fit_channels(images: np.ndarray, channels: int, what: str) -> np.ndarray:
+    """Grey images for an RGB model are replicated (exactly reversible); RGB images for a grey model are refused."""
+    if images.shape[3] == channels:
+        return images
+    if images.shape[3] == 1 and channels == 3:
+        return np.repeat(images, 3, axis=3)
+    raise FaceganError(f"the images are RGB but {what} works on grey chips; prepare them with `facegan data prepare ... --channels 1` (or give grey images)")
+
+
+# ---- one entry point for every method (`facegan repair apply`, the web UI) ------------------------------
+REPAIR_METHODS = ("net", "projection", "telea", "ns", "opencv-nlm", "unsharp")
+
+
+def repair_images(method: str, images: np.ndarray, masks: np.ndarray | None = None, *, model: Any = None, seed: int = 0,
+                  batch_size: int = 64, device: str = "cpu", projection_options: dict[str, Any] | None = None,
+                  progress: Any = None) -> np.ndarray:
+    """Repair uint8 (N, S, S, C) images with one method; known pixels are returned exactly as given.
+
+    masks (bool (N, S, S), True = missing): inpaint; the holes are hidden (0) before the method sees them.
+    masks=None: restore the whole image (net, projection, opencv-nlm, unsharp). model: a Repairer or a path
+    for "net", a loaded generator or a path for "projection" (masked GAN inversion, facegan.inversion.project,
+    composited into the holes; projection_options such as steps/starts go to it); none for the OpenCV baselines.
+    """
+    from facegan.repair.baselines import INPAINTERS, RESTORERS
+
+    if method not in REPAIR_METHODS:
+        raise FaceganError(f"unknown repair method {method!r}; choose one of {', '.join(REPAIR_METHODS)}")
+    images = np.asarray(images)
+    if masks is not None:
+        masks = np.asarray(masks, dtype=bool)
+        if masks.shape != images.shape[:3]:
+            raise FaceganError(f"masks have shape {masks.shape} but the images are {images.shape[:3]}; give one mask per image")
+    if method in INPAINTERS and masks is None:
+        raise FaceganError(f"{method} fills holes: give masks (for noise/blur/JPEG use opencv-nlm or unsharp)")
+    if method in RESTORERS and masks is not None:
+        raise FaceganError(f"{method} restores noisy or blurred images and fills no holes; for masks use telea or ns")
+    damaged = images if masks is None else np.where(masks[..., None], np.uint8(0), images)  # no method reads what is hidden
+    if method == "net":
+        repairer = model if isinstance(model, Repairer) else load_repairer(model, device=device)
+        repaired = repairer.repair(damaged, masks, batch_size=batch_size)
+    elif method == "projection":
+        from facegan.inversion import project
+
+        generator = model
+        if isinstance(model, (str, os.PathLike)):
+            from facegan.models.export import load_generator
+
+            generator = load_generator(model, device=device)
+        result = project(generator, damaged, masks=masks, seed=seed, batch_size=batch_size, progress=progress, **(projection_options or {}))
+        repaired = np.asarray(result.images)
+        if masks is not None:
+            repaired = np.where(masks[..., None], repaired, images)
+    elif method in INPAINTERS:
+        repaired = INPAINTERS[method](damaged, masks)
+    else:
+        repaired = RESTORERS[method](damaged)
+    if masks is not None and not np.array_equal(repaired[~masks], images[~masks]):
+        raise FaceganError(f"method {method} changed known pixels; this is a facegan bug, please report it")
+    return repaired
+
+
+# ---- evaluation (`facegan repair eval`) -----------------------------------------------------------------
+def evaluate_repairer(repairer: "Repairer", holdout: Any, *, pairs=None, seed: int = 0, recogniser: str = "dlib", fd: bool = True, limit: int | None = None,
+                      batch_size: int = 64, device: str = "cpu", progress=None) -> tuple[dict, bytes]:
+    """The repair_eval.json record and the strip PNG for a loaded repairer on a held-out FaceDataset (the Python API of `repair eval`).
+
+    pairs: a pairs.txt path or PairsFile for the verification part; None makes pairs from the dataset's identities
+    (or skips that part, with a note, when it has none). progress(message) hears each step.
+    """
+    from facegan.metrics.quality import image_quality
+    from facegan.repair.baselines import INPAINTERS, RESTORERS
+    from facegan.repair.degrade import DEGRADATIONS, degrade
+    from facegan.repair.evaluate import MASKED, evaluate_inpainting, evaluate_restoration, repair_strip
+
+    count = len(holdout) if limit is None else min(limit, len(holdout))
+    originals = fit_channels(np.array(holdout.images[:count]), repairer.channels, "the repair model")
+    repairer.check_images(originals, "the held-out faces")
+    inpainters = {"net": lambda damaged, masks: repairer.repair(damaged, masks, batch_size=batch_size), **INPAINTERS}
+    inpainting = evaluate_inpainting(inpainters, originals, seed=seed, recogniser=recogniser, fd=fd, batch_size=batch_size, device=device,
+                                     progress=progress, keep_images=STRIP_IMAGES)
+    kept = inpainting.pop("images")
+    band = list(kept)[min(STRIP_BAND, len(kept) - 1)]
+    shown = kept[band]
+    masked = shown[MASKED].copy()
+    masked[shown["masks"]] = 255  # holes white, as `repair apply` shows them
+    strip = repair_strip({"original": shown["original"], f"masked {band}": masked, "telea": shown["telea"], "ns": shown["ns"],
+                          "facegan": shown["net"]})
+
+    restorers = {"net": lambda damaged: repairer.repair(damaged, batch_size=batch_size), **RESTORERS}
+    quality_rows = []
+    for kind in DEGRADATIONS:
+        damaged = degrade(originals, kind, seed=seed)
+        outputs = {"degraded": damaged, **{name: method(damaged) for name, method in restorers.items()}}
+        for name, output in outputs.items():
+            scores = image_quality(originals, output)
+            quality_rows.append({"degradation": kind, "method": name, "psnr": float(np.mean(np.minimum(scores["psnr"], 100.0))),
+                                 "ssim": float(scores["ssim"].mean()), "l1": float(scores["l1"].mean())})
+    record = {"format": REPAIR_EVAL_FORMAT, "format_version": REPAIR_EVAL_VERSION, "model": str(repairer.export_dir),
+              "model_version": repairer.version, "data": str(holdout.path), "data_hash": holdout.content_hash, "num_images": count,
+              "seed": seed, "inpainting": inpainting, "restoration_quality": quality_rows, "restoration": None, "notes": []}
+    trained_on = (repairer.metadata.get("dataset") or {}).get("hash")
+    if trained_on == holdout.content_hash:
+        record["notes"].append("the evaluation faces are the training faces: the figures overstate how well it generalises")
+    if pairs is None and holdout.has_identities:
+        from facegan.data.pairs import make_pairs
+
+        faces = holdout.subset(np.arange(count)) if count < len(holdout) else holdout
+        wanted = max(1, min(300, count // 4))
+        for per_fold in dict.fromkeys((wanted, wanted // 2, wanted // 4, 1)):  # LFW's 300 per fold, or as many as the faces allow
+            try:
+                pairs = make_pairs(faces, folds=10, pairs_per_fold=max(1, per_fold), seed=seed)
+                break
+            except FaceganError as error:
+                reason = str(error)
+        else:
+            record["notes"].append(f"no verification pairs could be made from {holdout.path} ({reason}); pass --pairs")
+    elif pairs is None:
+        record["notes"].append(f"{holdout.path} has no identity labels, so the verification accuracy under degradations was not measured; "
+                               "pass --pairs PAIRS_TXT or a dataset with identities")
+    if pairs is not None:
+        # A pairs file names images of the whole dataset; made pairs index the faces evaluated above.
+        whole = count == len(holdout) or isinstance(pairs, (str, os.PathLike))
+        dataset = holdout if whole else holdout.subset(np.arange(count))
+        occluders = {"net": inpainters["net"], **INPAINTERS}
+        record["restoration"] = evaluate_restoration(restorers, dataset, pairs, recogniser=recogniser, seed=seed, inpainters=occluders,
+                                                     occlusions=("eyes", "mouth"), batch_size=batch_size, device=device, progress=progress)
+    return record, strip

@@ -17,7 +17,7 @@ from facegan.report.sections import Figure, ReportSection, Table, register_secti
 from facegan.run import Run
 
 MAX_PNG_BYTES = 64 * 2**20
-REPAIR_EVAL_FORMAT = "facegan-repair-eval"  # what `facegan repair eval` writes (cli/repair.py)
+REPAIR_EVAL_FORMAT = "facegan-repair-eval"  # what `facegan repair eval` writes (repair.export.evaluate_repairer)
 LOWER_IS_BETTER = ("l1", "face_distance", "fd")
 
 
@@ -49,13 +49,42 @@ def _read_png(path: Path) -> bytes:
         return b""
 
 
+def _inpainting_rows(inpainting: dict[str, Any]) -> list[dict[str, Any]]:
+    """evaluate_inpainting's bands x methods as flat rows (band, method, metrics)."""
+    rows = []
+    for band in inpainting.get("bands") or []:
+        if not isinstance(band, dict) or not isinstance(band.get("methods"), dict):
+            continue
+        for name, entry in band["methods"].items():
+            if isinstance(entry, dict):
+                rows.append({"band": band.get("label"), "method": name, **{key: value for key, value in entry.items() if key != "masks_sha256"}})
+    return rows
+
+
+def _restoration_rows(restoration: dict[str, Any]) -> list[dict[str, Any]]:
+    """evaluate_restoration's conditions as rows: damage, accuracy degraded and per method (share of the loss recovered)."""
+    rows = []
+    clean = (restoration.get("clean") or {}).get("accuracy_mean")
+    for condition in restoration.get("conditions") or []:
+        if not isinstance(condition, dict):
+            continue
+        row = {"damage": condition.get("damage"), "clean": clean, "degraded": (condition.get("degraded") or {}).get("accuracy_mean")}
+        recovered = condition.get("recovered") or {}
+        for name, accuracy in (condition.get("methods") or {}).items():
+            value = (accuracy or {}).get("accuracy_mean") if isinstance(accuracy, dict) else None
+            share = recovered.get(name)
+            row[name] = f"{value:.1%}" + (f" ({share:+.0%})" if _number(share) else "") if _number(value) else "-"
+        rows.append(row)
+    return rows
+
+
 def _inpainting_readings(rows: list[dict[str, Any]]) -> list[str]:
     """Per band: does the network beat the best OpenCV method on face distance (the issue's target)?"""
     readings = []
-    bands = sorted({row.get("band") for row in rows if isinstance(row, dict) and isinstance(row.get("band"), str)})
+    bands = list(dict.fromkeys(row["band"] for row in rows if isinstance(row.get("band"), str)))
     wins, ratios = 0, []
     for band in bands:
-        here = [row for row in rows if isinstance(row, dict) and row.get("band") == band and _number(row.get("face_distance"))]
+        here = [row for row in rows if row.get("band") == band and _number(row.get("face_distance"))]
         net = [row for row in here if row.get("method") == "net"]
         opencv = [row for row in here if row.get("method") in ("telea", "ns")]
         if net and opencv:
@@ -102,22 +131,32 @@ def repair_section(run: Path) -> ReportSection | None:
 
     evaluation = load_json_optional(folder.repair_eval_path)
     if isinstance(evaluation, dict) and evaluation.get("format") == REPAIR_EVAL_FORMAT:
-        inpainting = (evaluation.get("inpainting") or {}).get("rows") or []
-        restoration = (evaluation.get("restoration") or {}).get("rows") or []
+        inpainting = _inpainting_rows(evaluation.get("inpainting") or {})
         readings.append(f"Evaluated by `facegan repair eval` on {evaluation.get('num_images', '?')} held-out faces of {evaluation.get('data')}; "
                         "every method saw the very same masks and degraded images.")
         readings += _inpainting_readings(inpainting)
-        table = _rows_table("Inpainting per mask-ratio band", inpainting, ["band", "method", "psnr", "ssim", "l1", "face_distance", "fd"],
-                            "PSNR (dB) and SSIM higher is better; L1, face-space distance to the original (dlib) and FD of repaired vs "
-                            "real faces lower is better. Masks of every kind (box, strokes, eyes, mouth), the same for each method.")
+        readings += [f"Note: {note}" for note in evaluation.get("notes") or [] if isinstance(note, str)]
+        table = _rows_table("Inpainting per mask-ratio band", inpainting,
+                            ["band", "method", "psnr", "ssim", "l1", "face_distance", "face_match_rate", "fd"],
+                            "PSNR (dB) and SSIM higher is better; L1, face-space distance to the original and FD of repaired vs "
+                            "original faces lower is better; matched = share still recognised as the same person. Masks of every kind "
+                            "(box, strokes, eyes, mouth), the same for each method; 'masked' is the unrepaired input.")
         if table is not None:
             tables.append(table)
-        table = _rows_table("Restoration per degradation", restoration,
-                            ["degradation", "method", "psnr", "ssim", "l1", "face_distance", "accuracy"],
-                            "The degraded images themselves, the network's restoration and the OpenCV baselines; accuracy is the "
-                            "recogniser's verification accuracy on the same pairs (higher is better).")
+        table = _rows_table("Restoration per degradation", evaluation.get("restoration_quality") or [],
+                            ["degradation", "method", "psnr", "ssim", "l1"],
+                            "The degraded images themselves, the network's restoration and the OpenCV baselines, against the clean faces.")
         if table is not None:
             tables.append(table)
+        restoration = evaluation.get("restoration")
+        if isinstance(restoration, dict):
+            rows = _restoration_rows(restoration)
+            keys = list(dict.fromkeys(key for row in rows for key in row))
+            table = _rows_table(f"Verification accuracy under damage ({restoration.get('num_pairs', '?')} pairs)", rows, keys,
+                                "Accuracy of the recogniser on the same pairs, clean, damaged, and after each repair; in brackets the "
+                                "share of the lost accuracy won back (the target: at least +50%).")
+            if table is not None:
+                tables.append(table)
         strip = _read_png(folder.repair_strip_path)
         if strip:
             figures.append(Figure("Repair examples", strip, "Rows: original, damaged (holes white), OpenCV Telea, OpenCV Navier-Stokes, "
