@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         repairer = load_repairer(args.repairer)
         methods["net"] = lambda damaged, masks: repairer.repair(damaged, np.array(masks))  # a writable copy for torch
     if args.generator:
-        from facegan.inversion import project
-        from facegan.inversion.project import composite
+        from facegan.inversion import composite, project
         from facegan.models.export import load_generator
 
         generator = load_generator(args.generator)
