@@ -140,3 +140,39 @@ def test_apply_refuses_projection_steps_for_the_network(repair_run, faces32, tmp
 def test_apply_projection_refuses_a_repair_run(repair_run, faces32, tmp_path, capsys):
     line = refused(_apply(repair_run, faces32, tmp_path / "o", "--mask-kind", "box", "--method", "projection"), capsys)
     assert "not a facegan generator export" in line
+
+
+def test_train_ctrl_c_checkpoints_and_exits_130(faces32, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from facegan.run import Run
+
+    out = tmp_path / "run"
+    argv = ["repair", "train", "--data", str(faces32), "--out", str(out), "--steps", "100000", *TINY, "--set", "schedule.log_steps=1"]
+    script = f"import sys\nfrom facegan.cli.main import main\nsys.exit(main({argv!r}))\n"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(root, "src"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=root)
+    deadline = time.time() + 120
+    while not Run(out).stats_path.exists():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "resume with: facegan repair train" in stdout and "Traceback" not in stderr
+    import torch
+
+    assert torch.load(Run(out).state_path, weights_only=True)["num_steps"] >= 1
+    assert main(["repair", "train", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
+
+
+def test_gan_and_recogniser_resume_of_a_repair_run_name_the_right_command(repair_run, capsys):
+    for command in (["train", "--out", str(repair_run), "--resume", "--kimg", "1"],
+                    ["recog", "train", "--out", str(repair_run), "--resume", "--steps", "3"]):
+        line = refused(command, capsys)
+        assert "is a face-repair run (facegan repair train)" in line and "facegan repair train --out" in line

@@ -120,6 +120,11 @@ def test_identity_term_changes_the_optimum(stable):
     with_identity = project(stable, targets, steps=4, starts=1, identity_weight=1.0)
     assert not np.array_equal(without.z, with_identity.z)
     assert with_identity.loss[0] > without.loss[0]  # the identity term adds a positive squared distance
+    # A stale identity gradient (recomputed every 2nd step) is another path, and is recorded.
+    every_other = project(stable, targets, steps=4, starts=1, identity_weight=1.0, identity_every=2)
+    assert not np.array_equal(every_other.z, with_identity.z) and every_other.settings["identity_every"] == 2
+    with pytest.raises(FaceganError, match="identity_every must be an integer from 1"):
+        project(stable, targets, steps=4, starts=1, identity_every=0)
 
 
 def test_save_and_load_round_trip(tmp_path, stable):
@@ -171,3 +176,20 @@ def test_colour_targets_project_into_a_grey_generator(stable):
     result = project(stable, np.repeat(grey, 3, axis=3), **FAST)
     reference = project(stable, grey, **FAST)
     assert np.array_equal(result.z, reference.z)
+
+
+def test_load_latents_refuses_bad_files_in_one_line(tmp_path):
+    np.save(tmp_path / "wrong_dim.npy", np.zeros((2, 8), np.float32))
+    with pytest.raises(FaceganError, match="holds 8-D latents, the generator takes 16-D z"):
+        load_latents(tmp_path / "wrong_dim.npy", z_dim=16)
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(FaceganError, match="cannot read latents"):
+        load_latents(tmp_path / "objects.npy")
+    np.save(tmp_path / "nan.npy", np.full((1, 16), np.nan, np.float32))
+    with pytest.raises(FaceganError, match="NaN or infinite"):
+        load_latents(tmp_path / "nan.npy")
+    (tmp_path / "text.npy").write_text("not an array")
+    with pytest.raises(FaceganError, match="cannot read latents"):
+        load_latents(tmp_path / "text.npy")
+    with pytest.raises(FaceganError, match="latents file not found"):
+        load_latents(tmp_path / "missing.npy")

@@ -121,3 +121,65 @@ def test_should_stop_checkpoints_and_returns_interrupted(faces16, tmp_path):
     assert result.interrupted and result.num_steps == 3
     assert Run(result.run_dir).has_checkpoint()
     assert to_dict(tiny_config(faces16, tmp_path / "run"))["kind"] == "repair"
+
+
+def test_repairer_refuses_bad_masks_and_images_in_one_line(faces16, tmp_path):
+    repairer = load_repairer(train_repair(tiny_config(faces16, tmp_path / "run", steps=1)).run_dir)
+    images = np.zeros((3, 16, 16, 1), np.uint8)
+    full = np.zeros((3, 16, 16), bool)
+    full[1] = True
+    with pytest.raises(FaceganError, match="mask 1 hides every pixel"):
+        repairer.repair(images, full)
+    with pytest.raises(FaceganError, match="2 masks for 3 images"):
+        repairer.repair(images, np.zeros((2, 16, 16), bool))
+    with pytest.raises(FaceganError, match="give one 16x16 mask per image"):
+        repairer.repair(images, np.zeros((3, 8, 8), bool))
+    with pytest.raises(FaceganError, match="are 32x32 but the repair model works on 16x16"):
+        repairer.repair(np.zeros((1, 32, 32, 1), np.uint8))
+    with pytest.raises(FaceganError, match="have 3 channel"):
+        repairer.repair(np.zeros((1, 16, 16, 3), np.uint8))
+    with pytest.raises(FaceganError, match="must be uint8"):
+        repairer.repair(images.astype(np.float32))
+    # One (H, W) mask serves every image; a mask without holes returns the image as it is.
+    one = np.zeros((16, 16), bool)
+    one[4:8, 4:8] = True
+    out = repairer.repair(images + 7, one)
+    assert np.array_equal(out[:, ~one], (images + 7)[:, ~one])
+    assert np.array_equal(repairer.repair(images + 7, np.zeros((3, 16, 16), bool)), images + 7)
+
+
+def test_repair_does_not_depend_on_batch_size(faces16, tmp_path):
+    from facegan.data.dataset import FaceDataset
+
+    repairer = load_repairer(train_repair(tiny_config(faces16, tmp_path / "run", steps=1)).run_dir)
+    images = np.asarray(FaceDataset.load(faces16).images[:7])
+    masks = np.zeros((7, 16, 16), bool)
+    masks[:, 2:9, 3:12] = True
+    assert np.array_equal(repairer.repair(images, masks, batch_size=2), repairer.repair(images, masks, batch_size=64))
+    assert np.array_equal(repairer.repair(images, batch_size=3), repairer.repair(images, batch_size=64))
+
+
+@pytest.mark.parametrize("method", ["net", "telea", "ns"])
+def test_repair_images_hides_holes_and_keeps_known_pixels(faces16, tmp_path, method):
+    from facegan.data.dataset import FaceDataset
+    from facegan.repair import repair_images
+
+    run = train_repair(tiny_config(faces16, tmp_path / "run", steps=1)).run_dir if method == "net" else None
+    images = np.asarray(FaceDataset.load(faces16).images[:4])
+    masks = np.zeros((4, 16, 16), bool)
+    masks[:, 3:10, 2:12] = True
+    out = repair_images(method, images, masks, model=run)
+    assert np.array_equal(out[~masks], images[~masks])
+    # What lay under the holes cannot matter: the method never sees it.
+    scrambled = np.where(masks[..., None], np.uint8(200), images)
+    assert np.array_equal(repair_images(method, scrambled, masks, model=run), out)
+
+
+def test_repair_images_refuses_a_method_that_does_not_fit():
+    from facegan.repair import repair_images
+
+    images = np.zeros((1, 16, 16, 1), np.uint8)
+    with pytest.raises(FaceganError, match="telea fills holes"):
+        repair_images("telea", images)
+    with pytest.raises(FaceganError, match="unknown repair method 'magic'"):
+        repair_images("magic", images)

@@ -38,6 +38,8 @@ def register(commands) -> None:
     project.add_argument("--seed", default="0", help="seed of the starts (results depend only on seed and face index)")
     project.add_argument("--identity-weight", default=None, metavar="W",
                          help="weight of the dlib face-space term (default 0.05; 0 with --mask)")
+    project.add_argument("--identity-every", default="1", metavar="K",
+                         help="recompute the face-space gradient every K steps (faster, less faithful identity)")
     project.add_argument("--batch-size", default="16", help="faces optimised together")
     project.add_argument("--no-extended", action="store_true", help="optimise z only (not the generator's first activation)")
     project.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -65,6 +67,7 @@ def run_project(args: argparse.Namespace) -> int:
     starts = parse_int("--starts", args.starts, 1, 256)
     seed = parse_int("--seed", args.seed, 0, 2**63 - 1)
     batch_size = parse_int("--batch-size", args.batch_size, 1, 65536)
+    identity_every = parse_int("--identity-every", args.identity_every, 1, 100_000)
     identity_weight = None if args.identity_weight is None else parse_float("--identity-weight", args.identity_weight, 0.0, 1e6)
     # Every refusal about paths and inputs comes before the model is loaded or anything is optimised.
     located = Run.locate(args.model)
@@ -74,7 +77,7 @@ def run_project(args: argparse.Namespace) -> int:
     targets, names = read_targets(source)
 
     from facegan.models.export import load_generator
-    from facegan.inversion.project import check_targets, project
+    from facegan.inversion.projector import check_targets, project
 
     generator = load_generator(located.export_dir, device=args.device)
     targets = check_targets(generator, targets)
@@ -96,7 +99,7 @@ def run_project(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     try:
         result = project(generator, targets, masks=masks, steps=steps, starts=starts, seed=seed, identity_weight=identity_weight,
-                         extended=not args.no_extended, batch_size=batch_size,
+                         extended=not args.no_extended, batch_size=batch_size, identity_every=identity_every,
                          progress=None if args.no_progress else show_progress, names=names)
     finally:
         for bar in bars:

@@ -309,21 +309,26 @@ def run_apply(args: argparse.Namespace) -> int:
         # Holes hidden (0) before any method sees them: no method can read what a mask covers.
         damaged = np.where(masks[..., None], np.uint8(0), images)
 
-    if method == "net":
-        repaired = repairer.repair(damaged, masks, batch_size=batch_size)
-    elif method == "projection":
-        repaired = _repair_by_projection(generator, damaged, masks, seed, batch_size, args.no_progress, projection_options)
-    elif method in INPAINT_BASELINES:
-        from facegan.repair.baselines import INPAINTERS
+    from facegan.repair.export import repair_images
 
-        repaired = INPAINTERS[method](damaged, masks)
-    else:
-        from facegan.repair.baselines import RESTORERS
+    model = repairer if method == "net" else generator
+    bars = []
 
-        repaired = RESTORERS[method](damaged)
-    known_exact = bool(masks is None or np.array_equal(repaired[~masks], images[~masks]))
-    if not known_exact:  # a broken method must never pass silently as a repair
-        raise FaceganError(f"method {method} changed known pixels; this is a facegan bug, please report it")
+    def show(done: int, total: int) -> None:
+        if not bars:
+            import sys
+
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=total, desc="project", dynamic_ncols=True, file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        repaired = repair_images(method, images if masks is not None else damaged, masks, model=model, seed=seed, batch_size=batch_size,
+                                 projection_options=projection_options, progress=None if args.no_progress else show)
+    finally:
+        for bar in bars:
+            bar.close()
 
     record = _write_apply_outputs(out, images, damaged, masks, repaired, names, {
         "method": method, "model": None if method in BASELINES else str(Path(args.model).resolve()),
@@ -343,33 +348,6 @@ def _load_projection_generator(model: str, device: str):
     from facegan.models.export import load_generator
 
     return load_generator(model, device=device)
-
-
-def _repair_by_projection(generator, damaged: np.ndarray, masks: np.ndarray | None, seed: int, batch_size: int, quiet: bool,
-                          options: dict[str, int]) -> np.ndarray:
-    """Masked GAN inversion: the generator's closest image to the known pixels, composited into the holes."""
-    try:
-        from facegan.inversion import project
-    except ImportError:
-        raise FaceganError("--method projection needs facegan.inversion, which this installation lacks; use --method net or a baseline") from None
-    bars = []
-
-    def show(done: int, total: int) -> None:
-        if not bars:
-            import sys
-
-            from tqdm import tqdm
-
-            bars.append(tqdm(total=total, desc="project", dynamic_ncols=True, file=sys.stderr))
-        bars[0].update(done - bars[0].n)
-
-    try:
-        result = project(generator, damaged, masks=masks, seed=seed, batch_size=batch_size, progress=None if quiet else show, **options)
-    finally:
-        for bar in bars:
-            bar.close()
-    projected = np.asarray(result.images)
-    return projected if masks is None else np.where(masks[..., None], projected, damaged)
 
 
 def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, masks: np.ndarray | None, repaired: np.ndarray,

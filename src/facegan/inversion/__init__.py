@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from facegan.inversion.project import (
+from facegan.inversion.projector import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_IDENTITY_WEIGHT,
     DEFAULT_STARTS,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from facegan.errors import FaceganError
-from facegan.inversion.project import ProjectionResult
+from facegan.inversion.projector import ProjectionResult
 
 PROJECTION_FORMAT = "facegan-projection"
 PROJECTION_VERSION = 1

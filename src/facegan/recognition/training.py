@@ -332,6 +332,9 @@ def load_recog_run_config(run_dir: str | Path) -> RecogConfig:
         hint = f"resume its run: `facegan recog train --out {owner.path} --resume`" if owner is not None else "give the run folder"
         raise FaceganError(f"{run.path} is an export folder (weights only, no training state); {hint}")
     saved = run.read_config()
+    if saved.get("kind") == "repair":  # facegan.repair sits above recognition: its kind is spelled here
+        raise FaceganError(f"{run.path} is a face-repair run (facegan repair train), not a recogniser run; "
+                           f"resume it with `facegan repair train --out {run.path} --resume`")
     if saved.get("kind") != RECOGNISER_KIND:
         raise FaceganError(f"{run.path} is a GAN run (facegan train), not a recogniser run; resume it with `facegan train --out {run.path} --resume`")
     return from_dict(RecogConfig, saved)

@@ -14,11 +14,12 @@ from typing import Any
 
 _EXPORTS = {
     "MASK_KINDS": "masks", "BANDS": "masks", "make_masks": "masks", "training_masks": "masks",
-    "DEGRADATIONS": "degrade", "degrade": "degrade", "random_degradation": "degrade",
+    "DEGRADATIONS": "degrade", "random_degradation": "degrade",  # not `degrade` itself: that name is the submodule
     "INPAINTERS": "baselines", "RESTORERS": "baselines", "inpaint": "baselines",
     "evaluate_inpainting": "evaluate", "evaluate_restoration": "evaluate", "repair_strip": "evaluate",
     "RepairConfig": "config", "train_repair": "training",
     "Repairer": "export", "load_repairer": "export", "is_repair_export": "export", "evaluate_repairer": "export",
+    "repair_images": "export", "REPAIR_METHODS": "export",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -360,8 +360,11 @@ def evaluate_restoration(
     return result
 
 
+MIN_LOSS_SHOWN = 0.02
+
+
 def format_restoration_table(result: Mapping[str, Any]) -> str:
-    """One plain-text table: per damage, accuracy degraded and after each method, and the share of the loss recovered."""
+    """One plain-text table: per damage, accuracy degraded and after each method, and the share of the loss recovered (when >= 2 points were lost)."""
     names = sorted({name for condition in result["conditions"] for name in condition["methods"]})
     lines = [f"clean accuracy {100 * result['clean']['accuracy_mean']:.1f} % ({result['num_pairs']} pairs, {result['recogniser']['name']})",
              f"{'damage':<18s}{'degraded':>10s}" + "".join(f"{name:>16s}" for name in names)]
@@ -372,7 +375,9 @@ def format_restoration_table(result: Mapping[str, Any]) -> str:
                 cells.append(f"{'-':>16s}")
                 continue
             recovered = condition["recovered"][name]
-            share = "" if recovered is None else f" ({recovered:+.0%})"
+            # A share of a loss of a pair or two is noise (-300 %); shown only when the damage cost >= MIN_LOSS_SHOWN.
+            lost = result["clean"]["accuracy_mean"] - condition["degraded"]["accuracy_mean"]
+            share = "" if recovered is None or lost < MIN_LOSS_SHOWN else f" ({recovered:+.0%})"
             cells.append(f"{100 * condition['methods'][name]['accuracy_mean']:.1f}{share}".rjust(16))
         lines.append(f"{condition['damage']:<18s}{100 * condition['degraded']['accuracy_mean']:>10.1f}" + "".join(cells))
     return "\n".join(lines)

@@ -223,6 +223,58 @@ def fit_channels(images: np.ndarray, channels: int, what: str) -> np.ndarray:
     raise FaceganError(f"the images are RGB but {what} works on grey chips; prepare them with `facegan data prepare ... --channels 1` (or give grey images)")
 
 
+# ---- one entry point for every method (`facegan repair apply`, the web UI) ------------------------------
+REPAIR_METHODS = ("net", "projection", "telea", "ns", "opencv-nlm", "unsharp")
+
+
+def repair_images(method: str, images: np.ndarray, masks: np.ndarray | None = None, *, model: Any = None, seed: int = 0,
+                  batch_size: int = 64, device: str = "cpu", projection_options: dict[str, Any] | None = None,
+                  progress: Any = None) -> np.ndarray:
+    """Repair uint8 (N, S, S, C) images with one method; known pixels are returned exactly as given.
+
+    masks (bool (N, S, S), True = missing): inpaint; the holes are hidden (0) before the method sees them.
+    masks=None: restore the whole image (net, projection, opencv-nlm, unsharp). model: a Repairer or a path
+    for "net", a loaded generator or a path for "projection" (masked GAN inversion, facegan.inversion.project,
+    composited into the holes; projection_options such as steps/starts go to it); none for the OpenCV baselines.
+    """
+    from facegan.repair.baselines import INPAINTERS, RESTORERS
+
+    if method not in REPAIR_METHODS:
+        raise FaceganError(f"unknown repair method {method!r}; choose one of {', '.join(REPAIR_METHODS)}")
+    images = np.asarray(images)
+    if masks is not None:
+        masks = np.asarray(masks, dtype=bool)
+        if masks.shape != images.shape[:3]:
+            raise FaceganError(f"masks have shape {masks.shape} but the images are {images.shape[:3]}; give one mask per image")
+    if method in INPAINTERS and masks is None:
+        raise FaceganError(f"{method} fills holes: give masks (for noise/blur/JPEG use opencv-nlm or unsharp)")
+    if method in RESTORERS and masks is not None:
+        raise FaceganError(f"{method} restores noisy or blurred images and fills no holes; for masks use telea or ns")
+    damaged = images if masks is None else np.where(masks[..., None], np.uint8(0), images)  # no method reads what is hidden
+    if method == "net":
+        repairer = model if isinstance(model, Repairer) else load_repairer(model, device=device)
+        repaired = repairer.repair(damaged, masks, batch_size=batch_size)
+    elif method == "projection":
+        from facegan.inversion import project
+
+        generator = model
+        if isinstance(model, (str, os.PathLike)):
+            from facegan.models.export import load_generator
+
+            generator = load_generator(model, device=device)
+        result = project(generator, damaged, masks=masks, seed=seed, batch_size=batch_size, progress=progress, **(projection_options or {}))
+        repaired = np.asarray(result.images)
+        if masks is not None:
+            repaired = np.where(masks[..., None], repaired, images)
+    elif method in INPAINTERS:
+        repaired = INPAINTERS[method](damaged, masks)
+    else:
+        repaired = RESTORERS[method](damaged)
+    if masks is not None and not np.array_equal(repaired[~masks], images[~masks]):
+        raise FaceganError(f"method {method} changed known pixels; this is a facegan bug, please report it")
+    return repaired
+
+
 # ---- evaluation (`facegan repair eval`) -----------------------------------------------------------------
 def evaluate_repairer(repairer: "Repairer", holdout: Any, *, pairs=None, seed: int = 0, recogniser: str = "dlib", fd: bool = True, limit: int | None = None,
                       batch_size: int = 64, device: str = "cpu", progress=None) -> tuple[dict, bytes]:

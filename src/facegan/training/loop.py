@@ -372,6 +372,9 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     if saved.get("kind") == "recogniser":  # written by facegan.recognition, which this layer cannot import
         raise FaceganError(f"{run_dir} is a face recogniser run (facegan recog train), not a GAN run; "
                            f"resume it with `facegan recog train --out {run_dir} --resume`")
+    if saved.get("kind") == "repair":  # written by facegan.repair, likewise above this layer
+        raise FaceganError(f"{run_dir} is a face-repair run (facegan repair train), not a GAN run; "
+                           f"resume it with `facegan repair train --out {run_dir} --resume`")
     return from_dict(TrainConfig, saved)
 
 

@@ -43,6 +43,11 @@ PRIOR_WEIGHT = 1e-3
 # for every architecture and width.
 EXTENDED_WEIGHT = 0.1
 L1_WEIGHT = 0.1
+# The identity network (dlib's ResNet at 150 px) costs ~4x the generator at 32 px per step. `identity_every` > 1
+# recomputes its image gradient only every k steps and reuses it in between (a linear surrogate <image, cached
+# gradient>). Measured on the builtin faces (2 held-out, 100 steps, CPU seconds): k=1 29.8 s/image, face distance
+# 0.17; k=4 14.5 s/image, 0.29 — a real loss, so the default stays exact (k=1).
+DEFAULT_IDENTITY_EVERY = 1
 MAX_STEPS = 100_000
 MAX_STARTS = 256
 RAMP_UP, RAMP_DOWN = 0.05, 0.25
@@ -217,6 +222,7 @@ def project(
     progress: Callable[[int, int], None] | None = None,
     recogniser: Any = None,
     names: list[str] | None = None,
+    identity_every: int = DEFAULT_IDENTITY_EVERY,
 ) -> ProjectionResult:
     """Project uint8 (N, H, W, C) targets into `generator` (a loaded `facegan.models.export.Generator`).
 
@@ -225,6 +231,7 @@ def project(
     identity_weight: weight of the squared dlib descriptor distance (default DEFAULT_IDENTITY_WEIGHT, 0 when masked).
     progress(done, total) is called once per optimisation step of each batch.
     recogniser: a `DlibResNetRecogniser` to reuse (one is built when needed).
+    identity_every: recompute the identity term's gradient every k steps (1 = every step; see DEFAULT_IDENTITY_EVERY).
     """
     targets = check_targets(generator, targets)
     count = len(targets)
@@ -233,6 +240,7 @@ def project(
     starts = _check_int("starts", starts, 1, MAX_STARTS)
     seed = _check_int("seed", seed, 0, 2**63 - 1)
     batch_size = _check_int("batch_size", batch_size, 1, 65536)
+    identity_every = _check_int("identity_every", identity_every, 1, MAX_STEPS)
     if identity_weight is None:
         identity_weight = 0.0 if masks is not None else DEFAULT_IDENTITY_WEIGHT
     identity_weight = _check_weight("identity_weight", identity_weight)
@@ -264,7 +272,7 @@ def project(
         z, h, images, loss = _project_batch(
             generator, split, targets[begin : indices.stop], None if masks is None else masks[begin : indices.stop],
             _start_latents(seed, indices, starts, generator.z_dim), starts, start_steps, steps, identity_weight,
-            extended, learning_rate_base, recogniser, tick,
+            extended, learning_rate_base, recogniser, tick, identity_every,
         )
         z_rows.append(z)
         extended_rows.append(h)
@@ -276,7 +284,7 @@ def project(
         "steps": steps, "starts": starts, "start_steps": start_steps, "seed": seed, "identity_weight": identity_weight,
         "extended": bool(extended), "extended_at": split.where if extended and split is not None else None,
         "batch_size": batch_size, "learning_rate": learning_rate_base, "prior_weight": PRIOR_WEIGHT,
-        "extended_weight": EXTENDED_WEIGHT, "l1_weight": L1_WEIGHT, "masked": masks is not None,
+        "extended_weight": EXTENDED_WEIGHT, "l1_weight": L1_WEIGHT, "identity_every": identity_every, "masked": masks is not None,
     }
     return ProjectionResult(
         z=np.concatenate(z_rows), images=images, psnr=psnr, ssim=ssim, face_distance=face_distance,
@@ -298,7 +306,7 @@ def measure(images: np.ndarray, targets: np.ndarray, recogniser: Any = None) -> 
 
 
 def _project_batch(generator, split, targets, masks, z_starts, starts, start_steps, steps, identity_weight, extended,
-                   base_lr, recogniser, tick) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+                   base_lr, recogniser, tick, identity_every) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     from facegan.images import to_model, to_uint8
 
     device = generator.device
@@ -372,24 +380,33 @@ def _project_batch(generator, split, targets, masks, z_starts, starts, start_ste
         with torch.no_grad():
             target_descriptor = recogniser.embed_tensor(target)
 
+    def identity_loss(images: torch.Tensor) -> torch.Tensor:
+        return identity_weight * (recogniser.embed_tensor(images) - target_descriptor).pow(2).sum(dim=1)  # (B,)
+
     def full_loss() -> tuple[torch.Tensor, torch.Tensor]:
         images = synthesize(z, offset)
         loss = pixel_loss(images, rows) + prior(z)
         if offset is not None:
             loss = loss + EXTENDED_WEIGHT * offset.pow(2).mean(dim=1) / scale
-        if target_descriptor is not None:
-            loss = loss + identity_weight * (recogniser.embed_tensor(images) - target_descriptor).pow(2).sum(dim=1)
         return loss, images
 
+    identity_gradient = None  # d(identity loss)/d(image), (B, C, H, W), refreshed every `identity_every` steps
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(base_lr, (step + 1) / steps)
-        loss, _ = full_loss()
+        loss, images = full_loss()
+        if target_descriptor is not None:
+            if step % identity_every == 0:
+                leaf = images.detach().requires_grad_(True)
+                (identity_gradient,) = torch.autograd.grad(identity_loss(leaf).sum(), leaf)
+            loss = loss + (images * identity_gradient).sum(dim=(1, 2, 3))
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
         tick()
     with torch.no_grad():
         loss, images = full_loss()
+        if target_descriptor is not None:
+            loss = loss + identity_loss(images)
         h = None if offset is None else (split.first(z) + offset).float().cpu().numpy()
     return z.detach().float().cpu().numpy(), h, to_uint8(images).numpy(), loss.float().cpu().numpy()
