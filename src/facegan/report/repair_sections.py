@@ -13,12 +13,12 @@ import numpy as np
 from facegan.config import load_json_optional
 from facegan.errors import FaceganError
 from facegan.files import read_regular_file
+from facegan.repair.evaluate import MIN_LOSS_SHOWN
 from facegan.report.sections import Figure, ReportSection, Table, register_section
 from facegan.run import Run
 
 MAX_PNG_BYTES = 64 * 2**20
 REPAIR_EVAL_FORMAT = "facegan-repair-eval"  # what `facegan repair eval` writes (repair.export.evaluate_repairer)
-LOWER_IS_BETTER = ("l1", "face_distance", "fd")
 
 
 def _number(value: Any) -> bool:
@@ -68,11 +68,14 @@ def _restoration_rows(restoration: dict[str, Any]) -> list[dict[str, Any]]:
     for condition in restoration.get("conditions") or []:
         if not isinstance(condition, dict):
             continue
-        row = {"damage": condition.get("damage"), "clean": clean, "degraded": (condition.get("degraded") or {}).get("accuracy_mean")}
+        degraded = (condition.get("degraded") or {}).get("accuracy_mean")
+        row = {"damage": condition.get("damage"), "clean": clean, "degraded": degraded}
         recovered = condition.get("recovered") or {}
+        # As repair.evaluate's table: a share of a loss of a pair or two is noise, so it is shown only past 2 points.
+        lost = clean - degraded if _number(clean) and _number(degraded) else 0.0
         for name, accuracy in (condition.get("methods") or {}).items():
             value = (accuracy or {}).get("accuracy_mean") if isinstance(accuracy, dict) else None
-            share = recovered.get(name)
+            share = recovered.get(name) if lost >= MIN_LOSS_SHOWN else None
             row[name] = f"{value:.1%}" + (f" ({share:+.0%})" if _number(share) else "") if _number(value) else "-"
         rows.append(row)
     return rows
