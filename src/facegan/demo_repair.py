@@ -33,18 +33,23 @@ RENDERED_SOURCE = "builtin:rendered-faces"
 class RepairPlan:
     """Lengths of the repair demo's parts (the defaults fit its budget on 2 cores)."""
 
-    repair_steps: int = 1500
-    repair_batch_size: int = 32
+    repair_steps: int = 600
+    repair_batch_size: int = 16
     gan_kimg: float = 50.0  # the default GAN of `make demo`: reused when that demo ran
     projection_steps: int = 150
     projection_starts: int = 2
     edit_identities: int = 150
     edit_per_identity: int = 10
-    edit_kimg: float = 25.0
-    edit_attributes: tuple[str, ...] = ("Smiling", "Eyeglasses", "Black_Hair")
+    edit_kimg: float = 40.0
+    # attribute -> the attributes held still while it is edited (not its own antonyms: a drawn face has one hair
+    # colour, so "blacker but no less blond" has no direction left to follow)
+    edits: tuple[tuple[str, tuple[str, ...]], ...] = (("Black_Hair", ("Eyeglasses", "Pale_Skin")),
+                                                      ("Blond_Hair", ("Eyeglasses", "Pale_Skin")),
+                                                      ("Eyeglasses", ("Black_Hair", "Pale_Skin")))
     edit_seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     edit_strengths: tuple[float, ...] = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
     edit_samples: int = 3000
+    classifier_steps: int = 600
 
 
 def ensure_repairer(config, progress: bool) -> dict:
@@ -88,7 +93,7 @@ def projection_strip(generator_run, repair_run, holdout, plan: RepairPlan, out: 
     """The strip faces (the first held-out faces, 30-40 % masks of every kind): original, masked, Telea, NS,
     the repair network and masked GAN inversion, one row each; returns the PNG and the rows' scores."""
     from facegan.files import write_bytes_atomic
-    from facegan.inversion.project import project
+    from facegan.inversion import project
     from facegan.metrics.quality import image_quality
     from facegan.models.export import load_generator
     from facegan.repair.baselines import INPAINTERS, composite
@@ -139,23 +144,24 @@ def ensure_rendered_dataset(path: Path, size: int, plan: RepairPlan):
 def edit_strips(run, dataset, plan: RepairPlan, out: Path, progress: bool) -> list[dict]:
     """One conditioned edit strip per attribute (the others held still); returns each strip's measurements."""
     from facegan.config import save_json
+    from facegan.editing.classifier import ClassifierSettings
     from facegan.editing.edit import edit_strip, strip_image
     from facegan.images import save_image
 
     records = []
-    for attribute in plan.edit_attributes:
-        others = [name for name in plan.edit_attributes if name != attribute]
+    for attribute, others in plan.edits:
         bar = _Bar(f"editing {attribute}", 1, progress)
         try:
             result = edit_strip(run.path, attribute, plan.edit_strengths, seeds=list(plan.edit_seeds), data=dataset,
-                                condition_on=others, num_samples=plan.edit_samples,
+                                condition_on=list(others), num_samples=plan.edit_samples,
+                                classifier_settings=ClassifierSettings(steps=plan.classifier_steps),
                                 progress=lambda stage, done, total: bar.update_to(done, total))
         finally:
             bar.close()
         path = out / f"edit_{attribute}.png"
         save_image(strip_image(result.images), path)
         save_json({**result.report, "strip": str(path.resolve())}, path.with_suffix(".json"))
-        records.append({"attribute": attribute, "path": path, "report": result.report})
+        records.append({"attribute": attribute, "condition_on": list(others), "path": path, "report": result.report})
     return records
 
 
@@ -210,7 +216,7 @@ def run_repair_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", si
 
     edit_run = Run(folder / "edit-gan")
     print(f"[5/{STEPS}] attribute editing: a GAN on {RENDERED_SOURCE} ({plan.edit_identities} x {plan.edit_per_identity}) for "
-          f"{plan.edit_kimg:g} kimg, a classifier on its labels, InterFaceGAN directions for {', '.join(plan.edit_attributes)}")
+          f"{plan.edit_kimg:g} kimg, a classifier on its labels, InterFaceGAN directions for {', '.join(name for name, _ in plan.edits)}")
     rendered = ensure_rendered_dataset(Path(data).parent / f"rendered{size}-edit", size, plan)
     ensure_trained(resolve_config("default", {"data": str(rendered.path), "out": str(edit_run.path), "kimg": plan.edit_kimg,
                                               "schedule": {"snapshot_kimg": 5.0, "checkpoint_kimg": 5.0}}), progress)
@@ -230,14 +236,14 @@ def run_repair_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", si
     lines.append(f"  report card: {report}")
     lines.append(f"editing ({edit_run.path}): classifier score change from strength {min(plan.edit_strengths):g} to "
                  f"{max(plan.edit_strengths):g}, mean |change| of the other attributes and identity drift (dlib distance) at the "
-                 "strongest edit; conditioned on the other edited attributes (unconditioned in brackets):")
+                 "strongest edit; conditioned as shown (unconditioned in brackets):")
     for item in edits:
         conditioned, plain = item["report"]["measurements"]["summary"], item["report"]["unconditioned"]["summary"]
         cells = [f"{label} {conditioned.get(key, float('nan')):+.3f} ({plain.get(key, float('nan')):+.3f})"
                  for label, key in (("target", "target_change_low_to_high"), ("others", "others_abs_change_at_max"),
                                     ("drift", "identity_drift_at_max"))]
         accuracy = item["report"]["classifier"]["holdout"].get("balanced_accuracy")
-        lines.append(f"  {item['attribute']:12s} " + "  ".join(cells) + f"  classifier held-out balanced accuracy {accuracy:.2f}  {item['path']}")
+        lines.append(f"  {item['attribute']:12s} " + "  ".join(cells) + f"  | {', '.join(item['condition_on'])} held still; classifier held-out balanced accuracy {accuracy:.2f}  {item['path']}")
     lines.append(f"total time:  {time.time() - start:.0f} s")
     write_summary(folder / "summary-repair.txt", lines)
     print("\n".join(lines))
