@@ -93,3 +93,17 @@ def test_edit_refuses_pickled_latents(export, tmp_path, capsys):
     np.save(tmp_path / "latents.npy", np.array([{"z": 1}], dtype=object), allow_pickle=True)
     line = _edit(capsys, export, tmp_path / "s.png", "--latents", str(tmp_path / "latents.npy"), "--attribute", "Top_Bright")
     assert "not a readable .npy" in line
+
+
+def test_edit_refuses_to_replace_a_file_it_did_not_write(export, tmp_path, capsys):
+    (tmp_path / "keep.png").write_text("keep")
+    line = _edit(capsys, export, tmp_path / "keep.png", "--seeds", "0", "--attribute", "Top_Bright")
+    assert "exists and was not written by `facegan edit`" in line
+    assert (tmp_path / "keep.png").read_text() == "keep"
+
+
+def test_edit_refuses_to_write_inside_the_labelled_dataset(tmp_path, monkeypatch, capsys):
+    export, data = edit_setup(tmp_path, monkeypatch)
+    line = _edit(capsys, export, data / "x.png", "--seeds", "0", "--attribute", "Top_Bright")
+    assert "lies inside" in line and "an input of this command" in line
+    assert not (data / "x.png").exists() and not (data / "x.json").exists()

@@ -176,3 +176,27 @@ def test_gan_and_recogniser_resume_of_a_repair_run_name_the_right_command(repair
                     ["recog", "train", "--out", str(repair_run), "--resume", "--steps", "3"]):
         line = refused(command, capsys)
         assert "is a face-repair run (facegan repair train)" in line and "facegan repair train --out" in line
+
+
+def test_apply_with_an_empty_mask_reports_capped_psnr_not_a_traceback(repair_run, faces32, tmp_path, capsys):
+    masks = np.zeros((2, 32, 32), bool)
+    masks[1, 8:16, 8:16] = True  # image 0 has no hole: its repair is exact (PSNR inf)
+    np.save(tmp_path / "m.npy", masks)
+    assert main(_apply(repair_run, faces32, tmp_path / "o", "--mask", str(tmp_path / "m.npy"), "--limit", "2")) == 0
+    record = json.loads((tmp_path / "o" / "repair.json").read_text())
+    assert record["images"][0]["psnr"] is None and record["psnr_cap_db"] == 100.0
+    second = record["images"][1]["psnr"]
+    assert record["means"]["psnr"] == pytest.approx((100.0 + second) / 2, abs=1e-5)  # both images counted, as for SSIM
+    assert "psnr" in capsys.readouterr().out
+
+
+def test_eval_refuses_to_write_into_another_run(repair_run, faces32, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"kind": "repair"}))
+    (other / "repair_eval.json").write_text('{"mine": 1}')
+    line = refused(["repair", "eval", str(repair_run), "--data", str(faces32), "--out", str(other), "--limit", "2", "--no-fd"], capsys)
+    assert "is the run" in line and (other / "repair_eval.json").read_text() == '{"mine": 1}'
+    (other / "checkpoints").mkdir()
+    line = refused(["repair", "eval", str(repair_run), "--data", str(faces32), "--out", str(other / "checkpoints"), "--limit", "2"], capsys)
+    assert "lies inside the run" in line

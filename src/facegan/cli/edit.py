@@ -90,7 +90,47 @@ def _check_outputs(out: Path) -> tuple[Path, Path]:
         existing = load_json_optional(json_path) if json_path.is_file() else None
         if not isinstance(existing, dict) or existing.get("format") != EDIT_FORMAT:
             raise FaceganError(f"{json_path} exists and was not written by `facegan edit`; choose another --out (its measurements go to STRIP.json)")
+    elif out.exists():
+        # An earlier strip always has its STRIP.json beside it: without one, the file is the user's.
+        raise FaceganError(f"--out {out} exists and was not written by `facegan edit` (no {json_path.name} beside it); "
+                           "choose another --out or remove the file")
     return out, json_path
+
+
+def _model_inputs(model: str) -> list[str]:
+    """The model's export folder and its recorded training data (the default --data)."""
+    from facegan.run import Run
+
+    try:
+        located = Run.locate(model)
+    except FaceganError:
+        return []  # edit_strip names the problem with the model itself
+    from facegan.config import load_json_optional
+    from facegan.run import EXPORT_CONFIG_NAME
+
+    folders = [str(located.export_dir)]
+    metadata = load_json_optional(located.export_dir / EXPORT_CONFIG_NAME)  # the export records its dataset's path
+    try:
+        config = located.run.read_config() if located.run is not None and located.run.has_config() else {}
+    except FaceganError:
+        config = {}
+    for record, key in ((metadata, "dataset"), (config, "data")):  # where edit_strip looks for its default --data
+        if isinstance(record, dict) and isinstance(record.get(key), str):
+            folders.append(record[key])
+    return folders
+
+
+def _check_not_inside(out: Path, folders: list[str | None]) -> None:
+    """The strip and its JSON must not land in a prepared dataset or a model's export."""
+    import os
+
+    where = Path(os.path.realpath(out.parent))
+    for folder in folders:
+        if folder is None or not Path(folder).is_dir():
+            continue
+        inside = Path(os.path.realpath(folder))
+        if where == inside or inside in where.parents:
+            raise FaceganError(f"--out {out} lies inside {folder}, an input of this command; write the strip somewhere else")
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -109,6 +149,7 @@ def run_edit(args: argparse.Namespace) -> int:
     condition_on = [name.strip() for name in (args.condition_on or "").split(",") if name.strip()]
     recogniser = None if args.recogniser.lower() == "none" else args.recogniser
     out, json_path = _check_outputs(Path(args.out))
+    _check_not_inside(out, [args.data, *_model_inputs(args.model)])
 
     bars: dict[str, object] = {}
 

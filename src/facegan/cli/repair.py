@@ -338,7 +338,8 @@ def run_apply(args: argparse.Namespace) -> int:
                    {"degrade": args.degrade} if args.degrade is not None else {}),
     }, write_masks)
     means = record.get("means")
-    summary = ", ".join(f"{name} {value:.4g}" for name, value in means.items()) if means else "no reference (the input was not damaged here)"
+    summary = (", ".join(f"{name} {value:.4g}" if value is not None else f"{name} n/a" for name, value in means.items())
+               if means else "no reference (the input was not damaged here)")
     print(f"repaired {count} image(s) with {method}: {summary}")
     print(f"written: {out} (repaired/, damaged/{', masks/' if masks is not None else ''}, strip.png, repair.json)")
     return 0
@@ -384,17 +385,24 @@ def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, 
         for row, entry in enumerate(per_image):
             entry.update({name: _finite(values[row]) for name, values in quality.items()})
         record["reference"] = "the input images before the damage (masks/degradation) was applied"
-        record["means"] = {name: _finite(_mean(values)) for name, values in quality.items()}
-        record["damaged_means"] = {name: _finite(_mean(values)) for name, values in before.items()}
+        record["means"] = {name: _finite(_mean(name, values)) for name, values in quality.items()}
+        record["damaged_means"] = {name: _finite(_mean(name, values)) for name, values in before.items()}
+        record["psnr_cap_db"] = PSNR_CAP_DB
     record["images"] = per_image
     save_json(record, out / "repair.json")
     return record
 
 
-def _mean(values: np.ndarray) -> float:
+# An exactly repaired image (an empty mask) has infinite PSNR; means count it at this cap, as `repair eval`
+# does, so every metric's mean covers the same images.
+PSNR_CAP_DB = 100.0
+
+
+def _mean(name: str, values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else float(values.mean()) if len(values) else float("nan")
+    if name == "psnr":
+        values = np.minimum(values, PSNR_CAP_DB)
+    return float(values.mean()) if len(values) else float("nan")
 
 
 def _finite(value: float) -> float | None:
@@ -421,6 +429,13 @@ def run_eval(args: argparse.Namespace) -> int:
         out = Run(Path(os.path.abspath(args.out)))
         if out.path.exists() and not out.path.is_dir():
             raise FaceganError(f"--out {args.out} is a file; give a results folder")
+        own = located.run.path.resolve() if located.run is not None else None
+        for folder in (out.path, *out.path.parents):
+            if Run(folder).has_config() and (folder.resolve() != own or folder != out.path):
+                # Another run's repair_eval.json would be replaced, and its report card would show this model's figures.
+                where = "is the run" if folder == out.path else "lies inside the run"
+                raise FaceganError(f"--out {args.out} {where} {folder}, not this model's run folder; give a folder outside any run "
+                                   "(or leave --out out to write into the model's own run)")
     elif located.run is not None:
         out = located.run
     else:
