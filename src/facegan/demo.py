@@ -108,22 +108,28 @@ def ensure_synth(run: "Run", out: Path, train_set, spec: dict, min_distance: "fl
     return FaceDataset.load(dataset.save(out))
 
 
-def ensure_recogniser(config, progress: bool) -> dict:
-    """Train the recogniser (or resume, or reuse a finished run), as `facegan recog train` does."""
+def ensure_trained_steps(config, train_function, what: str, progress: bool) -> dict:
+    """Train a step-counted run (recogniser, repair network) or resume it, or reuse it when finished."""
     from facegan.cli.progress import TrainingProgress
-    from facegan.recognition.training import train_recogniser
     from facegan.run import Run
 
     run = Run(config.out)
     summary = run.read_summary()
     if summary is not None and summary.get("num_steps", 0) >= config.steps and not summary.get("interrupted"):
-        print(f"reusing finished recogniser run {run.path} ({summary['num_steps']} steps)")
+        print(f"reusing finished {what} run {run.path} ({summary['num_steps']} steps)")
         return summary
     with TrainingProgress(enabled=progress) as bar:
-        result = train_recogniser(config, resume=run.has_config(), progress=bar.update)
+        result = train_function(config, resume=run.has_config(), progress=bar.update)
     if result.interrupted:
         raise FaceganError(f"training was interrupted; run the demo again to resume {run.path}")
     return run.read_summary() or {}
+
+
+def ensure_recogniser(config, progress: bool) -> dict:
+    """Train the recogniser (or resume, or reuse a finished run), as `facegan recog train` does."""
+    from facegan.recognition.training import train_recogniser
+
+    return ensure_trained_steps(config, train_recogniser, "recogniser", progress)
 
 
 def ensure_verification(recogniser: str, dataset, pairs_path: Path, out: Path, newer_than: list[Path]) -> dict:

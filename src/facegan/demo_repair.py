@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegan.demo import ensure_builtin_dataset, ensure_split, ensure_trained, write_summary
+from facegan.demo import ensure_builtin_dataset, ensure_split, ensure_trained, ensure_trained_steps, write_summary
 from facegan.errors import FaceganError
 
 STEPS = 5
@@ -54,20 +54,9 @@ class RepairPlan:
 
 def ensure_repairer(config, progress: bool) -> dict:
     """Train the repair network (or resume, or reuse a finished run), as `facegan repair train` does."""
-    from facegan.cli.progress import TrainingProgress
     from facegan.repair.training import train_repair
-    from facegan.run import Run
 
-    run = Run(config.out)
-    summary = run.read_summary()
-    if summary is not None and summary.get("num_steps", 0) >= config.steps and not summary.get("interrupted"):
-        print(f"reusing finished repair run {run.path} ({summary['num_steps']} steps)")
-        return summary
-    with TrainingProgress(enabled=progress) as bar:
-        result = train_repair(config, resume=run.has_config(), progress=bar.update)
-    if result.interrupted:
-        raise FaceganError(f"training was interrupted; run the demo again to resume {run.path}")
-    return run.read_summary() or {}
+    return ensure_trained_steps(config, train_repair, "repair", progress)
 
 
 def ensure_repair_eval(run, holdout, progress: bool) -> dict:

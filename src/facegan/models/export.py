@@ -268,6 +268,31 @@ def _device(device: Any) -> torch.device:
         raise FaceganError(f"unknown device {device!r:.60}; pass cpu or cuda") from None
 
 
+
+def load_checked_weights(net: nn.Module, weights_path: Path, what: str, export_again: str) -> str:
+    """Load a safetensors file into `net` strictly, refusing corrupt, mismatched or non-finite weights;
+    returns the weights' version (the first 16 hex digits of their sha256), shared by the non-GAN exports."""
+    import hashlib
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from facegan.run import EXPORT_CONFIG_NAME
+
+    try:
+        weights = weights_path.read_bytes()
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise FaceganError(f"{weights_path} is corrupt or unreadable ({str(error)[:120]}); {export_again}") from None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise FaceganError(f"{weights_path} does not match the network in {EXPORT_CONFIG_NAME}; the export is inconsistent") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise FaceganError(f"{what} weights contain NaN or infinite values ({weights_path}, '{name}'); retrain it")
+    return hashlib.sha256(weights).hexdigest()[:16]
+
 def resolve_export_path(path: str | os.PathLike) -> Path:
     """A run folder, an export folder or a model.safetensors file -> the export folder (decided by `Run.locate`)."""
     from facegan.run import Run

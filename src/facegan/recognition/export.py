@@ -7,7 +7,6 @@ Like generator exports, loading never unpickles anything. The two kinds refuse e
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -160,8 +159,7 @@ def is_recogniser_export(path: str | os.PathLike) -> bool:
 
 def load_recogniser_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedRecogniser:
     """Load a trained recogniser from its run folder, export folder or model.safetensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from facegan.models.export import load_checked_weights
 
     from facegan.recognition.backbone import EmbeddingNet
 
@@ -186,19 +184,6 @@ def load_recogniser_export(path: str | os.PathLike, device: str | torch.device =
     except (KeyError, TypeError, ValueError) as error:
         raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} describes no usable recogniser ({type(error).__name__}: {error}); "
                            "export it again") from None
-    weights_path = folder / EXPORT_WEIGHTS_NAME
-    try:
-        weights = weights_path.read_bytes()
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise FaceganError(f"{weights_path} is corrupt or unreadable ({str(error)[:120]}); export the recogniser again") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise FaceganError(f"{weights_path} does not match the network in {EXPORT_CONFIG_NAME}; the export is inconsistent") from None
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise FaceganError(f"the recogniser's weights contain NaN or infinite values ({weights_path}, '{name}'); retrain it")
     # The version names the descriptor space: the same weights give the same descriptors.
-    version_hash = hashlib.sha256(weights).hexdigest()[:16]
+    version_hash = load_checked_weights(net, folder / EXPORT_WEIGHTS_NAME, "the recogniser's", "export the recogniser again")
     return TrainedRecogniser(net, folder.resolve(), version_hash, match, json.loads(json.dumps(config)), device)

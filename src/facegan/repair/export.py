@@ -8,7 +8,6 @@ Loading never unpickles anything; generator and recogniser exports are refused i
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -173,8 +172,7 @@ def is_repair_export(path: str | os.PathLike) -> bool:
 
 def load_repairer(path: str | os.PathLike, device: str | torch.device = "cpu") -> Repairer:
     """Load a trained repair model from its run folder, export folder or model.safetensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from facegan.models.export import load_checked_weights
 
     from facegan.config import load_json_object
     from facegan.repair.model import RepairNet
@@ -197,20 +195,7 @@ def load_repairer(path: str | os.PathLike, device: str | torch.device = "cpu") -
     except (KeyError, TypeError, ValueError) as error:
         raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} describes no usable repair network ({type(error).__name__}: {error}); "
                            "export it again") from None
-    weights_path = folder / EXPORT_WEIGHTS_NAME
-    try:
-        weights = weights_path.read_bytes()
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise FaceganError(f"{weights_path} is corrupt or unreadable ({str(error)[:120]}); export the model again") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise FaceganError(f"{weights_path} does not match the network in {EXPORT_CONFIG_NAME}; the export is inconsistent") from None
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise FaceganError(f"the repair model's weights contain NaN or infinite values ({weights_path}, '{name}'); retrain it")
-    version_hash = hashlib.sha256(weights).hexdigest()[:16]
+    version_hash = load_checked_weights(net, folder / EXPORT_WEIGHTS_NAME, "the repair model's", "export the model again")
     return Repairer(net, folder.resolve(), version_hash, json.loads(json.dumps(config)), device)
 
 
