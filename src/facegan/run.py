@@ -13,6 +13,8 @@ A run folder is the unit a user passes around (`facegan train --out RUN`):
     metrics.json           `facegan eval`
     audit.json, audit_*.png  `facegan audit`
     verification.json, pairs.csv, roc.png, verification_examples.png   `facegan recog eval` (any results folder)
+    attacks/NAME/          `facegan attack` results about a recogniser run (any results folder holds
+                           attack.json, pairs.csv and adversarial/ PNGs)
     report.html            `facegan report`
     loss_curves.png, summary.json   written when training ends
     .lock                  held by the process that trains into the folder
@@ -53,6 +55,12 @@ VERIFICATION_EXAMPLES_NAME = "verification_examples.png"
 VERIFICATION_NAMES = (VERIFICATION_NAME, VERIFICATION_PAIRS_NAME, VERIFICATION_ROC_NAME, VERIFICATION_EXAMPLES_NAME)
 REPAIR_EVAL_NAME = "repair_eval.json"
 REPAIR_STRIP_NAME = "repair_strip.png"
+ATTACKS_DIR = "attacks"
+ATTACK_NAME = "attack.json"
+ATTACK_PAIRS_NAME = "pairs.csv"  # per attacked pair: clean and adversarial scores (an attack folder is not a verification folder)
+ATTACK_IMAGES_DIR = "adversarial"
+ATTACK_CURVE_NAME = "attack_curve.png"
+ATTACK_NAMES = (ATTACK_NAME, ATTACK_PAIRS_NAME, ATTACK_CURVE_NAME, ATTACK_IMAGES_DIR)
 EDITING_DIR = "editing"
 
 # An export folder holds these two files (written by `facegan.models.export`).
@@ -159,6 +167,31 @@ class Run:
     def editing_dir(self) -> Path:
         """Attribute classifiers and latent directions found for this generator (`facegan edit`)."""
         return self.path / EDITING_DIR
+
+    @property
+    def attacks_dir(self) -> Path:
+        """Attack result folders about this recogniser (`facegan attack RUN ... --out RUN/attacks/NAME`); the report card reads them."""
+        return self.path / ATTACKS_DIR
+
+    @property
+    def attack_path(self) -> Path:
+        """An attack results folder's record (`facegan attack --out DIR`): success rate, robust accuracy, perturbation sizes."""
+        return self.path / ATTACK_NAME
+
+    @property
+    def attack_pairs_path(self) -> Path:
+        """Per attacked pair: fold, images, threshold, clean and adversarial scores, success, perturbation norms."""
+        return self.path / ATTACK_PAIRS_NAME
+
+    @property
+    def attack_images_dir(self) -> Path:
+        """The adversarial images, lossless PNG, one per attacked pair."""
+        return self.path / ATTACK_IMAGES_DIR
+
+    @property
+    def attack_curve_path(self) -> Path:
+        """Success rate against budget, when the attack ran at several budgets."""
+        return self.path / ATTACK_CURVE_NAME
 
     @property
     def report_path(self) -> Path:
@@ -318,7 +351,7 @@ class Located:
 _RUN_ENTRIES = frozenset({
     CONFIG_NAME, RUN_INFO_NAME, STATS_NAME, TENSORBOARD_DIR, SAMPLES_DIR, CHECKPOINTS_DIR, EXPORT_DIR, EXPORT_BEST_DIR,
     METRICS_NAME, AUDIT_NAME, REPORT_NAME, SUMMARY_NAME, LOSS_CURVES_NAME, LOCK_NAME, *VERIFICATION_NAMES,
-    REPAIR_EVAL_NAME, REPAIR_STRIP_NAME, EDITING_DIR,
+    REPAIR_EVAL_NAME, REPAIR_STRIP_NAME, EDITING_DIR, ATTACKS_DIR,
 })
 
 
