@@ -1,0 +1,1 @@
+"""Adversarial robustness of face recognisers: verification attacks on pairs, defences, adaptive evaluation."""
