@@ -108,6 +108,8 @@ def pgd(objective: Objective, x: Tensor, *, norm: str, eps: float | Tensor, step
         delta = torch.zeros_like(x)
     for _ in range(steps):
         _, gradient = margin_and_gradient(objective, x + delta)
-        delta = delta - step_b * _direction(gradient, norm)
-        delta = _clip_to_pixels(x, project(delta, norm, eps64))
+        # Clip to the pixel range, then project onto the ball (ART's order): x is in range and projection only
+        # shrinks delta toward 0, so the result is in both; for L2 this beats projecting first and clipping after.
+        delta = _clip_to_pixels(x, delta - step_b * _direction(gradient, norm))
+        delta = project(delta, norm, eps64)
     return torch.where(eps_b == 0, x, x + delta)
