@@ -85,7 +85,7 @@ def art_attack(objective: Callable[[Tensor], Tensor], x: Tensor, *, attack: str 
         method = FastGradientMethod(classifier, norm=art_norm, eps=art_eps, eps_step=art_step, targeted=False,
                                     num_random_init=0, batch_size=batch_size, minimal=False)
     elif attack == "square":
-        method = SquareAttack(classifier, norm=art_norm, max_iter=max(steps - 1, 0), eps=float(eps64.max()),
+        method = SquareAttack(classifier, norm=art_norm, max_iter=max(steps - 1, 1), eps=float(eps64.max()),
                               p_init=0.05, nb_restarts=1, batch_size=batch_size, verbose=False)
         if not bool((eps64 == eps64[0]).all()):
             raise ValueError("ART's Square attack takes one budget for the batch")
