@@ -94,13 +94,16 @@ def test_resume_refuses_changed_adversarial_settings(shapes, tmp_path):
         train_recogniser(config_for(shapes, tmp_path / "run", steps=2), resume=True)  # dropping AT is not a resume either
 
 
-def test_a_plain_checkpoint_without_the_adversarial_generator_still_resumes(shapes, tmp_path):
+def test_a_plain_run_from_before_adversarial_training_still_resumes(shapes, tmp_path):
     # Checkpoints written before PGD-AT existed have no rng_adversarial; plain runs never draw from it.
     train_recogniser(config_for(shapes, tmp_path / "run", steps=2))
     run = Run(tmp_path / "run")
     state = torch.load(run.state_path, weights_only=True)
     del state["rng_adversarial"]
     torch.save(state, run.state_path)
+    saved = run.read_config()
+    del saved["adversarial"]  # nor an adversarial section in their config
+    run.write_config(saved)
     assert train_recogniser(config_for(shapes, tmp_path / "run"), resume=True).num_steps == 4
 
 

@@ -5,6 +5,11 @@ resolved config, stats.jsonl, TensorBoard, an atomic resume state, Ctrl-C = chec
 `interrupted`, `progress`/`on_log`/`should_stop` callbacks, and no host sync between log ticks. The
 images are preloaded once as a uint8 tensor; each batch is gathered, flipped and shifted in one
 indexing operation, so nothing is decoded per epoch.
+
+With `adversarial.eps > 0` (`--adversarial-eps`) each batch is first moved by PGD within the budget to raise its
+margin-head loss, and the update is made on it (Madry et al.'s PGD adversarial training; see
+`RecogTrainer.adversarial_batch`). A step then costs about steps + 0.75 plain steps (CPU, measured: 3.75x with
+3 PGD steps at the default width, 4.3x on an 8-channel toy); eps 0 trains bit for bit as without it.
 """
 from __future__ import annotations
 
