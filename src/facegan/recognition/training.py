@@ -8,8 +8,8 @@ indexing operation, so nothing is decoded per epoch.
 
 With `adversarial.eps > 0` (`--adversarial-eps`) each batch is first moved by PGD within the budget to raise its
 margin-head loss, and the update is made on it (Madry et al.'s PGD adversarial training; see
-`RecogTrainer.adversarial_batch`). A step then costs about steps + 0.75 plain steps (CPU, measured: 3.75x with
-3 PGD steps at the default width, 4.3x on an 8-channel toy); eps 0 trains bit for bit as without it.
+`RecogTrainer.adversarial_batch`). A step then costs about steps + 0.7 plain steps (CPU, 1 thread, 32 px: 2.1x with
+1 PGD step, 3.6-3.8x with 3, 7.2-7.3x with 7, at widths 8 and 32); eps 0 trains bit for bit as without it.
 """
 from __future__ import annotations
 
