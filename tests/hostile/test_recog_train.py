@@ -118,6 +118,51 @@ def test_recog_train_resume_with_other_data_is_refused(recog_run, tmp_path, caps
     assert "content hash changed" in refused(["recog", "train", "--out", str(recog_run), "--resume", "--data", str(other), "--steps", "2"], capsys)
 
 
+def test_recog_train_refuses_a_negative_adversarial_eps(shapes, tmp_path, capsys):
+    assert "--adversarial-eps '-4' is negative" in refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "-4"), capsys)
+    # argparse reads a bare -4/255 as an option (one usage line); with = it reaches the budget check.
+    assert "--adversarial-eps '-4/255' is negative" in refused(_train([shapes], tmp_path / "run", "--adversarial-eps=-4/255"), capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_recog_train_refuses_an_adversarial_eps_above_255(shapes, tmp_path, capsys):
+    assert "--adversarial-eps '300' is above 255" in refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "300"), capsys)
+
+
+def test_recog_train_refuses_an_adversarial_eps_that_is_no_number(shapes, tmp_path, capsys):
+    assert "--adversarial-eps '4/0' is not a budget" in refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4/0"), capsys)
+
+
+def test_recog_train_refuses_an_unknown_adversarial_norm(shapes, tmp_path, capsys):
+    line = refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4", "--adversarial-norm", "l3"), capsys)
+    assert "unknown norm 'l3' for --adversarial-norm; choose linf or l2" in line
+
+
+def test_recog_train_refuses_zero_adversarial_steps(shapes, tmp_path, capsys):
+    assert "--adversarial-steps must be at least 1" in refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4",
+                                                                      "--adversarial-steps", "0"), capsys)
+
+
+def test_recog_train_refuses_a_zero_adversarial_step_size(shapes, tmp_path, capsys):
+    assert "--adversarial-step-size must be positive" in refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4",
+                                                                        "--adversarial-step-size", "0"), capsys)
+
+
+def test_recog_train_resume_with_another_adversarial_budget_is_refused(recog_run, capsys):
+    line = refused(["recog", "train", "--out", str(recog_run), "--resume", "--steps", "2", "--adversarial-eps", "4/255"], capsys)
+    assert "'adversarial.eps' differs" in line
+
+
+def test_recog_train_with_adversarial_options_trains_and_records_them(shapes, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(_train([shapes], out, "--adversarial-eps", "4/255", "--adversarial-steps", "2", "--adversarial-norm", "linf")) == 0
+    assert Run(out).read_config()["adversarial"] == {"eps": 4.0, "steps": 2, "norm": "linf", "step_size": None}
+    assert json.loads((Run(out).export_dir / "config.json").read_text())["adversarial_training"]["description"] == \
+        "PGD-AT linf eps 4 (0..255), 2 steps"
+
+
 def test_sample_refuses_a_recogniser_run(recog_run, tmp_path, capsys):
     assert "not a facegan generator export" in refused(["sample", str(recog_run), "--seeds", "0-3", "--grid", str(tmp_path / "g.png")], capsys)
     from facegan.models.export import load_generator

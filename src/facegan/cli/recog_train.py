@@ -8,6 +8,7 @@ import argparse
 import json
 
 from facegan.cli.common import ExamplesFormatter
+from facegan.errors import FaceganError
 from facegan.cli.progress import TrainingProgress
 
 EXAMPLES = """\
@@ -15,6 +16,7 @@ examples:
   facegan recog train --data data/rendered32 --out runs/recog --steps 2000
   facegan recog train --data data/rendered32 --out runs/cos --epochs 5 --head cosface --embedding-size 256
   facegan recog train --data data/real --data data/synth --mix 0.5 --out runs/mixed --steps 3000   # half of each batch synthetic
+  facegan recog train --data data/rendered32 --out runs/robust --steps 2000 --adversarial-eps 4/255 --adversarial-steps 3   # PGD-AT
   facegan recog train --out runs/recog --resume --steps 4000        # continue exactly where it stopped
   facegan recog eval runs/recog --data data/lfw --pairs pairs.txt  # the LFW protocol on the export
 """
@@ -34,6 +36,14 @@ def register(verbs) -> None:
     parser.add_argument("--embedding-size", type=int, default=None, help="descriptor length (default: 128)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per step (default: 128)")
     parser.add_argument("--seed", type=int, default=None, help="seed for weights, data order, augmentation and the calibration split")
+    adversarial = parser.add_argument_group("adversarial training (PGD-AT, Madry et al.; budgets on the 0..255 scale)")
+    adversarial.add_argument("--adversarial-eps", default=None, metavar="EPS",
+                             help="train on PGD-perturbed batches within this budget, e.g. 4/255 or 4 (default: 0 = off)")
+    adversarial.add_argument("--adversarial-steps", type=int, default=None, metavar="N",
+                             help="PGD iterations per batch (default: 3; each costs one more forward/backward pass)")
+    adversarial.add_argument("--adversarial-norm", default=None, metavar="linf|l2", help="threat model (default: linf)")
+    adversarial.add_argument("--adversarial-step-size", default=None, metavar="STEP",
+                             help="PGD step on the 0..255 scale, e.g. 1/255 (default: 2.5 * eps / steps)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set optimizer.kind=sgd --set optimizer.lr=0.1 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -61,6 +71,9 @@ def build_recog_config(args: argparse.Namespace):
         updates["head"] = {"kind": args.head}
     if args.embedding_size is not None:
         updates["backbone"] = {"embedding_size": args.embedding_size}
+    adversarial = _adversarial_updates(args)
+    if adversarial:
+        updates["adversarial"] = adversarial
     if args.resume and Run(args.out).has_config():
         from facegan.recognition.training import load_recog_run_config
 
@@ -68,6 +81,27 @@ def build_recog_config(args: argparse.Namespace):
     else:
         base = from_dict(RecogConfig, {})
     return apply_overrides(merge(base, updates), args.overrides)
+
+
+def _adversarial_updates(args: argparse.Namespace) -> dict:
+    """The --adversarial-* flags as config values; a bad budget or norm is one error line naming the flag."""
+    updates: dict = {}
+    if args.adversarial_steps is not None:
+        updates["steps"] = args.adversarial_steps
+    if args.adversarial_norm is not None:
+        from facegan.recognition.config import ADVERSARIAL_NORMS
+
+        if args.adversarial_norm not in ADVERSARIAL_NORMS:
+            raise FaceganError(f"unknown norm {args.adversarial_norm!r:.40} for --adversarial-norm; choose linf or l2")
+        updates["norm"] = args.adversarial_norm
+    if args.adversarial_eps is not None or args.adversarial_step_size is not None:
+        from facegan.attacks.budget import parse_budget  # imports torch: only when a budget is given
+
+        if args.adversarial_eps is not None:
+            updates["eps"] = parse_budget(args.adversarial_eps, "--adversarial-eps")
+        if args.adversarial_step_size is not None:
+            updates["step_size"] = parse_budget(args.adversarial_step_size, "--adversarial-step-size")
+    return updates
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,10 +13,13 @@ from facegan.errors import FaceganError
 RECOGNISER_KIND = "recogniser"
 # Fields that define what is being learned: a resumed run must agree with the saved one on all of them
 # ("data" is compared by the datasets' content hashes, not by how their paths were spelled).
-RESUME_LOCKED_FIELDS = ("kind", "mix", "batch_size", "seed", "calibration_images", "backbone", "head", "optimizer", "augment")
+RESUME_LOCKED_FIELDS = ("kind", "mix", "batch_size", "seed", "calibration_images", "backbone", "head", "optimizer", "augment",
+                        "adversarial")
 MIN_RESOLUTION, MAX_RESOLUTION = 32, 112
 NUM_STAGES = 4
 MAX_SEED = 2**32  # RNG seeds are derived as seed * 1_000_003 + k, which must stay within 64 bits
+ADVERSARIAL_NORMS = ("linf", "l2")  # facegan.attacks.budget.NORMS, spelled here so that validating a config imports no torch
+MAX_PIXEL = 255.0
 
 
 @dataclass
@@ -86,6 +89,43 @@ class RecogAugmentConfig:
 
 
 @dataclass
+class AdversarialConfig:
+    """PGD adversarial training (Madry et al. 2018): each batch is replaced by its PGD perturbation before the update.
+
+    Budgets are on the 0..255 pixel scale, as RobFR reports them (eps 4 = 4/255 of the range for linf; for l2 the
+    norm of the perturbation in 0..255 units over all C*H*W values). Costs `steps` extra forward/backward passes per step.
+    """
+
+    eps: float = 0.0
+    """Perturbation budget on the 0..255 scale (0 = plain training, bit-identical to a run without this section)."""
+    steps: int = 3
+    """PGD iterations per training batch."""
+    norm: Literal["linf", "l2"] = "linf"
+    """Threat model: `linf` (per-pixel bound) or `l2` (bound on the whole perturbation)."""
+    step_size: float | None = None
+    """PGD step on the 0..255 scale (default: 2.5 * eps / steps, as Madry et al.)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.eps > 0
+
+    def validate(self) -> None:
+        if self.norm not in ADVERSARIAL_NORMS:  # from_dict checks the Literal; a dataclass built in Python does not pass there
+            raise FaceganError(f"unknown norm {self.norm!r:.40} for adversarial.norm; choose linf or l2")
+        check_range("--adversarial-eps", self.eps, 0, MAX_PIXEL, hint="a budget on the 0..255 pixel scale, e.g. 4/255 or 4")
+        check_range("--adversarial-steps", self.steps, 1, 1000)
+        if self.step_size is not None:
+            check_range("--adversarial-step-size", self.step_size, 0, MAX_PIXEL, min_open=True, hint="a step on the 0..255 pixel scale")
+
+    def describe(self) -> str:
+        """'PGD-AT linf eps 4 (0..255), 3 steps' for reports and logs ('none' when off)."""
+        if not self.enabled:
+            return "none"
+        step = "" if self.step_size is None else f", step {self.step_size:g}"
+        return f"PGD-AT {self.norm} eps {self.eps:g} (0..255), {self.steps} steps{step}"
+
+
+@dataclass
 class RecogScheduleConfig:
     """How often to log and checkpoint, in steps."""
 
@@ -148,6 +188,7 @@ class RecogConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     optimizer: RecogOptimizerConfig = field(default_factory=RecogOptimizerConfig)
     augment: RecogAugmentConfig = field(default_factory=RecogAugmentConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     schedule: RecogScheduleConfig = field(default_factory=RecogScheduleConfig)
     runtime: RecogRuntimeConfig = field(default_factory=RecogRuntimeConfig)
 
@@ -169,7 +210,7 @@ class RecogConfig:
         check_range("--batch-size", self.batch_size, 2, 65536)
         check_range("--seed", self.seed, 0, MAX_SEED, max_open=True)
         check_range("calibration_images", self.calibration_images, 0, 10**6)
-        for part in (self.head, self.optimizer, self.augment, self.schedule, self.runtime):
+        for part in (self.head, self.optimizer, self.augment, self.adversarial, self.schedule, self.runtime):
             part.validate()
         backbone = self.backbone
         check_architecture(MIN_RESOLUTION, 3, backbone.embedding_size, backbone.width, backbone.blocks)  # the data's size is checked on load

@@ -73,11 +73,22 @@ def save_recogniser_export(folder: str | os.PathLike, trainer: "RecogTrainer", c
                      "width": config.backbone.width, "blocks": list(config.backbone.blocks)},
         "match": {"metric": "cosine", "threshold": threshold, "calibration": calibration},
         "head": {"kind": config.head.kind, "scale": config.head.scale, "margin": trainer.head.margin},
+        "adversarial_training": adversarial_training_metadata(config),
         "datasets": [{"path": path, "hash": digest} for path, digest in zip(config.data, data.hashes)],
         "num_classes": data.num_classes,
         "num_steps": trainer.num_steps,
     }, folder / EXPORT_CONFIG_NAME)
     return folder
+
+
+def adversarial_training_metadata(config: "RecogConfig") -> dict[str, Any] | None:
+    """The export's record of PGD adversarial training (None for a plain run): what a report card needs to name it."""
+    adversarial = config.adversarial
+    if not adversarial.enabled:
+        return None
+    step_size = adversarial.step_size if adversarial.step_size is not None else 2.5 * adversarial.eps / adversarial.steps
+    return {"method": "pgd-at", "norm": adversarial.norm, "eps": adversarial.eps, "steps": adversarial.steps,
+            "step_size": step_size, "random_start": True, "scale": "0..255", "description": adversarial.describe()}
 
 
 class TrainedRecogniser(MatchRuleRecogniser):
