@@ -21,10 +21,8 @@ PURIFY_COST below.
 """
 from __future__ import annotations
 
-import math
 import numbers
 import os
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -169,16 +167,20 @@ class _NoFaceDistance:
         return np.zeros((len(images), 1), dtype=np.float32)
 
 
-def _convert(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """uint8 NHWC -> (size, size, channels) per image, as facegan converts data (Lanczos resize, ITU-R 601 luma)."""
-    from facegan.images import convert_channels, resize_whole
+def _convert(images: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
+    """uint8 NHWC -> (height, width, channels) per image, as facegan converts data (Lanczos resize, ITU-R 601 luma)."""
+    from PIL import Image
 
-    if images.shape[1:] == (size, size, channels):
+    from facegan.images import PHOTO_RESAMPLE, convert_channels
+
+    if images.shape[1:] == (height, width, channels):
         return images
-    out = np.empty((len(images), size, size, channels), dtype=np.uint8)
+    out = np.empty((len(images), height, width, channels), dtype=np.uint8)
     for index, image in enumerate(images):
-        if image.shape[:2] != (size, size):
-            image = resize_whole(image, size)
+        if image.shape[:2] != (height, width):
+            # The whole image, aspect not kept (as facegan.images.resize_whole), so nothing is cropped away.
+            pil = Image.fromarray(np.ascontiguousarray(image[:, :, 0] if image.shape[2] == 1 else image))
+            image = np.asarray(pil.resize((width, height), PHOTO_RESAMPLE), dtype=np.uint8).reshape(height, width, image.shape[2])
         out[index] = convert_channels(image, channels)
     return out
 
@@ -211,10 +213,13 @@ class PurifyDefence(_ArrayDefence):
         images = _check_images(images)
         size, channels = self.generator.resolution, self.generator.channels
         call_seed = int(self._rng.integers(0, 2**63 - 1))
-        targets = _convert(images, size, channels)
-        result = project(self.generator, targets, steps=self.steps, starts=self.starts, seed=call_seed, identity_weight=0.0,
-                         extended=False, batch_size=PURIFY_BATCH_SIZE, recogniser=_NoFaceDistance())
-        return _convert(np.asarray(result.images), images.shape[1], images.shape[3]).reshape(images.shape)
+        targets = _convert(images, size, size, channels)
+        # The projection is an optimisation with its own autograd graph: it must run even when the caller (bpda,
+        # an evaluation loop) has switched gradients off.
+        with torch.enable_grad():
+            result = project(self.generator, targets, steps=self.steps, starts=self.starts, seed=call_seed, identity_weight=0.0,
+                             extended=False, batch_size=PURIFY_BATCH_SIZE, recogniser=_NoFaceDistance())
+        return _convert(np.asarray(result.images), *images.shape[1:])
 
 
 # ---- BPDA and the defended recogniser ---------------------------------------------------------------------
