@@ -199,7 +199,7 @@ def _fooled(scores: np.ndarray, thresholds: np.ndarray, mode: str) -> np.ndarray
 
 
 def _nchw(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()  # (N, C, H, W) in 0..255
+    return torch.tensor(np.asarray(images), device=device).permute(0, 3, 1, 2).float()  # (N, C, H, W) in 0..255; a copy: the input may be a read-only memmap
 
 
 def _uint8_nhwc(x: torch.Tensor) -> np.ndarray:
