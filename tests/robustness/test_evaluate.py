@@ -164,3 +164,48 @@ def test_options_are_refused_in_one_line_before_any_work(identity_dataset, ident
     with pytest.raises(FaceganError, match="not differentiable.*--attack square"):
         attack_pairs("lbph", identity_dataset, identity_pairs, tmp_path / "out", attack="pgd")
     assert not (tmp_path / "out").exists()
+
+
+# ---- the real-client transfer check: crafted on dlib's PyTorch port, verified by dlib's own C++ recogniser -------------
+@pytest.fixture(scope="module")
+def lfw_chips(tmp_path_factory):
+    """12 LFW faces (skimage's lfw_subset) upscaled to 150 px chips, 6 jittered images each; 2 folds x 3 same + 3 different pairs."""
+    from tests.recognition.helpers import NUM_IDENTITIES, identity_faces, write_pairs
+
+    folder = tmp_path_factory.mktemp("dlib")
+    images, identity = identity_faces(size=150)
+    names = [f"p{person:02d}" for person in range(NUM_IDENTITIES)]
+    dataset = FaceDataset(images, {"source": "test:lfw150", "source_kind": "folder", "identity_names": names}, identity=identity).save(folder / "lfw150")
+    return dataset, write_pairs(folder / "pairs.txt", num_folds=2, per_fold=3)
+
+
+def _row_of(label: str) -> int:
+    """Dataset row of an identity/number label of the chips dataset (identities in order, PER_IDENTITY images each)."""
+    from tests.recognition.helpers import PER_IDENTITY
+
+    person, number = label.split("/")
+    return int(person[1:]) * PER_IDENTITY + int(number) - 1
+
+
+def test_real_dlib_agrees_with_the_port_on_the_saved_adversarial_pngs(lfw_chips, tmp_path):
+    dlib = pytest.importorskip("dlib")
+    from facegan.faces.align import dlib_model_path
+
+    dataset, pairs = lfw_chips
+    record = attack_pairs("dlib", dataset, pairs, tmp_path, mode="dodging", attack="pgd", norm="l2", eps=160, steps=2)
+    assert record["num_attacked"] == 6
+    assert 0 < record["success_rate"] < 1  # some pairs fooled, some not: the comparison means something
+    assert abs(record["success_rate_real_dlib"] - record["success_rate"]) <= 0.05
+    assert record["real_dlib_max_score_gap"] < 1e-3  # vs dlib's 0.6 match threshold: the same numbers
+    # Recomputed here from the files alone, with dlib's own API, as a user of dlib would.
+    recognizer = dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+    images = FaceDataset.load(dataset).images
+    for row in _rows(tmp_path):
+        chip = _png(tmp_path, row["pair"])
+        assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8
+        right = np.repeat(np.asarray(images[_row_of(row["right"])]), 3, axis=2)  # the grey chip as RGB, as the domain makes it
+        first, second = (np.array(recognizer.compute_face_descriptor(np.ascontiguousarray(image))) for image in (chip, right))
+        real_score = -np.linalg.norm(first - second)
+        assert real_score == pytest.approx(float(row["real_dlib_score"]), abs=1e-5)
+        assert abs(real_score - float(row["adversarial_score"])) < 1e-3
+        assert (real_score < float(row["threshold"])) == (row["success"] == "1")
