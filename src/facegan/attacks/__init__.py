@@ -13,13 +13,13 @@ import torch
 from torch import Tensor
 
 from facegan.attacks.budget import NORMS, check_norm, parse_budget, perturbation_norms, project, quantise
-from facegan.attacks.gradient import fgsm, pgd
+from facegan.attacks.gradient import cw_l2, fgsm, pgd
 from facegan.errors import FaceganError
 
 ATTACKS = ("fgsm", "pgd", "cw", "square")
 
 __all__ = [
-    "ATTACKS", "NORMS", "check_attack", "check_norm", "fgsm", "parse_budget",
+    "ATTACKS", "NORMS", "check_attack", "check_norm", "cw_l2", "fgsm", "parse_budget",
     "perturbation_norms", "pgd", "project", "quantise", "run_attack",
 ]
 
@@ -45,8 +45,6 @@ def run_attack(name: str, objective: Callable[[Tensor], Tensor], x: Tensor, *, n
     if name == "pgd":
         return pgd(objective, x, norm=norm, eps=eps, steps=steps, generator=generator, **options)
     if name == "cw":
-        from facegan.attacks.gradient import cw_l2
-
         return cw_l2(objective, x, steps=steps, eps=eps, **options)
     from facegan.attacks.square import square
 
@@ -54,11 +52,7 @@ def run_attack(name: str, objective: Callable[[Tensor], Tensor], x: Tensor, *, n
 
 
 def __getattr__(name: str) -> Any:
-    # cw_l2, square and minimal_budget land after fgsm/pgd; resolve them lazily so importing the package never fails.
-    if name == "cw_l2":
-        from facegan.attacks import gradient
-
-        return gradient.cw_l2
+    # square and minimal_budget land after fgsm/pgd; resolve them lazily so importing the package never fails.
     if name == "square":
         from facegan.attacks.square import square
 

@@ -25,7 +25,8 @@ With `out_dir` it writes, under the folder's lock, attack.json last (it vouches 
     attack_curve.png        success rate and robust accuracy against the budget, when several budgets were given
 
 The attack on a pair reads only that pair's images, its fold threshold and the seed; random starts are
-drawn per batch of attacked pairs (seeded by seed, budget and batch), so results depend on `batch_size`.
+drawn per batch of attacked pairs (seeded by the seed, the budget and the batch's first pair), so with
+batch_size 1 a pair's adversarial image depends on nothing else, and otherwise on its batch's layout.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ from facegan.recognition.verification import image_labels, is_verification_file,
 from facegan.robustness.model import DifferentiableRecogniser, _DlibResNet, differentiable
 from facegan.run import ATTACK_NAMES, VERIFICATION_NAME, Run, is_export_folder
 
-__all__ = ["ATTACK_FORMAT", "MODES", "attack_pairs", "check_attack_out", "load_attack"]
+__all__ = ["ATTACK_FORMAT", "MODES", "attack_pairs", "check_attack_out", "load_attack", "parse_budgets"]
 
 ATTACK_FORMAT = "facegan-attack"
 _FORMAT_VERSION = 1
@@ -127,7 +128,7 @@ def load_attack(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 # ---- options -----------------------------------------------------------------------------------------
-def _budgets(eps: Any) -> list[float]:
+def parse_budgets(eps: Any) -> list[float]:
     """One budget or several (a list, or "2/255,4/255"), on the 0..255 scale, ascending without repeats."""
     from facegan.attacks.budget import parse_budget
 
@@ -198,7 +199,7 @@ def _fooled(scores: np.ndarray, thresholds: np.ndarray, mode: str) -> np.ndarray
 
 
 def _nchw(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()  # (N, C, H, W) in 0..255
+    return torch.tensor(np.asarray(images), device=device).permute(0, 3, 1, 2).float()  # (N, C, H, W) in 0..255; a copy: the input may be a read-only memmap
 
 
 def _uint8_nhwc(x: torch.Tensor) -> np.ndarray:
@@ -222,8 +223,9 @@ def _objective(model: DifferentiableRecogniser, targets: torch.Tensor, threshold
     return margin
 
 
-def _batch_generator(seed: int, budget_index: int, start: int) -> torch.Generator:
-    state = np.random.SeedSequence([seed, budget_index, start]).generate_state(2, dtype=np.uint32)
+def _batch_generator(seed: int, budget_index: int, first_pair: int) -> torch.Generator:
+    """The random starts of one batch: seeded by the seed, the budget and the batch's first pair (not by earlier batches)."""
+    state = np.random.SeedSequence([seed, budget_index, first_pair]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
@@ -283,7 +285,7 @@ def attack_pairs(
     if mode not in MODES:
         raise FaceganError(f"unknown attack mode {mode!r}; choose dodging (same-person pairs) or impersonation (different-person pairs)")
     check_attack(attack, norm)
-    budgets = _budgets(eps)
+    budgets = parse_budgets(eps)
     steps = _check_int(steps, "--steps", 1, _MAX_STEPS)
     eot = _check_int(eot, "--eot", 1, 1000)
     seed = _check_int(seed, "--seed", 0, 2**63 - 1)
@@ -354,7 +356,7 @@ def attack_pairs(
                 return scores, _fooled(scores, thresholds[batch], mode)
 
             for index, budget in enumerate(budgets):
-                generator = _batch_generator(seed, index, start)
+                generator = _batch_generator(seed, index, int(batch[0]))
                 x_adv = run_attack(attack, objective, x, norm=norm, eps=budget, steps=steps, generator=generator)
                 quantised = quantise(x_adv.detach(), x, norm, budget)
                 images = _uint8_nhwc(quantised)
@@ -368,7 +370,7 @@ def attack_pairs(
                 if bar is not None:
                     bar.update(len(batch))
             if minimal:
-                found, found_images = _minimal_search(attack, objective, x, norm, budgets[-1], steps, seed, start, judge, quantise)
+                found, found_images = _minimal_search(attack, objective, x, norm, budgets[-1], steps, seed, int(batch[0]), judge, quantise)
                 minimal_eps[start : start + len(batch)] = found
                 norms = perturbation_norms(found_images, x)
                 hit = np.isfinite(found)
@@ -476,14 +478,14 @@ def attack_pairs(
     return record
 
 
-def _minimal_search(attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int, start: int,
+def _minimal_search(attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int, first_pair: int,
                     judge: Callable, quantise: Callable) -> tuple[np.ndarray, torch.Tensor]:
     """Per pair, the smallest budget in [0, eps_max] at which the (quantised) attack succeeds: binary search (inf: none)."""
     from facegan.attacks import minimal_budget, run_attack
 
     def attack_at(eps_per_pair: torch.Tensor) -> torch.Tensor:
         # The same random start at every probe, so the search is over the budget alone.
-        generator = _batch_generator(seed, _MINIMAL_STREAM, start)
+        generator = _batch_generator(seed, _MINIMAL_STREAM, first_pair)
         x_adv = run_attack(attack, objective, x, norm=norm, eps=eps_per_pair, steps=steps, generator=generator)
         return quantise(x_adv.detach(), x, norm, eps_per_pair)
 
