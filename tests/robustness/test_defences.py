@@ -286,3 +286,29 @@ def test_adaptive_bpda_attack_beats_the_non_adaptive_one(name, options, threshol
     non_adaptive_success, adaptive_success = (results[False] > threshold).mean(), (results[True] > threshold).mean()
     assert adaptive_success > non_adaptive_success, (name, results)
     assert results[True].mean() > ratio * results[False].mean(), (name, results)
+
+
+# ---- through the attack pipeline, on a trained tiny recogniser --------------------------------------------
+def test_attack_pairs_judges_each_defence_on_its_deployed_pipeline(tiny_recogniser_run, identity_dataset, identity_pairs):
+    """PGD L-inf 8/255 dodging through `attack_pairs`: the record names the defence and the attack's adaptivity, and the
+    adaptive (BPDA) attack fools the defended recogniser at least as often as the non-adaptive one."""
+    from facegan.robustness import attack_pairs
+
+    for name, options, label in [("jpeg", {"quality": 50}, "jpeg-q50"), ("blur", {"kernel": 3}, "median-3")]:
+        rates = {}
+        for adaptive in (True, False):
+            record = attack_pairs(tiny_recogniser_run, identity_dataset, identity_pairs, mode="dodging", eps=8, steps=5,
+                                  defence=name, defence_options=options, adaptive=adaptive)
+            assert record["defence"] == label and record["adaptive"] is adaptive and record["recogniser"].endswith("+" + label)
+            rates[adaptive] = record["success_rate"]
+        assert rates[True] >= rates[False], (name, rates)
+
+
+def test_attack_pairs_purifies_with_a_generator_export_and_eot(tiny_recogniser_run, identity_dataset, identity_pairs, tiny_export):
+    from facegan.robustness import attack_pairs
+
+    record = attack_pairs(tiny_recogniser_run, identity_dataset, identity_pairs, mode="dodging", eps=8, steps=1, defence="purify",
+                          defence_options={"generator": str(tiny_export), "steps": 3}, eot=2)
+    assert record["defence"] == f"purify-{tiny_export.name}" and record["eot"] == 2 and record["adaptive"] is True
+    # A random-init generator keeps little of a face: some same pairs stay correct, and only those are attacked.
+    assert record["num_attacked"] > 0 and 0.0 <= record["success_rate"] <= 1.0, record
