@@ -5,6 +5,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -249,6 +251,18 @@ def test_defended_recogniser_deploys_the_defence_and_differentiates_through_bpda
 def test_defended_recogniser_keeps_eot_for_a_randomised_defence(smooth_generator):
     defended = DefendedRecogniser(TinyRecogniser(), make_defence("purify", generator=smooth_generator, steps=2), eot=4)
     assert defended.eot == 4 and defended.defence.randomised
+    assert DefendedRecogniser(TinyRecogniser(), defended.defence, adaptive=False, eot=4).eot == 1  # the bare model is not random
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), kernel=st.sampled_from([3, 5]), quality=st.integers(1, 95),
+       height=st.integers(1, 12), width=st.integers(1, 12), channels=st.sampled_from([1, 3]))
+def test_tensor_equals_deployed_on_any_integer_image(seed, kernel, quality, height, width, channels):
+    images = _random_images((2, height, width, channels), seed=seed)
+    for defence in (MedianBlurDefence(kernel), JpegDefence(quality)):
+        out = defence(images)
+        assert out.shape == images.shape and out.dtype == np.uint8
+        assert torch.equal(defence.tensor(_nchw(images)), _nchw(out))
 
 
 # ---- Athalye et al.: without BPDA a defence only looks robust ------------------------------------------------

@@ -250,8 +250,9 @@ class DefendedRecogniser(DifferentiableRecogniser):
         self.defence = defence
         self.adaptive = bool(adaptive)
         self.eot = _check_int("--eot", eot, 1, 10_000)
-        if self.eot > 1 and not defence.randomised:
-            # A deterministic defence gives the same margin every call: averaging would only cost time.
+        if self.eot > 1 and (not defence.randomised or not self.adaptive):
+            # A deterministic defence, or a non-adaptive attack (which never runs the defence), gives the same margin on
+            # every call: averaging would only cost time, and the record says no averaging happened.
             self.eot = 1
         self.recogniser = base.recogniser
         self.metric = base.metric
