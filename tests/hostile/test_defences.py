@@ -53,3 +53,12 @@ def test_attack_refuses_a_purify_generator_whose_export_is_corrupt(identities, p
     (export / "model.safetensors").write_bytes(b"\0" * 16)
     assert "is corrupt; export the model again" in refused(
         _attack(identities, pairs, tmp_path / "out", "--defence", "purify", "--generator", str(export)), capsys)
+
+
+def test_attack_refuses_a_recogniser_export_as_the_purify_generator(identities, pairs, tmp_path, capsys):
+    export = tmp_path / "recogniser" / "export"
+    export.mkdir(parents=True)
+    (export / "config.json").write_text('{"format": "facegan-recogniser", "format_version": 1}')
+    (export / "model.safetensors").write_bytes(b"\0" * 16)
+    assert "is not a facegan generator export (format 'facegan-recogniser')" in refused(
+        _attack(identities, pairs, tmp_path / "out", "--defence", "purify", "--generator", str(export)), capsys)
