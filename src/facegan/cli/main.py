@@ -27,6 +27,7 @@ examples:
   facegan project runs/lfw32 data/lfw32-holdout --out out/proj                     # GAN inversion: latents + reconstructions
   facegan repair train --data data/lfw32 --out runs/repair32 --steps 5000         # inpainting + restoration network
   facegan edit runs/rf32 --seeds 0-7 --attribute Smiling --strength -3..3 --out smiling.png
+  facegan attack dlib --data data/lfw --pairs pairs.txt --attack pgd --eps 2/255,4/255,8/255 --out results/dlib-pgd   # adversarial robustness
 """
 
 
@@ -38,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import audit, data, edit, eval, project, recog, repair, report, sample, synth, train
+    from facegan.cli import attack, audit, data, edit, eval, project, recog, repair, report, sample, synth, train
 
     parser = _Parser(
         prog="facegan",
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, sample, eval, report, audit, recog, synth, project, repair, edit):
+    for module in (data, train, sample, eval, report, audit, recog, synth, project, repair, edit, attack):
         module.register(commands)
     return parser
 

@@ -35,7 +35,7 @@ from facegan.faces.recognisers import Recogniser
 from facegan.recognition.protocol import check_folds, evaluate_protocol, roc_figure_png
 from facegan.run import VERIFICATION_NAMES, Run, is_export_folder
 
-__all__ = ["VERIFICATION_FORMAT", "check_verification_out", "load_verification", "verify"]
+__all__ = ["VERIFICATION_FORMAT", "check_verification_out", "image_labels", "load_pairs", "load_verification", "verify"]
 
 VERIFICATION_FORMAT = "facegan-verification"
 _FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(read_regular_file(path, _MAX_PAIRS_BYTES)).hexdigest()
 
 
-def _load_pairs(dataset: FaceDataset, pairs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+def load_pairs(dataset: FaceDataset, pairs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """(left, right, same, fold, description) from a pairs.txt path, parsed pairs, or four index arrays."""
     if isinstance(pairs, (str, os.PathLike)):
         path = Path(pairs)
@@ -84,7 +84,7 @@ def _load_pairs(dataset: FaceDataset, pairs: Any) -> tuple[np.ndarray, np.ndarra
     return left, right, same, fold, description
 
 
-def _image_labels(dataset: FaceDataset, rows: np.ndarray) -> list[str]:
+def image_labels(dataset: FaceDataset, rows: np.ndarray) -> list[str]:
     """How pairs.csv names an image: its source path, else identity/number (1-based among that identity's images), else #row."""
     paths = dataset.source_paths
     if len(paths) == len(dataset):
@@ -257,7 +257,7 @@ def verify(
     if not isinstance(dataset, FaceDataset):
         dataset = FaceDataset.load(dataset)
     out = check_verification_out(out_dir, dataset.path, recogniser.name) if out_dir is not None else None  # before the slow part
-    left, right, same, fold, pairs_description = _load_pairs(dataset, pairs)
+    left, right, same, fold, pairs_description = load_pairs(dataset, pairs)
     check_folds(fold)  # before the slow embedding, and before its progress bar
     distinct, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
     descriptors = _embed_rows(recogniser, dataset.images, distinct, batch_size, progress)  # each distinct image once
@@ -277,7 +277,7 @@ def verify(
     thresholds_by_fold = dict(zip(protocol.folds, protocol.fold_thresholds))
     pair_thresholds = np.array([thresholds_by_fold[int(value)] for value in fold])
     examples = _examples(scores, same, pair_thresholds, num_examples)
-    left_labels, right_labels = _image_labels(dataset, left), _image_labels(dataset, right)
+    left_labels, right_labels = image_labels(dataset, left), image_labels(dataset, right)
     record: dict[str, Any] = {
         "format": VERIFICATION_FORMAT,
         "format_version": _FORMAT_VERSION,

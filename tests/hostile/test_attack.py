@@ -1,0 +1,123 @@
+"""Hostile inputs to `facegan attack`: each is exit 2 and one `error:` line, before any slow work, nothing lost."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from facegan.run import Run
+from tests.hostile.helpers import refused
+from tests.recognition.helpers import save_identity_dataset, write_pairs
+
+
+@pytest.fixture(scope="module")
+def identities(tmp_path_factory):
+    return save_identity_dataset(tmp_path_factory.mktemp("data") / "ids")
+
+
+@pytest.fixture(scope="module")
+def pairs(identities):
+    return write_pairs(identities.parent / "pairs.txt")
+
+
+def _attack(identities, pairs, out, *extra, recogniser="pixel"):
+    return ["attack", recogniser, "--data", str(identities), "--pairs", str(pairs), "--out", str(out), "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("eps, message", [("-1", "is negative"), ("256", "255"), ("nan", "--eps"), ("4/0", "--eps"), ("", "--eps"),
+                                          ("2,-4", "is negative")])
+def test_attack_refuses_an_impossible_budget(identities, pairs, tmp_path, capsys, eps, message):
+    assert message in refused(_attack(identities, pairs, tmp_path / "out", "--eps", eps), capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_attack_refuses_an_unknown_norm(identities, pairs, tmp_path, capsys):
+    assert "unknown norm 'l3'; choose linf or l2" in refused(_attack(identities, pairs, tmp_path / "out", "--norm", "l3"), capsys)
+
+
+def test_attack_refuses_an_unknown_attack(identities, pairs, tmp_path, capsys):
+    assert "unknown attack 'deepfool'" in refused(_attack(identities, pairs, tmp_path / "out", "--attack", "deepfool"), capsys)
+
+
+def test_attack_refuses_an_unknown_mode(identities, pairs, tmp_path, capsys):
+    assert "unknown --mode 'stealth'" in refused(_attack(identities, pairs, tmp_path / "out", "--mode", "stealth"), capsys)
+
+
+def test_attack_refuses_cw_in_linf(identities, pairs, tmp_path, capsys):
+    assert "l2 norm only" in refused(_attack(identities, pairs, tmp_path / "out", "--attack", "cw", "--norm", "linf"), capsys)
+
+
+def test_attack_refuses_a_gradient_attack_on_lbph(identities, pairs, tmp_path, capsys):
+    line = refused(_attack(identities, pairs, tmp_path / "out", "--attack", "pgd", recogniser="lbph"), capsys)
+    assert "not differentiable" in line and "--attack square" in line
+
+
+def test_attack_refuses_zero_steps(identities, pairs, tmp_path, capsys):
+    assert "--steps" in refused(_attack(identities, pairs, tmp_path / "out", "--steps", "0"), capsys)
+
+
+def test_attack_refuses_eot_or_no_adaptive_without_a_defence(identities, pairs, tmp_path, capsys):
+    assert "applies to a defence" in refused(_attack(identities, pairs, tmp_path / "out", "--eot", "4"), capsys)
+    assert "applies to a defence" in refused(_attack(identities, pairs, tmp_path / "out", "--no-adaptive"), capsys)
+
+
+def test_attack_refuses_a_missing_pairs_file(identities, tmp_path, capsys):
+    line = refused(_attack(identities, tmp_path / "nope.txt", tmp_path / "out"), capsys)
+    assert "pairs file not found" in line and "facegan data pairs" in line
+
+
+def test_attack_refuses_out_that_is_a_file(identities, pairs, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert "is a file, not a folder" in refused(_attack(identities, pairs, tmp_path / "notes.txt"), capsys)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_attack_refuses_out_that_is_a_fifo_without_hanging(identities, pairs, tmp_path, capsys):
+    os.mkfifo(tmp_path / "pipe")
+    assert "FIFO" in refused(_attack(identities, pairs, tmp_path / "pipe"), capsys)
+
+
+def test_attack_refuses_out_inside_the_dataset(identities, pairs, capsys):
+    assert "inside the dataset" in refused(_attack(identities, pairs, identities / "attack"), capsys)
+    assert not (identities / "attack").exists()
+
+
+def test_attack_refuses_out_in_an_export(identities, pairs, tmp_path, capsys):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "config.json").write_text("{}")
+    (export / "model.safetensors").write_bytes(b"weights")
+    assert "is an export folder" in refused(_attack(identities, pairs, export), capsys)
+    assert "inside the export" in refused(_attack(identities, pairs, export / "attack"), capsys)
+    assert sorted(path.name for path in export.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_attack_refuses_out_holding_a_pairs_csv_it_did_not_write(identities, pairs, tmp_path, capsys):
+    (tmp_path / "pairs.csv").write_text("my,own,table\n")
+    assert "did not write" in refused(_attack(identities, pairs, tmp_path), capsys)
+    assert (tmp_path / "pairs.csv").read_text() == "my,own,table\n"
+
+
+def test_attack_refuses_out_with_foreign_files_among_its_adversarial_images(identities, pairs, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    assert main(_attack(identities, pairs, tmp_path, "--attack", "fgsm", "--eps", "4")) == 0
+    capsys.readouterr()
+    (Run(tmp_path).attack_images_dir / "holiday.jpg").write_bytes(b"photo")
+    assert "holiday.jpg" in refused(_attack(identities, pairs, tmp_path, "--attack", "fgsm", "--eps", "4"), capsys)
+    assert (Run(tmp_path).attack_images_dir / "holiday.jpg").read_bytes() == b"photo"
+
+
+def test_attack_refuses_a_verification_folder(identities, pairs, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    assert main(["recog", "eval", "pixel", "--data", str(identities), "--pairs", str(pairs), "--out", str(tmp_path), "--no-progress"]) == 0
+    capsys.readouterr()
+    before = (tmp_path / "pairs.csv").read_bytes()
+    assert "holds verification results" in refused(_attack(identities, pairs, tmp_path), capsys)
+    assert (tmp_path / "pairs.csv").read_bytes() == before
+
+
+def test_attack_refuses_a_run_folder_as_out(identities, pairs, tmp_path, capsys):
+    Run(tmp_path).config_path.write_text('{"kind": "recogniser"}')
+    assert "is a run folder" in refused(_attack(identities, pairs, tmp_path), capsys)

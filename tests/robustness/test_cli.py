@@ -1,0 +1,38 @@
+"""`facegan attack` end to end: a trained recogniser run, attacked from the command line, results in RUN/attacks/NAME."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from facegan.cli.main import main
+from facegan.robustness import load_attack
+from facegan.run import Run
+
+
+def test_attack_cli_writes_the_results_folder_and_prints_a_summary(tiny_recogniser_run, identity_dataset, identity_pairs, capsys):
+    out = Run(tiny_recogniser_run).attacks_dir / "pgd"
+    argv = ["attack", str(tiny_recogniser_run), "--data", str(identity_dataset), "--pairs", str(identity_pairs), "--mode", "dodging",
+            "--attack", "pgd", "--norm", "linf", "--eps", "2/255,24/255", "--steps", "4", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    record = load_attack(out)
+    assert record is not None and record["attack"] == "pgd" and record["eps"] == 24.0 and record["steps"] == 4
+    assert [row["eps"] for row in record["budgets"]] == [2.0, 24.0]
+    assert record["success_rate"] >= 0.9 and record["recogniser"].startswith("facegan:")
+    assert re.search(rf"eps 24 +success {record['success_rate']:.1%}", printed) and "written:" in printed and "attack.json" in printed
+    run = Run(out)
+    assert run.attack_pairs_path.is_file() and run.attack_curve_path.is_file()
+    assert len(list(run.attack_images_dir.glob("*.png"))) == record["num_attacked"]
+    # The same command again replaces its own results (the folder is facegan's), with the same numbers.
+    assert main(argv) == 0
+    assert json.loads(run.attack_path.read_text())["budgets"] == record["budgets"]
+
+
+def test_attack_cli_square_on_lbph_runs_without_gradients(identity_dataset, identity_pairs, tmp_path, capsys):
+    pytest.importorskip("facegan.attacks.square")
+    argv = ["attack", "lbph", "--data", str(identity_dataset), "--pairs", str(identity_pairs), "--attack", "square", "--eps", "16",
+            "--steps", "20", "--max-pairs", "3", "--out", str(tmp_path / "square"), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert load_attack(tmp_path / "square")["num_pairs"] == 3
