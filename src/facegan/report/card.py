@@ -210,9 +210,12 @@ def render_html(title: str, sections: list[ReportSection]) -> str:
 
 
 def _holds_verification(folder: Path) -> bool:
-    """Whether the folder or one of its direct sub-folders holds a `facegan recog eval` verification.json."""
+    """Whether the folder or one of its direct sub-folders holds a `facegan recog eval` verification.json or a `facegan attack` attack.json."""
+    def holds(entry: Path) -> bool:
+        return Run(entry).verification_path.is_file() or Run(entry).attack_path.is_file()
+
     try:
-        return Run(folder).verification_path.is_file() or any(Run(entry).verification_path.is_file() for entry in folder.iterdir() if entry.is_dir())
+        return holds(folder) or any(holds(entry) for entry in folder.iterdir() if entry.is_dir())
     except OSError:
         return False
 
@@ -230,7 +233,7 @@ def resolve_report_run(path: str | Path) -> Run:
     if run.is_run():
         return run
     if given.is_dir() and _holds_verification(given):
-        return run  # a `facegan recog eval --out` results folder (or their parent): its card is the verification section
+        return run  # a `facegan recog eval` / `facegan attack` results folder (or their parent): its card is their sections
     export_dir = given.parent if given.is_file() else given
     if is_export_folder(export_dir):
         containing = Run.containing(export_dir)
@@ -290,3 +293,4 @@ def build_report(run: str | Path, out: str | Path | None = None) -> Path:
 from facegan.report import privacy_sections  # noqa: E402,F401
 from facegan.report import recognition_sections  # noqa: E402,F401
 from facegan.report import repair_sections  # noqa: E402,F401
+from facegan.report import robustness_sections  # noqa: E402,F401

@@ -126,6 +126,11 @@ def recogniser_section(run: Path) -> ReportSection | None:
             readings.append(f"Its threshold was calibrated on {calibration.get('num_same')} same and {calibration.get('num_different')} "
                             f"different pairs of {calibration.get('pairs')} (accuracy there {calibration.get('accuracy', 0):.1%}); "
                             "`facegan recog eval` measures it on pairs it never saw.")
+    adversarial = (export or {}).get("adversarial_training")
+    if isinstance(adversarial, dict):
+        rows.append(["adversarial training", str(adversarial.get("description", adversarial.get("method")))])
+        readings.append(f"Trained adversarially ({adversarial.get('description')}): each batch was replaced by its PGD perturbation "
+                        "before the update; `facegan attack` measures what that bought and what it cost in clean accuracy.")
     if summary.get("interrupted"):
         readings.append("The run was interrupted; resume it with `facegan recog train --out RUN --resume`.")
     figures = []

@@ -1,0 +1,52 @@
+"""The report card's adversarial-robustness section, on real `attack_pairs` results (tiny recogniser, CPU, seconds)."""
+from __future__ import annotations
+
+import json
+
+from facegan.report.card import build_report, resolve_report_run
+from facegan.report.robustness_sections import attack_label, defence_label, find_attacks, robustness_section
+from facegan.robustness.evaluate import attack_pairs
+from facegan.run import Run
+
+
+def test_a_recogniser_runs_card_shows_its_attacks_with_budget_curves(tiny_recogniser_run, identity_dataset, identity_pairs, tmp_path):
+    run = Run(tiny_recogniser_run)
+    folder = run.attacks_dir / "pgd-dodging"
+    record = attack_pairs(str(run.path), str(identity_dataset), str(identity_pairs), folder, mode="dodging", attack="pgd",
+                          norm="linf", eps=[0, 8, 64], steps=3)
+    found = find_attacks(run.path)
+    assert [path for path, _ in found] == [folder]
+    section = robustness_section(run.path)
+    table = section.tables[0]
+    row = dict(zip(table.columns, table.rows[0]))
+    assert row["attack"] == "PGD L-inf, 3 steps" and row["defence"] == "none" and row["mode"] == "dodging"
+    assert row["success"] == f"{record['success_rate']:.1%}" and row["budget (0-255)"] == "64"
+    assert [figure.title for figure in section.figures] == ["Success rate against budget"]
+    assert section.figures[0].png.startswith(b"\x89PNG")
+    html = build_report(run.path).read_text()
+    assert "Adversarial robustness" in html and "PGD L-inf, 3 steps" in html
+
+
+def test_an_attack_results_folder_alone_gets_a_card_and_a_hand_edited_record_is_left_out(tiny_recogniser_run, identity_dataset,
+                                                                                        identity_pairs, tmp_path):
+    out = tmp_path / "results"
+    attack_pairs(str(tiny_recogniser_run), str(identity_dataset), str(identity_pairs), out / "fgsm", mode="impersonation", attack="fgsm",
+                 norm="linf", eps=4, defence="jpeg")
+    broken = out / "broken"
+    broken.mkdir()
+    (broken / "attack.json").write_text(json.dumps({"format": "facegan-attack", "success_rate": "lots"}))
+    assert resolve_report_run(out).path == out
+    found = find_attacks(out)
+    assert [path.name for path, _ in found] == ["fgsm"]
+    section = robustness_section(out)
+    assert section.figures == []  # one budget: no curve
+    row = dict(zip(section.tables[0].columns, section.tables[0].rows[0]))
+    assert row["defence"].startswith("jpeg") and row["defence"].endswith("(BPDA)") and row["attack"] == "FGSM L-inf"
+
+
+def test_labels_name_the_attack_and_how_a_defence_was_attacked():
+    assert defence_label({"defence": None}) == "none"
+    assert defence_label({"defence": "purify-gan", "adaptive": True, "eot": 4}) == "purify-gan (BPDA+EOT 4)"
+    assert defence_label({"defence": "median-3", "adaptive": False}) == "median-3 (non-adaptive)"
+    assert attack_label({"attack": "square", "norm": "linf", "steps": 500}) == "Square L-inf, 500 queries"
+    assert attack_label({"attack": "cw", "norm": "l2", "steps": 30}) == "CW L2, 30 steps"
