@@ -167,7 +167,7 @@ def test_parse_budget_accepts(text, expected):
     assert parse_budget(text) == expected
 
 
-@pytest.mark.parametrize("text", ["-1", "256", "nan", "inf", "", "1/0", "junk", "4/", "/255", "-4/255", "1e400", True])
+@pytest.mark.parametrize("text", ["-1", "256", "nan", "inf", "", "1/0", "junk", "4/", "/255", "-4/255", "1e400", "4/255/2", True])
 def test_parse_budget_refuses_with_one_line_naming_the_option(text):
     with pytest.raises(FaceganError) as caught:
         parse_budget(text, option="--adversarial-eps")

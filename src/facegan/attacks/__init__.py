@@ -14,13 +14,14 @@ from torch import Tensor
 
 from facegan.attacks.budget import NORMS, check_norm, parse_budget, perturbation_norms, project, quantise
 from facegan.attacks.gradient import cw_l2, fgsm, pgd
+from facegan.attacks.square import square, square_with_queries
 from facegan.errors import FaceganError
 
 ATTACKS = ("fgsm", "pgd", "cw", "square")
 
 __all__ = [
-    "ATTACKS", "NORMS", "check_attack", "check_norm", "cw_l2", "fgsm", "parse_budget",
-    "perturbation_norms", "pgd", "project", "quantise", "run_attack",
+    "ATTACKS", "NORMS", "check_attack", "check_norm", "cw_l2", "fgsm", "minimal_budget", "parse_budget",
+    "perturbation_norms", "pgd", "project", "quantise", "run_attack", "square", "square_with_queries",
 ]
 
 
@@ -46,19 +47,35 @@ def run_attack(name: str, objective: Callable[[Tensor], Tensor], x: Tensor, *, n
         return pgd(objective, x, norm=norm, eps=eps, steps=steps, generator=generator, **options)
     if name == "cw":
         return cw_l2(objective, x, steps=steps, eps=eps, **options)
-    from facegan.attacks.square import square
+    queries = options.pop("queries", steps)  # a black box usually gets far more queries than PGD gets steps
+    return square(objective, x, norm=norm, eps=eps, queries=queries, generator=generator, **options)
 
-    return square(objective, x, norm=norm, eps=eps, queries=steps, generator=generator, **options)
 
+def minimal_budget(attack: Callable[[Tensor], Tensor], succeeded: Callable[[Tensor], Tensor], eps_max: float,
+                   count: int, iterations: int = 8) -> tuple[Tensor, Tensor]:
+    """Per-sample binary search for the smallest successful budget in [0, eps_max] (RobFR's minimal perturbation).
 
-def __getattr__(name: str) -> Any:
-    # square and minimal_budget land after fgsm/pgd; resolve them lazily so importing the package never fails.
-    if name == "square":
-        from facegan.attacks.square import square
-
-        return square
-    if name == "minimal_budget":
-        from facegan.attacks import search
-
-        return search.minimal_budget
-    raise AttributeError(f"module 'facegan.attacks' has no attribute {name!r}")
+    attack(eps (N,)) -> x_adv and succeeded(x_adv) -> bool (N,); let `attack` quantise, so success is judged
+    on the images that would be saved. First eps_max is tried; samples that resist it get inf (and the
+    eps_max images, the strongest attempt). The others bisect `iterations` times, keeping the smallest
+    successful budget and its images: the result is within eps_max / 2**iterations above the true minimum
+    when success grows with the budget (an attack that is not monotone makes it an upper bound).
+    Returns (budgets float64 (N,), images (N, C, H, W)).
+    """
+    if not eps_max > 0:
+        raise FaceganError(f"the largest budget for the minimal search must be positive, not {eps_max}")
+    high = torch.full((count,), float(eps_max), dtype=torch.float64)
+    images = attack(high)
+    high = high.to(images.device)
+    found = succeeded(images).to(device=images.device, dtype=torch.bool).reshape(count)
+    low = torch.zeros_like(high)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        candidate = attack(middle)
+        success = succeeded(candidate).to(device=images.device, dtype=torch.bool).reshape(count)
+        keep = success & found  # samples that resist eps_max are not searched (their budget is inf)
+        images = torch.where(keep.reshape(-1, *([1] * (images.ndim - 1))), candidate, images)
+        high = torch.where(keep, middle, high)
+        low = torch.where(keep, low, middle)
+    budgets = torch.where(found, high, torch.full_like(high, float("inf")))
+    return budgets, images

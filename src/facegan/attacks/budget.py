@@ -34,7 +34,7 @@ def parse_budget(value: str | float, option: str = "--eps") -> float:
         text = value.strip()
         try:
             if "/" in text:
-                numerator, denominator = text.split("/", 1)
+                numerator, denominator = text.split("/")  # more than one '/' -> ValueError below
                 # Fraction keeps 4/255 * 255 exactly 4 (float division can land on 3.9999999, whose floor is 3).
                 fraction = Fraction(numerator.strip()) / Fraction(denominator.strip())
                 budget = float(fraction * 255)
@@ -81,7 +81,12 @@ def _per_sample(values: Tensor, like: Tensor) -> Tensor:
 def project(delta: Tensor, norm: str, eps: float | Tensor) -> Tensor:
     """The perturbation moved onto the eps ball (per sample when eps is (N,)); inside it, unchanged."""
     check_norm(norm)
-    eps_b = _per_sample(budget_tensor(eps, delta.shape[0], delta.device), delta)
+    return project_checked(delta, norm, budget_tensor(eps, delta.shape[0], delta.device))
+
+
+def project_checked(delta: Tensor, norm: str, eps: Tensor) -> Tensor:
+    """`project` for a norm and (N,) budgets already checked: no host sync, for use inside attack loops."""
+    eps_b = _per_sample(eps, delta)
     if norm == "linf":
         return torch.maximum(torch.minimum(delta, eps_b), -eps_b)
     length = delta.flatten(1).norm(dim=1)

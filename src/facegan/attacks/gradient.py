@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from facegan.attacks.budget import _per_sample, budget_tensor, check_norm, project
+from facegan.attacks.budget import _per_sample, budget_tensor, check_norm, project, project_checked
 from facegan.errors import FaceganError
 
 Objective = Callable[[Tensor], Tensor]
@@ -111,7 +111,7 @@ def pgd(objective: Objective, x: Tensor, *, norm: str, eps: float | Tensor, step
         # Clip to the pixel range, then project onto the ball (ART's order): x is in range and projection only
         # shrinks delta toward 0, so the result is in both; for L2 this beats projecting first and clipping after.
         delta = _clip_to_pixels(x, delta - step_b * _direction(gradient, norm))
-        delta = project(delta, norm, eps64)
+        delta = project_checked(delta, norm, eps64)
     return torch.where(eps_b == 0, x, x + delta)
 
 
