@@ -209,3 +209,16 @@ def test_real_dlib_agrees_with_the_port_on_the_saved_adversarial_pngs(lfw_chips,
         assert real_score == pytest.approx(float(row["real_dlib_score"]), abs=1e-5)
         assert abs(real_score - float(row["adversarial_score"])) < 1e-3
         assert (real_score < float(row["threshold"])) == (row["success"] == "1")
+
+
+def test_minimal_finds_each_pairs_smallest_successful_budget(recogniser, identity_dataset, identity_pairs, tmp_path):
+    record = attack_pairs(recogniser, identity_dataset, identity_pairs, tmp_path, attack="pgd", eps=24, steps=4, minimal=True)
+    rows = _rows(tmp_path)
+    assert list(rows[0]) == CSV_COLUMNS + ["minimal_eps"]
+    minimal = np.array([float(row["minimal_eps"]) for row in rows])
+    found = np.isfinite(minimal)
+    assert found.mean() >= 0.9 and (minimal[found] <= 24).all() and (minimal[found] > 0).all()
+    assert record["minimal"] and record["median_minimal_eps"] == pytest.approx(float(np.median(minimal)))
+    # L-inf perturbations are integers within the budget: the minimal image's L-inf is at most its minimal budget.
+    assert record["median_linf"] <= record["median_minimal_eps"]
+    assert "binary search" in record["median_over"]
