@@ -184,7 +184,7 @@ def _embed_distinct(model: DifferentiableRecogniser, images: np.ndarray, rows: n
     parts = []
     for start in range(0, len(rows), _EMBED_CHUNK):
         chunk = model.domain(np.asarray(images[rows[start : start + _EMBED_CHUNK]]))
-        parts.append(np.asarray(model.embed(chunk, batch_size=batch_size), dtype=np.float32))
+        parts.append(np.asarray(model.embed(chunk), dtype=np.float32))
     descriptors = np.concatenate(parts)
     broken = np.flatnonzero(~np.isfinite(descriptors).all(axis=1))
     if broken.size:
@@ -352,7 +352,7 @@ def attack_pairs(
             objective = _objective(model, targets, torch.tensor(batch_thresholds, dtype=torch.float32, device=model.device), mode)
 
             def judge(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                scores = model.scores(np.asarray(model.embed(images, batch_size=batch_size), dtype=np.float32), right_descriptors[batch])
+                scores = model.scores(np.asarray(model.embed(images), dtype=np.float32), right_descriptors[batch])
                 return scores, _fooled(scores, thresholds[batch], mode)
 
             for index, budget in enumerate(budgets):
