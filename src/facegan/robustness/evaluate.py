@@ -31,6 +31,7 @@ batch_size 1 a pair's adversarial image depends on nothing else, and otherwise o
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -230,20 +231,6 @@ def _batch_generator(seed: int, budget_index: int, first_pair: int) -> torch.Gen
 
 
 # ---- real dlib -----------------------------------------------------------------------------------------
-def _real_dlib_descriptors(chips: Sequence[np.ndarray]) -> np.ndarray:
-    """dlib's own C++ descriptors of 150 px RGB chips (the batch overload, no jitter)."""
-    import dlib
-
-    from facegan.faces.align import dlib_model_path
-
-    recognizer = dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
-    out = []
-    for start in range(0, len(chips), 64):
-        batch = [np.ascontiguousarray(chip) for chip in chips[start : start + 64]]
-        out.extend(np.array(vector, dtype=np.float32) for vector in recognizer.compute_face_descriptor(batch))
-    return np.stack(out) if out else np.zeros((0, 128), np.float32)
-
-
 def _read_png(path: Path) -> np.ndarray:
     from facegan.data.decode import SkippedImage, decode_image
 
@@ -499,9 +486,9 @@ def _minimal_search(attack: str, objective: Callable, x: torch.Tensor, norm: str
 def _real_dlib_check(model: DifferentiableRecogniser, adversarial_chips: Sequence[np.ndarray], right_chips: list[np.ndarray],
                      thresholds: np.ndarray, port_scores: np.ndarray, mode: str) -> dict[str, Any]:
     """success_rate_real_dlib: the adversarial chips verified by dlib's C++ recogniser, with the port's thresholds."""
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
+    from facegan.faces.dlib_resnet import dlib_cpp_descriptors
+
+    if importlib.util.find_spec("dlib") is None:
         return {"success_rate_real_dlib": None, "real_dlib": "not checked: the dlib package is not installed"}
     if not len(adversarial_chips):
         return {"success_rate_real_dlib": None, "real_dlib": "not checked: no pair was attacked"}
@@ -509,7 +496,7 @@ def _real_dlib_check(model: DifferentiableRecogniser, adversarial_chips: Sequenc
     defend = getattr(model, "defence", None)
     if defend is not None:  # the deployed pipeline: the defence in front of dlib
         adversarial_chips, right = defend(np.stack(adversarial_chips)), defend(right)
-    real_left, real_right = _real_dlib_descriptors(list(adversarial_chips)), _real_dlib_descriptors(list(right))
+    real_left, real_right = dlib_cpp_descriptors(list(adversarial_chips)), dlib_cpp_descriptors(list(right))
     scores = -np.linalg.norm(real_left.astype(np.float64) - real_right.astype(np.float64), axis=1)
     fooled = _fooled(scores, thresholds, mode)
     return {
