@@ -157,6 +157,7 @@ def test_options_are_refused_in_one_line_before_any_work(identity_dataset, ident
         ({"eps": float("nan")}, "--eps"),
         ({"steps": 0}, "--steps"),
         ({"eot": 3}, "randomised defence"),
+        ({"eps": 0, "minimal": True}, "--minimal"),
     ]
     for options, message in cases:
         with pytest.raises(FaceganError, match=message):

@@ -273,6 +273,8 @@ def attack_pairs(
         raise FaceganError(f"unknown attack mode {mode!r}; choose dodging (same-person pairs) or impersonation (different-person pairs)")
     check_attack(attack, norm)
     budgets = parse_budgets(eps)
+    if minimal and budgets[-1] == 0:
+        raise FaceganError("--minimal searches budgets up to the largest --eps, which is 0; give a positive budget, e.g. --eps 16/255")
     steps = _check_int(steps, "--steps", 1, _MAX_STEPS)
     eot = _check_int(eot, "--eot", 1, 1000)
     seed = _check_int(seed, "--seed", 0, 2**63 - 1)
