@@ -15,7 +15,7 @@ from facegan.robustness import attack_pairs, load_attack
 from facegan.run import Run
 
 RECORD_KEYS = {
-    "format", "format_version", "recogniser", "recogniser_version", "metric", "score", "mode", "attack", "norm", "eps", "steps",
+    "format", "format_version", "recogniser", "recogniser_version", "metric", "score", "mode", "attack", "engine", "norm", "eps", "steps",
     "seed", "batch_size", "minimal", "defence", "adaptive", "eot", "num_pairs", "num_attacked", "num_success", "clean_accuracy",
     "success_rate", "robust_accuracy", "median_linf", "median_l2", "median_over", "median_minimal_eps", "budgets", "threshold",
     "fold_thresholds", "clean_verification_accuracy", "dataset", "dataset_hash", "pairs_file", "pairs_hash", "files",
@@ -223,3 +223,15 @@ def test_minimal_finds_each_pairs_smallest_successful_budget(recogniser, identit
     # L-inf perturbations are integers within the budget: the minimal image's L-inf is at most its minimal budget.
     assert record["median_linf"] <= record["median_minimal_eps"]
     assert "binary search" in record["median_over"]
+
+
+@pytest.mark.parametrize("attack, eps", [("fgsm", 6), ("pgd", 4)])
+def test_success_rates_match_art_on_the_same_model_pairs_and_budget(recogniser, identity_dataset, identity_pairs, attack, eps):
+    pytest.importorskip("art")
+    for mode in ("dodging", "impersonation"):
+        ours = attack_pairs(recogniser, identity_dataset, identity_pairs, mode=mode, attack=attack, eps=eps, steps=5)
+        art = attack_pairs(recogniser, identity_dataset, identity_pairs, mode=mode, attack=attack, eps=eps, steps=5, engine="art")
+        assert art["engine"] == "art" and art["num_attacked"] == ours["num_attacked"] >= 8
+        assert 0 < ours["success_rate"] < 1  # a budget where the rate can differ at all
+        # One pair of 12 is 8 points: "within a few points" is at most one pair apart.
+        assert abs(art["success_rate"] - ours["success_rate"]) <= 1 / ours["num_attacked"] + 1e-9, (mode, art["success_rate"], ours["success_rate"])

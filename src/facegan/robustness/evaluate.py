@@ -56,6 +56,7 @@ __all__ = ["ATTACK_FORMAT", "MODES", "attack_pairs", "check_attack_out", "load_a
 ATTACK_FORMAT = "facegan-attack"
 _FORMAT_VERSION = 1
 MODES = ("dodging", "impersonation")
+ENGINES = ("facegan", "art")  # whose implementation of the attack runs: ours, or ART's as the reference
 _IMAGE_NAME = re.compile(r"^\d{5,}\.png$")
 _EMBED_CHUNK = 256  # dataset images per domain+embed call: dlib's 150 px chips are 67 kB each
 _MAX_STEPS = 100_000
@@ -262,16 +263,24 @@ def attack_pairs(
     max_pairs: int | None = None,
     progress: bool = False,
     device: str = "cpu",
+    engine: str = "facegan",
 ) -> dict[str, Any]:
     """Attack `recogniser` (a name, a run/export, a Recogniser or a DifferentiableRecogniser) on `dataset`'s `pairs`
-    (module docstring); returns the attack.json record and writes the results folder when `out_dir` is given."""
-    from facegan.attacks import check_attack, perturbation_norms, quantise, run_attack
+    (module docstring); returns the attack.json record and writes the results folder when `out_dir` is given.
+
+    engine "art" runs IBM ART's FGSM/PGD (`facegan.attacks.reference`) on the same objective, pairs and budgets
+    instead of facegan's: the cross-check of the issue (a test and benchmark reference; ART must be installed)."""
+    from facegan.attacks import check_attack, perturbation_norms, quantise
     from facegan.recognition.protocol import check_folds, evaluate_protocol
 
     # Every option is checked before anything slow (the recogniser, the embedding, the attack).
     if mode not in MODES:
         raise FaceganError(f"unknown attack mode {mode!r}; choose dodging (same-person pairs) or impersonation (different-person pairs)")
     check_attack(attack, norm)
+    if engine not in ENGINES:
+        raise FaceganError(f"unknown attack engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if engine == "art" and attack not in ("fgsm", "pgd"):
+        raise FaceganError(f"the ART reference covers fgsm and pgd, not {attack}; use engine 'facegan'")
     budgets = parse_budgets(eps)
     if minimal and budgets[-1] == 0:
         raise FaceganError("--minimal searches budgets up to the largest --eps, which is 0; give a positive budget, e.g. --eps 16/255")
@@ -346,7 +355,7 @@ def attack_pairs(
 
             for index, budget in enumerate(budgets):
                 generator = _batch_generator(seed, index, int(batch[0]))
-                x_adv = run_attack(attack, objective, x, norm=norm, eps=budget, steps=steps, generator=generator)
+                x_adv = _run(engine, attack, objective, x, norm, budget, steps, generator)
                 quantised = quantise(x_adv.detach(), x, norm, budget)
                 images = _uint8_nhwc(quantised)
                 scores, fooled = judge(images)
@@ -359,7 +368,7 @@ def attack_pairs(
                 if bar is not None:
                     bar.update(len(batch))
             if minimal:
-                found, found_images = _minimal_search(attack, objective, x, norm, budgets[-1], steps, seed, int(batch[0]), judge, quantise)
+                found, found_images = _minimal_search(engine, attack, objective, x, norm, budgets[-1], steps, seed, int(batch[0]), judge, quantise)
                 minimal_eps[start : start + len(batch)] = found
                 norms = perturbation_norms(found_images, x)
                 hit = np.isfinite(found)
@@ -401,6 +410,7 @@ def attack_pairs(
         "score": f"minus the recogniser's {model.metric} distance (higher = more alike); same person when score >= threshold",
         "mode": mode,
         "attack": attack,
+        "engine": engine,
         "norm": norm,
         "eps": budgets[-1],
         "steps": steps,
@@ -467,15 +477,28 @@ def attack_pairs(
     return record
 
 
-def _minimal_search(attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int, first_pair: int,
+def _run(engine: str, attack: str, objective: Callable, x: torch.Tensor, norm: str, eps: float | torch.Tensor, steps: int,
+         generator: torch.Generator) -> torch.Tensor:
+    """x_adv from facegan's attack, or from ART's (seeded from the same generator) for the cross-check."""
+    from facegan.attacks import run_attack
+
+    if engine == "facegan":
+        return run_attack(attack, objective, x, norm=norm, eps=eps, steps=steps, generator=generator)
+    from facegan.attacks.reference import art_attack
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    return art_attack(objective, x, attack=attack, norm=norm, eps=eps, steps=steps, seed=seed, batch_size=x.shape[0])
+
+
+def _minimal_search(engine: str, attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int, first_pair: int,
                     judge: Callable, quantise: Callable) -> tuple[np.ndarray, torch.Tensor]:
     """Per pair, the smallest budget in [0, eps_max] at which the (quantised) attack succeeds: binary search (inf: none)."""
-    from facegan.attacks import minimal_budget, run_attack
+    from facegan.attacks import minimal_budget
 
     def attack_at(eps_per_pair: torch.Tensor) -> torch.Tensor:
         # The same random start at every probe, so the search is over the budget alone.
         generator = _batch_generator(seed, _MINIMAL_STREAM, first_pair)
-        x_adv = run_attack(attack, objective, x, norm=norm, eps=eps_per_pair, steps=steps, generator=generator)
+        x_adv = _run(engine, attack, objective, x, norm, eps_per_pair, steps, generator)
         return quantise(x_adv.detach(), x, norm, eps_per_pair)
 
     def succeeded(x_adv: torch.Tensor) -> torch.Tensor:
