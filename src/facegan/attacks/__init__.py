@@ -32,8 +32,6 @@ def check_attack(name: str, norm: str) -> str:
     check_norm(norm)
     if name == "cw" and norm != "l2":
         raise FaceganError("the cw attack (Carlini-Wagner L2) works in the l2 norm only; use --norm l2")
-    if name == "square" and norm != "linf":
-        raise FaceganError("square supports linf only; use --norm linf")
     return name
 
 
