@@ -5,6 +5,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -249,6 +251,18 @@ def test_defended_recogniser_deploys_the_defence_and_differentiates_through_bpda
 def test_defended_recogniser_keeps_eot_for_a_randomised_defence(smooth_generator):
     defended = DefendedRecogniser(TinyRecogniser(), make_defence("purify", generator=smooth_generator, steps=2), eot=4)
     assert defended.eot == 4 and defended.defence.randomised
+    assert DefendedRecogniser(TinyRecogniser(), defended.defence, adaptive=False, eot=4).eot == 1  # the bare model is not random
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), kernel=st.sampled_from([3, 5]), quality=st.integers(1, 95),
+       height=st.integers(1, 12), width=st.integers(1, 12), channels=st.sampled_from([1, 3]))
+def test_tensor_equals_deployed_on_any_integer_image(seed, kernel, quality, height, width, channels):
+    images = _random_images((2, height, width, channels), seed=seed)
+    for defence in (MedianBlurDefence(kernel), JpegDefence(quality)):
+        out = defence(images)
+        assert out.shape == images.shape and out.dtype == np.uint8
+        assert torch.equal(defence.tensor(_nchw(images)), _nchw(out))
 
 
 # ---- Athalye et al.: without BPDA a defence only looks robust ------------------------------------------------
@@ -286,3 +300,29 @@ def test_adaptive_bpda_attack_beats_the_non_adaptive_one(name, options, threshol
     non_adaptive_success, adaptive_success = (results[False] > threshold).mean(), (results[True] > threshold).mean()
     assert adaptive_success > non_adaptive_success, (name, results)
     assert results[True].mean() > ratio * results[False].mean(), (name, results)
+
+
+# ---- through the attack pipeline, on a trained tiny recogniser --------------------------------------------
+def test_attack_pairs_judges_each_defence_on_its_deployed_pipeline(tiny_recogniser_run, identity_dataset, identity_pairs):
+    """PGD L-inf 8/255 dodging through `attack_pairs`: the record names the defence and the attack's adaptivity, and the
+    adaptive (BPDA) attack fools the defended recogniser at least as often as the non-adaptive one."""
+    from facegan.robustness import attack_pairs
+
+    for name, options, label in [("jpeg", {"quality": 50}, "jpeg-q50"), ("blur", {"kernel": 3}, "median-3")]:
+        rates = {}
+        for adaptive in (True, False):
+            record = attack_pairs(tiny_recogniser_run, identity_dataset, identity_pairs, mode="dodging", eps=8, steps=5,
+                                  defence=name, defence_options=options, adaptive=adaptive)
+            assert record["defence"] == label and record["adaptive"] is adaptive and record["recogniser"].endswith("+" + label)
+            rates[adaptive] = record["success_rate"]
+        assert rates[True] >= rates[False], (name, rates)
+
+
+def test_attack_pairs_purifies_with_a_generator_export_and_eot(tiny_recogniser_run, identity_dataset, identity_pairs, tiny_export):
+    from facegan.robustness import attack_pairs
+
+    record = attack_pairs(tiny_recogniser_run, identity_dataset, identity_pairs, mode="dodging", eps=8, steps=1, defence="purify",
+                          defence_options={"generator": str(tiny_export), "steps": 3}, eot=2)
+    assert record["defence"] == f"purify-{tiny_export.name}" and record["eot"] == 2 and record["adaptive"] is True
+    # A random-init generator keeps little of a face: some same pairs stay correct, and only those are attacked.
+    assert record["num_attacked"] > 0 and 0.0 <= record["success_rate"] <= 1.0, record
