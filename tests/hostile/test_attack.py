@@ -124,7 +124,7 @@ def test_attack_refuses_a_run_folder_as_out(identities, pairs, tmp_path, capsys)
 
 
 def test_attack_refuses_an_unknown_defence(identities, pairs, tmp_path, capsys):
-    assert "unknown --defence 'tinfoil'" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "tinfoil"), capsys)
+    assert "unknown defence 'tinfoil'; choose one of none, jpeg, blur, purify" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "tinfoil"), capsys)
 
 
 def test_attack_refuses_defence_options_of_another_defence(identities, pairs, tmp_path, capsys):

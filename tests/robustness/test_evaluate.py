@@ -235,3 +235,11 @@ def test_success_rates_match_art_on_the_same_model_pairs_and_budget(recogniser, 
         assert 0 < ours["success_rate"] < 1  # a budget where the rate can differ at all
         # One pair of 12 is 8 points: "within a few points" is at most one pair apart.
         assert abs(art["success_rate"] - ours["success_rate"]) <= 1 / ours["num_attacked"] + 1e-9, (mode, art["success_rate"], ours["success_rate"])
+
+
+def test_square_is_a_black_box_that_also_fools_the_non_differentiable_lbph(identity_dataset, identity_pairs, tmp_path):
+    record = attack_pairs("lbph", identity_dataset, identity_pairs, tmp_path, attack="square", eps=32, steps=60, max_pairs=6)
+    assert record["num_attacked"] > 0 and record["success_rate"] > 0
+    for row in _rows(tmp_path):
+        delta = _png(tmp_path, row["pair"]).astype(np.int64) - _clean(identity_dataset, row["left"]).astype(np.int64)
+        assert np.abs(delta).max() <= 32

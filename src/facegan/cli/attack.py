@@ -34,7 +34,7 @@ def register(commands) -> None:
     parser.add_argument("--pairs", required=True, metavar="PAIRS_TXT", help="LFW-format pairs.txt (LFW's own, or `facegan data pairs`)")
     parser.add_argument("--out", required=True, metavar="DIR", help="results folder (e.g. RUN/attacks/NAME for a recogniser run)")
     parser.add_argument("--mode", default="dodging", help="dodging (same-person pairs rejected) or impersonation (different people accepted)")
-    parser.add_argument("--attack", default="pgd", help="fgsm, pgd, cw (L2 only) or square (score-based black box, L-inf)")
+    parser.add_argument("--attack", default="pgd", help="fgsm, pgd, cw (L2 only) or square (score-based black box)")
     parser.add_argument("--norm", default="linf", help="linf or l2")
     parser.add_argument("--eps", default="4/255", help="budget(s) on the 0..255 scale, comma-separated: 4/255 or 2,4,8")
     parser.add_argument("--steps", default="20", help="iterations (pgd, cw) or queries (square); fgsm takes one step")
@@ -73,7 +73,7 @@ def run_attack(args: argparse.Namespace) -> int:
     from facegan.robustness.defences import DEFENCES
 
     if args.defence not in DEFENCES:
-        raise FaceganError(f"unknown --defence {args.defence!r}; choose one of {', '.join(DEFENCES)}")
+        raise FaceganError(f"unknown defence {args.defence!r:.40}; choose one of {', '.join(DEFENCES)}")
     defence_options: dict = {}
     for option, key, owner, low, high in (("--quality", "quality", "jpeg", 1, 100), ("--kernel", "kernel", "blur", 1, 99),
                                           ("--purify-steps", "steps", "purify", 1, 100_000), ("--purify-starts", "starts", "purify", 1, 256)):

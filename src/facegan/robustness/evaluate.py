@@ -153,23 +153,21 @@ def _check_int(value: Any, option: str, low: int, high: int) -> int:
 
 def _resolve_model(recogniser: Any, defence: Any, defence_options: dict[str, Any], adaptive: bool, eot: int, device: str
                    ) -> tuple[DifferentiableRecogniser, str | None]:
-    """The (defended) differentiable recogniser and the defence's name (None without one)."""
-    model = differentiable(recogniser, device=device)
+    """The (defended) differentiable recogniser and the defence's name (None without one); the defence is built first
+    (its options are cheaper to refuse than a recogniser is to load)."""
     if defence is None or defence == "none":
         if eot != 1:
             raise FaceganError(f"--eot {eot} averages over a randomised defence's draws; give --defence purify, or --eot 1")
-        return model, None
-    try:
-        from facegan.robustness import defences
-    except ImportError:
-        raise FaceganError("this facegan has no defences (facegan.robustness.defences); attack without --defence") from None
+        return differentiable(recogniser, device=device), None
+    from facegan.robustness import defences
+
     if isinstance(defence, str):
         defence = defences.make_defence(defence, device=device, **defence_options)
         if defence is None:
-            return model, None
+            return differentiable(recogniser, device=device), None
     elif defence_options:
         raise FaceganError("defence_options apply to a defence given by name; pass the options to make_defence instead")
-    defended = defences.DefendedRecogniser(model, defence, adaptive=adaptive, eot=eot)
+    defended = defences.DefendedRecogniser(differentiable(recogniser, device=device), defence, adaptive=adaptive, eot=eot)
     return defended, defence.name
 
 
@@ -268,7 +266,7 @@ def attack_pairs(
     """Attack `recogniser` (a name, a run/export, a Recogniser or a DifferentiableRecogniser) on `dataset`'s `pairs`
     (module docstring); returns the attack.json record and writes the results folder when `out_dir` is given.
 
-    engine "art" runs IBM ART's FGSM/PGD (`facegan.attacks.reference`) on the same objective, pairs and budgets
+    engine "art" runs IBM ART's FGSM/PGD/L-inf Square (`facegan.attacks.reference`) on the same objective, pairs and budgets
     instead of facegan's: the cross-check of the issue (a test and benchmark reference; ART must be installed)."""
     from facegan.attacks import check_attack, perturbation_norms, quantise
     from facegan.recognition.protocol import check_folds, evaluate_protocol
@@ -279,8 +277,8 @@ def attack_pairs(
     check_attack(attack, norm)
     if engine not in ENGINES:
         raise FaceganError(f"unknown attack engine {engine!r}; choose {' or '.join(ENGINES)}")
-    if engine == "art" and attack not in ("fgsm", "pgd"):
-        raise FaceganError(f"the ART reference covers fgsm and pgd, not {attack}; use engine 'facegan'")
+    if engine == "art" and (attack not in ("fgsm", "pgd", "square") or (attack == "square" and norm != "linf")):
+        raise FaceganError(f"the ART reference covers fgsm, pgd and L-inf square, not {attack} in {norm}; use engine 'facegan'")
     budgets = parse_budgets(eps)
     if minimal and budgets[-1] == 0:
         raise FaceganError("--minimal searches budgets up to the largest --eps, which is 0; give a positive budget, e.g. --eps 16/255")
