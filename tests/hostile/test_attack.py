@@ -121,3 +121,18 @@ def test_attack_refuses_a_verification_folder(identities, pairs, tmp_path, capsy
 def test_attack_refuses_a_run_folder_as_out(identities, pairs, tmp_path, capsys):
     Run(tmp_path).config_path.write_text('{"kind": "recogniser"}')
     assert "is a run folder" in refused(_attack(identities, pairs, tmp_path), capsys)
+
+
+def test_attack_refuses_an_unknown_defence(identities, pairs, tmp_path, capsys):
+    assert "unknown defence 'tinfoil'; choose one of none, jpeg, blur, purify" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "tinfoil"), capsys)
+
+
+def test_attack_refuses_defence_options_of_another_defence(identities, pairs, tmp_path, capsys):
+    assert "--generator is the generator of --defence purify" in refused(
+        _attack(identities, pairs, tmp_path / "out", "--defence", "jpeg", "--generator", str(tmp_path)), capsys)
+    assert "--quality is an option of --defence jpeg" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "blur", "--quality", "50"), capsys)
+    assert "--quality must be between 1 and 100" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "jpeg", "--quality", "0"), capsys)
+
+
+def test_attack_refuses_purify_without_a_generator(identities, pairs, tmp_path, capsys):
+    assert "needs a generator" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "purify"), capsys)

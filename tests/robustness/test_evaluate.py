@@ -15,7 +15,7 @@ from facegan.robustness import attack_pairs, load_attack
 from facegan.run import Run
 
 RECORD_KEYS = {
-    "format", "format_version", "recogniser", "recogniser_version", "metric", "score", "mode", "attack", "norm", "eps", "steps",
+    "format", "format_version", "recogniser", "recogniser_version", "metric", "score", "mode", "attack", "engine", "norm", "eps", "steps",
     "seed", "batch_size", "minimal", "defence", "adaptive", "eot", "num_pairs", "num_attacked", "num_success", "clean_accuracy",
     "success_rate", "robust_accuracy", "median_linf", "median_l2", "median_over", "median_minimal_eps", "budgets", "threshold",
     "fold_thresholds", "clean_verification_accuracy", "dataset", "dataset_hash", "pairs_file", "pairs_hash", "files",
@@ -157,6 +157,7 @@ def test_options_are_refused_in_one_line_before_any_work(identity_dataset, ident
         ({"eps": float("nan")}, "--eps"),
         ({"steps": 0}, "--steps"),
         ({"eot": 3}, "randomised defence"),
+        ({"eps": 0, "minimal": True}, "--minimal"),
     ]
     for options, message in cases:
         with pytest.raises(FaceganError, match=message):
@@ -209,3 +210,36 @@ def test_real_dlib_agrees_with_the_port_on_the_saved_adversarial_pngs(lfw_chips,
         assert real_score == pytest.approx(float(row["real_dlib_score"]), abs=1e-5)
         assert abs(real_score - float(row["adversarial_score"])) < 1e-3
         assert (real_score < float(row["threshold"])) == (row["success"] == "1")
+
+
+def test_minimal_finds_each_pairs_smallest_successful_budget(recogniser, identity_dataset, identity_pairs, tmp_path):
+    record = attack_pairs(recogniser, identity_dataset, identity_pairs, tmp_path, attack="pgd", eps=24, steps=4, minimal=True)
+    rows = _rows(tmp_path)
+    assert list(rows[0]) == CSV_COLUMNS + ["minimal_eps"]
+    minimal = np.array([float(row["minimal_eps"]) for row in rows])
+    found = np.isfinite(minimal)
+    assert found.mean() >= 0.9 and (minimal[found] <= 24).all() and (minimal[found] > 0).all()
+    assert record["minimal"] and record["median_minimal_eps"] == pytest.approx(float(np.median(minimal)))
+    # L-inf perturbations are integers within the budget: the minimal image's L-inf is at most its minimal budget.
+    assert record["median_linf"] <= record["median_minimal_eps"]
+    assert "binary search" in record["median_over"]
+
+
+@pytest.mark.parametrize("attack, eps", [("fgsm", 6), ("pgd", 4)])
+def test_success_rates_match_art_on_the_same_model_pairs_and_budget(recogniser, identity_dataset, identity_pairs, attack, eps):
+    pytest.importorskip("art")
+    for mode in ("dodging", "impersonation"):
+        ours = attack_pairs(recogniser, identity_dataset, identity_pairs, mode=mode, attack=attack, eps=eps, steps=5)
+        art = attack_pairs(recogniser, identity_dataset, identity_pairs, mode=mode, attack=attack, eps=eps, steps=5, engine="art")
+        assert art["engine"] == "art" and art["num_attacked"] == ours["num_attacked"] >= 8
+        assert 0 < ours["success_rate"] < 1  # a budget where the rate can differ at all
+        # One pair of 12 is 8 points: "within a few points" is at most one pair apart.
+        assert abs(art["success_rate"] - ours["success_rate"]) <= 1 / ours["num_attacked"] + 1e-9, (mode, art["success_rate"], ours["success_rate"])
+
+
+def test_square_is_a_black_box_that_also_fools_the_non_differentiable_lbph(identity_dataset, identity_pairs, tmp_path):
+    record = attack_pairs("lbph", identity_dataset, identity_pairs, tmp_path, attack="square", eps=32, steps=60, max_pairs=6)
+    assert record["num_attacked"] > 0 and record["success_rate"] > 0
+    for row in _rows(tmp_path):
+        delta = _png(tmp_path, row["pair"]).astype(np.int64) - _clean(identity_dataset, row["left"]).astype(np.int64)
+        assert np.abs(delta).max() <= 32

@@ -34,13 +34,17 @@ def register(commands) -> None:
     parser.add_argument("--pairs", required=True, metavar="PAIRS_TXT", help="LFW-format pairs.txt (LFW's own, or `facegan data pairs`)")
     parser.add_argument("--out", required=True, metavar="DIR", help="results folder (e.g. RUN/attacks/NAME for a recogniser run)")
     parser.add_argument("--mode", default="dodging", help="dodging (same-person pairs rejected) or impersonation (different people accepted)")
-    parser.add_argument("--attack", default="pgd", help="fgsm, pgd, cw (L2 only) or square (score-based black box, L-inf)")
+    parser.add_argument("--attack", default="pgd", help="fgsm, pgd, cw (L2 only) or square (score-based black box)")
     parser.add_argument("--norm", default="linf", help="linf or l2")
     parser.add_argument("--eps", default="4/255", help="budget(s) on the 0..255 scale, comma-separated: 4/255 or 2,4,8")
     parser.add_argument("--steps", default="20", help="iterations (pgd, cw) or queries (square); fgsm takes one step")
     parser.add_argument("--minimal", action="store_true", help="also binary-search each pair's smallest successful budget")
     parser.add_argument("--defence", default="none", help="none, jpeg, blur or purify (GAN projection; needs --generator)")
     parser.add_argument("--generator", default=None, metavar="RUN", help="the generator run/export that --defence purify projects onto")
+    parser.add_argument("--quality", default=None, help="JPEG quality of --defence jpeg (default 75)")
+    parser.add_argument("--kernel", default=None, help="median filter size of --defence blur (odd, default 3)")
+    parser.add_argument("--purify-steps", default=None, help="projection steps of --defence purify (default 50)")
+    parser.add_argument("--purify-starts", default=None, help="random starts of --defence purify (default 1)")
     parser.add_argument("--no-adaptive", action="store_true", help="attack the recogniser without the defence (non-adaptive, for comparison)")
     parser.add_argument("--eot", default="1", help="average the margin over N draws of a randomised defence (EOT)")
     parser.add_argument("--max-pairs", default=None, help="attack at most N pairs of the chosen kind (pairs.txt order)")
@@ -66,11 +70,24 @@ def run_attack(args: argparse.Namespace) -> int:
     max_pairs = parse_int("--max-pairs", args.max_pairs, 1)
     batch_size = parse_int("--batch-size", args.batch_size, 1, 100_000)
     seed = parse_int("--seed", args.seed, 0, 2**63 - 1)
-    defence_options = {}
+    from facegan.robustness.defences import DEFENCES
+
+    if args.defence not in DEFENCES:
+        raise FaceganError(f"unknown defence {args.defence!r:.40}; choose one of {', '.join(DEFENCES)}")
+    defence_options: dict = {}
+    for option, key, owner, low, high in (("--quality", "quality", "jpeg", 1, 100), ("--kernel", "kernel", "blur", 1, 99),
+                                          ("--purify-steps", "steps", "purify", 1, 100_000), ("--purify-starts", "starts", "purify", 1, 256)):
+        value = getattr(args, key if key in ("quality", "kernel") else f"purify_{key}")
+        if value is not None:
+            if args.defence != owner:
+                raise FaceganError(f"{option} is an option of --defence {owner}; give --defence {owner} or drop {option}")
+            defence_options[key] = parse_int(option, value, low, high)
     if args.generator is not None:
         if args.defence != "purify":
             raise FaceganError("--generator is the generator of --defence purify; give --defence purify or drop --generator")
         defence_options["generator"] = args.generator
+    if args.defence == "purify":
+        defence_options["seed"] = seed  # the purification draws are seeded like the attack's random starts
     if args.defence == "none" and (args.no_adaptive or eot != 1):
         raise FaceganError(f"{'--no-adaptive' if args.no_adaptive else '--eot'} applies to a defence; give --defence jpeg, blur or purify")
     if not Path(args.pairs).exists():

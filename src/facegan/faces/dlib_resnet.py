@@ -33,6 +33,7 @@ __all__ = [
     "MATCH_THRESHOLD",
     "DlibFaceRecognizer",
     "DlibResNetRecogniser",
+    "dlib_cpp_descriptors",
     "load_dlib_face_recognizer",
 ]
 
@@ -258,3 +259,18 @@ class DlibResNetRecogniser(MatchRuleRecogniser):
         images = _resize_to_chip(images).contiguous(memory_format=self.memory_format)
         with self._autocast():
             return self.model(images).float()
+
+
+def dlib_cpp_descriptors(chips: "list[np.ndarray] | np.ndarray") -> np.ndarray:
+    """dlib's own C++ `compute_face_descriptor` (batch overload, no jitter) on 150 px RGB uint8 chips -> float32 (N, 128).
+
+    The reference the port is held to (attacks re-verify their saved images with it); ImportError without dlib.
+    """
+    import dlib
+
+    recognizer = dlib.face_recognition_model_v1(str(dlib_model_path(_MODEL_FILE)))
+    descriptors = []
+    for start in range(0, len(chips), 64):
+        batch = [np.ascontiguousarray(chip) for chip in chips[start : start + 64]]
+        descriptors.extend(np.array(vector, dtype=np.float32) for vector in recognizer.compute_face_descriptor(batch))
+    return np.stack(descriptors) if descriptors else np.zeros((0, 128), dtype=np.float32)

@@ -31,6 +31,7 @@ batch_size 1 a pair's adversarial image depends on nothing else, and otherwise o
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -55,6 +56,7 @@ __all__ = ["ATTACK_FORMAT", "MODES", "attack_pairs", "check_attack_out", "load_a
 ATTACK_FORMAT = "facegan-attack"
 _FORMAT_VERSION = 1
 MODES = ("dodging", "impersonation")
+ENGINES = ("facegan", "art")  # whose implementation of the attack runs: ours, or ART's as the reference
 _IMAGE_NAME = re.compile(r"^\d{5,}\.png$")
 _EMBED_CHUNK = 256  # dataset images per domain+embed call: dlib's 150 px chips are 67 kB each
 _MAX_STEPS = 100_000
@@ -151,23 +153,21 @@ def _check_int(value: Any, option: str, low: int, high: int) -> int:
 
 def _resolve_model(recogniser: Any, defence: Any, defence_options: dict[str, Any], adaptive: bool, eot: int, device: str
                    ) -> tuple[DifferentiableRecogniser, str | None]:
-    """The (defended) differentiable recogniser and the defence's name (None without one)."""
-    model = differentiable(recogniser, device=device)
+    """The (defended) differentiable recogniser and the defence's name (None without one); the defence is built first
+    (its options are cheaper to refuse than a recogniser is to load)."""
     if defence is None or defence == "none":
         if eot != 1:
             raise FaceganError(f"--eot {eot} averages over a randomised defence's draws; give --defence purify, or --eot 1")
-        return model, None
-    try:
-        from facegan.robustness import defences
-    except ImportError:
-        raise FaceganError("this facegan has no defences (facegan.robustness.defences); attack without --defence") from None
+        return differentiable(recogniser, device=device), None
+    from facegan.robustness import defences
+
     if isinstance(defence, str):
         defence = defences.make_defence(defence, device=device, **defence_options)
         if defence is None:
-            return model, None
+            return differentiable(recogniser, device=device), None
     elif defence_options:
         raise FaceganError("defence_options apply to a defence given by name; pass the options to make_defence instead")
-    defended = defences.DefendedRecogniser(model, defence, adaptive=adaptive, eot=eot)
+    defended = defences.DefendedRecogniser(differentiable(recogniser, device=device), defence, adaptive=adaptive, eot=eot)
     return defended, defence.name
 
 
@@ -184,7 +184,7 @@ def _embed_distinct(model: DifferentiableRecogniser, images: np.ndarray, rows: n
     parts = []
     for start in range(0, len(rows), _EMBED_CHUNK):
         chunk = model.domain(np.asarray(images[rows[start : start + _EMBED_CHUNK]]))
-        parts.append(np.asarray(model.embed(chunk, batch_size=batch_size), dtype=np.float32))
+        parts.append(np.asarray(model.embed(chunk), dtype=np.float32))
     descriptors = np.concatenate(parts)
     broken = np.flatnonzero(~np.isfinite(descriptors).all(axis=1))
     if broken.size:
@@ -230,20 +230,6 @@ def _batch_generator(seed: int, budget_index: int, first_pair: int) -> torch.Gen
 
 
 # ---- real dlib -----------------------------------------------------------------------------------------
-def _real_dlib_descriptors(chips: Sequence[np.ndarray]) -> np.ndarray:
-    """dlib's own C++ descriptors of 150 px RGB chips (the batch overload, no jitter)."""
-    import dlib
-
-    from facegan.faces.align import dlib_model_path
-
-    recognizer = dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
-    out = []
-    for start in range(0, len(chips), 64):
-        batch = [np.ascontiguousarray(chip) for chip in chips[start : start + 64]]
-        out.extend(np.array(vector, dtype=np.float32) for vector in recognizer.compute_face_descriptor(batch))
-    return np.stack(out) if out else np.zeros((0, 128), np.float32)
-
-
 def _read_png(path: Path) -> np.ndarray:
     from facegan.data.decode import SkippedImage, decode_image
 
@@ -275,17 +261,27 @@ def attack_pairs(
     max_pairs: int | None = None,
     progress: bool = False,
     device: str = "cpu",
+    engine: str = "facegan",
 ) -> dict[str, Any]:
     """Attack `recogniser` (a name, a run/export, a Recogniser or a DifferentiableRecogniser) on `dataset`'s `pairs`
-    (module docstring); returns the attack.json record and writes the results folder when `out_dir` is given."""
-    from facegan.attacks import check_attack, perturbation_norms, quantise, run_attack
+    (module docstring); returns the attack.json record and writes the results folder when `out_dir` is given.
+
+    engine "art" runs IBM ART's FGSM/PGD/L-inf Square (`facegan.attacks.reference`) on the same objective, pairs and budgets
+    instead of facegan's: the cross-check of the issue (a test and benchmark reference; ART must be installed)."""
+    from facegan.attacks import check_attack, perturbation_norms, quantise
     from facegan.recognition.protocol import check_folds, evaluate_protocol
 
     # Every option is checked before anything slow (the recogniser, the embedding, the attack).
     if mode not in MODES:
         raise FaceganError(f"unknown attack mode {mode!r}; choose dodging (same-person pairs) or impersonation (different-person pairs)")
     check_attack(attack, norm)
+    if engine not in ENGINES:
+        raise FaceganError(f"unknown attack engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if engine == "art" and (attack not in ("fgsm", "pgd", "square") or (attack == "square" and norm != "linf")):
+        raise FaceganError(f"the ART reference covers fgsm, pgd and L-inf square, not {attack} in {norm}; use engine 'facegan'")
     budgets = parse_budgets(eps)
+    if minimal and budgets[-1] == 0:
+        raise FaceganError("--minimal searches budgets up to the largest --eps, which is 0; give a positive budget, e.g. --eps 16/255")
     steps = _check_int(steps, "--steps", 1, _MAX_STEPS)
     eot = _check_int(eot, "--eot", 1, 1000)
     seed = _check_int(seed, "--seed", 0, 2**63 - 1)
@@ -352,12 +348,12 @@ def attack_pairs(
             objective = _objective(model, targets, torch.tensor(batch_thresholds, dtype=torch.float32, device=model.device), mode)
 
             def judge(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                scores = model.scores(np.asarray(model.embed(images, batch_size=batch_size), dtype=np.float32), right_descriptors[batch])
+                scores = model.scores(np.asarray(model.embed(images), dtype=np.float32), right_descriptors[batch])
                 return scores, _fooled(scores, thresholds[batch], mode)
 
             for index, budget in enumerate(budgets):
                 generator = _batch_generator(seed, index, int(batch[0]))
-                x_adv = run_attack(attack, objective, x, norm=norm, eps=budget, steps=steps, generator=generator)
+                x_adv = _run(engine, attack, objective, x, norm, budget, steps, generator)
                 quantised = quantise(x_adv.detach(), x, norm, budget)
                 images = _uint8_nhwc(quantised)
                 scores, fooled = judge(images)
@@ -370,7 +366,7 @@ def attack_pairs(
                 if bar is not None:
                     bar.update(len(batch))
             if minimal:
-                found, found_images = _minimal_search(attack, objective, x, norm, budgets[-1], steps, seed, int(batch[0]), judge, quantise)
+                found, found_images = _minimal_search(engine, attack, objective, x, norm, budgets[-1], steps, seed, int(batch[0]), judge, quantise)
                 minimal_eps[start : start + len(batch)] = found
                 norms = perturbation_norms(found_images, x)
                 hit = np.isfinite(found)
@@ -412,6 +408,7 @@ def attack_pairs(
         "score": f"minus the recogniser's {model.metric} distance (higher = more alike); same person when score >= threshold",
         "mode": mode,
         "attack": attack,
+        "engine": engine,
         "norm": norm,
         "eps": budgets[-1],
         "steps": steps,
@@ -478,15 +475,28 @@ def attack_pairs(
     return record
 
 
-def _minimal_search(attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int, first_pair: int,
+def _run(engine: str, attack: str, objective: Callable, x: torch.Tensor, norm: str, eps: float | torch.Tensor, steps: int,
+         generator: torch.Generator) -> torch.Tensor:
+    """x_adv from facegan's attack, or from ART's (seeded from the same generator) for the cross-check."""
+    from facegan.attacks import run_attack
+
+    if engine == "facegan":
+        return run_attack(attack, objective, x, norm=norm, eps=eps, steps=steps, generator=generator)
+    from facegan.attacks.reference import art_attack
+
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    return art_attack(objective, x, attack=attack, norm=norm, eps=eps, steps=steps, seed=seed, batch_size=x.shape[0])
+
+
+def _minimal_search(engine: str, attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int, first_pair: int,
                     judge: Callable, quantise: Callable) -> tuple[np.ndarray, torch.Tensor]:
     """Per pair, the smallest budget in [0, eps_max] at which the (quantised) attack succeeds: binary search (inf: none)."""
-    from facegan.attacks import minimal_budget, run_attack
+    from facegan.attacks import minimal_budget
 
     def attack_at(eps_per_pair: torch.Tensor) -> torch.Tensor:
         # The same random start at every probe, so the search is over the budget alone.
         generator = _batch_generator(seed, _MINIMAL_STREAM, first_pair)
-        x_adv = run_attack(attack, objective, x, norm=norm, eps=eps_per_pair, steps=steps, generator=generator)
+        x_adv = _run(engine, attack, objective, x, norm, eps_per_pair, steps, generator)
         return quantise(x_adv.detach(), x, norm, eps_per_pair)
 
     def succeeded(x_adv: torch.Tensor) -> torch.Tensor:
@@ -499,9 +509,9 @@ def _minimal_search(attack: str, objective: Callable, x: torch.Tensor, norm: str
 def _real_dlib_check(model: DifferentiableRecogniser, adversarial_chips: Sequence[np.ndarray], right_chips: list[np.ndarray],
                      thresholds: np.ndarray, port_scores: np.ndarray, mode: str) -> dict[str, Any]:
     """success_rate_real_dlib: the adversarial chips verified by dlib's C++ recogniser, with the port's thresholds."""
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
+    from facegan.faces.dlib_resnet import dlib_cpp_descriptors
+
+    if importlib.util.find_spec("dlib") is None:
         return {"success_rate_real_dlib": None, "real_dlib": "not checked: the dlib package is not installed"}
     if not len(adversarial_chips):
         return {"success_rate_real_dlib": None, "real_dlib": "not checked: no pair was attacked"}
@@ -509,7 +519,7 @@ def _real_dlib_check(model: DifferentiableRecogniser, adversarial_chips: Sequenc
     defend = getattr(model, "defence", None)
     if defend is not None:  # the deployed pipeline: the defence in front of dlib
         adversarial_chips, right = defend(np.stack(adversarial_chips)), defend(right)
-    real_left, real_right = _real_dlib_descriptors(list(adversarial_chips)), _real_dlib_descriptors(list(right))
+    real_left, real_right = dlib_cpp_descriptors(list(adversarial_chips)), dlib_cpp_descriptors(list(right))
     scores = -np.linalg.norm(real_left.astype(np.float64) - real_right.astype(np.float64), axis=1)
     fooled = _fooled(scores, thresholds, mode)
     return {
