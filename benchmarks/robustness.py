@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--minimal-max", type=float, default=16.0, help="binary search range of the minimal perturbation")
     parser.add_argument("--purify-steps", type=int, default=30)
     parser.add_argument("--eot", type=int, default=2)
+    parser.add_argument("--purify-pairs", type=int, default=40, help="attacked pairs per mode for the purification rows")
+    parser.add_argument("--purify-attack-steps", type=int, default=5)
     parser.add_argument("--dlib-pairs", type=int, default=40, help="attacked pairs per mode for dlib (0 skips the row)")
     parser.add_argument("--dlib-steps", type=int, default=5)
     parser.add_argument("--json")
@@ -138,52 +140,20 @@ def attack_row(recogniser, dataset, pairs, out: Path, budgets: list[float], args
     return row
 
 
-def art_cross_check(recogniser_path: Path, dataset, pairs_path: Path, eps: float, steps: int) -> dict:
-    """facegan's PGD/FGSM vs ART's on the plain CNN's correctly verified same pairs (dodging): success rates and times."""
-    import torch
+def art_cross_check(recogniser_path: Path, dataset, pairs_path: Path, work: Path, eps: float, steps: int) -> dict:
+    """facegan's PGD/FGSM vs ART's (attack_pairs engine "art") on the same recogniser, pairs, budget and steps: rates and times."""
+    from facegan.robustness.evaluate import attack_pairs
 
-    from facegan.attacks import fgsm, pgd, quantise
-    from facegan.attacks.reference import art_attack
-    from facegan.recognition.protocol import evaluate_protocol
-    from facegan.recognition.verification import load_pairs
-    from facegan.robustness.model import differentiable
-
-    model = differentiable(str(recogniser_path))
-    left, right, same, fold, _ = load_pairs(dataset, str(pairs_path))
-    images = model.domain(np.asarray(dataset.images))
-    descriptors = model.embed(images)
-    scores = model.scores(descriptors[left], descriptors[right])
-    protocol = evaluate_protocol(scores, same, fold)
-    thresholds = np.array([dict(zip(protocol.folds, protocol.fold_thresholds))[int(value)] for value in fold])
-    chosen = np.flatnonzero(same & (scores >= thresholds))
-    x = torch.from_numpy(images[left[chosen]]).permute(0, 3, 1, 2).float()
-    targets = torch.from_numpy(descriptors[right[chosen]])
-    limit = torch.from_numpy(thresholds[chosen]).float()
-
-    def margin(pixels):
-        return model.score(model.embed_pixels(pixels), targets[: len(pixels)]) - limit[: len(pixels)]
-
-    def success(adversarial) -> float:
-        quantised = quantise(adversarial.detach(), x, "linf", eps)
-        adv = quantised.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
-        adv_scores = model.scores(model.embed(adv), descriptors[right[chosen]])
-        return float(np.mean(adv_scores < thresholds[chosen]))
-
-    step = 2.5 * eps / steps
-    result = {"pairs": int(len(chosen)), "eps": eps, "steps": steps}
-    timings = {}
-    for name, run in (
-        ("facegan pgd", lambda: pgd(margin, x, norm="linf", eps=eps, steps=steps, step_size=step, generator=torch.Generator().manual_seed(0))),
-        ("ART pgd", lambda: art_attack(margin, x, attack="pgd", norm="linf", eps=eps, steps=steps, step_size=step, seed=0)),
-        ("facegan fgsm", lambda: fgsm(margin, x, norm="linf", eps=eps)),
-        ("ART fgsm", lambda: art_attack(margin, x, attack="fgsm", norm="linf", eps=eps)),
-    ):
-        start = time.perf_counter()
-        adversarial = run()
-        timings[name] = time.perf_counter() - start
-        result[name] = success(adversarial)
-    result["seconds"] = timings
-    result["ratio"] = timings["ART pgd"] / timings["facegan pgd"]
+    result: dict = {"eps": eps, "steps": steps, "seconds": {}}
+    for attack in ("pgd", "fgsm"):
+        for engine in ("facegan", "art"):
+            start = time.perf_counter()
+            record = attack_pairs(str(recogniser_path), dataset, str(pairs_path), work / f"{engine}-{attack}", mode="dodging", attack=attack,
+                                  norm="linf", eps=eps, steps=steps, engine=engine)
+            result["seconds"][f"{engine} {attack}"] = time.perf_counter() - start
+            result[f"{engine} {attack}"] = record["success_rate"]
+            result["pairs"] = record["num_attacked"]
+    result["ratio"] = result["seconds"]["art pgd"] / result["seconds"]["facegan pgd"]
     return result
 
 
@@ -228,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     run("facegan CNN", "median 3x3 (BPDA)", str(plain), test, str(pairs_path), "plain-blur", defence="blur")
     generator = Path(args.generator) if args.generator else None
     if generator is not None and generator.exists():
-        purify = {"defence": "purify", "defence_options": {"generator": str(generator), "steps": args.purify_steps}}
+        purify = {"defence": "purify", "defence_options": {"generator": str(generator), "steps": args.purify_steps},
+                  "max_pairs": args.purify_pairs, "steps": args.purify_attack_steps}
         run("facegan CNN", f"purify (BPDA+EOT {args.eot})", str(plain), test, str(pairs_path), "plain-purify", minimal=False, eot=args.eot, **purify)
         run("facegan CNN", "purify (non-adaptive)", str(plain), test, str(pairs_path), "plain-purify-nonadaptive", minimal=False,
             adaptive=False, **purify)
@@ -253,10 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(", ".join(f"{mode[:4]}. {_percent(entry['real'])} ({_percent(entry['port'])})" for mode, entry in real.items()) if real else "-")
         print("| " + " | ".join(cells) + " |")
 
-    art = art_cross_check(plain, test, pairs_path, budgets[1], steps)
+    art = art_cross_check(plain, test, pairs_path, work / "attacks" / "art-check", budgets[1], steps)
     print(f"\nART cross-check (facegan CNN, dodging, {art['pairs']} pairs, L-inf {art['eps']:g}, {art['steps']} steps): success "
-          f"PGD facegan {_percent(art['facegan pgd'])} % vs ART {_percent(art['ART pgd'])} %, FGSM facegan {_percent(art['facegan fgsm'])} % "
-          f"vs ART {_percent(art['ART fgsm'])} %; PGD time facegan {art['seconds']['facegan pgd']:.2f} s, ART {art['seconds']['ART pgd']:.2f} s")
+          f"PGD facegan {_percent(art['facegan pgd'])} % vs ART {_percent(art['art pgd'])} %, FGSM facegan {_percent(art['facegan fgsm'])} % "
+          f"vs ART {_percent(art['art fgsm'])} %; PGD time (with embedding and files) facegan {art['seconds']['facegan pgd']:.2f} s, "
+          f"ART {art['seconds']['art pgd']:.2f} s")
     plain_row = rows[0][2]
     key = f"{budgets[1]:g}"
     for label, defence_label, row in rows[1:]:
