@@ -135,7 +135,9 @@ def attack_row(recogniser, dataset, pairs, out: Path, budgets: list[float], args
         if minimal:
             minimal_record = attack_pairs(recogniser, dataset, pairs, out / f"pgd-{mode}-minimal", mode=mode, attack="pgd", norm="linf",
                                           eps=args.minimal_max, steps=steps, minimal=True, max_pairs=max_pairs, **defence)
-            row["minimal_linf"][mode] = minimal_record["median_linf"]
+            # None: more than half the pairs resisted the whole search range, so the median is above it.
+            median = minimal_record["median_linf"]
+            row["minimal_linf"][mode] = median if median is not None or not minimal_record["num_attacked"] else float("inf")
         row["seconds"] += time.perf_counter() - start
     return row
 
@@ -159,6 +161,12 @@ def art_cross_check(recogniser_path: Path, dataset, pairs_path: Path, work: Path
 
 def _percent(value) -> str:
     return f"{100 * value:.1f}" if isinstance(value, (int, float)) and value == value else "-"
+
+
+def _minimal(value, search_max: float) -> str:
+    if value is None:
+        return "-"
+    return f"> {search_max:g}" if value == float("inf") else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [label, defence_label, _percent(row["clean_accuracy"])]
         for mode in ("dodging", "impersonation"):
             cells += [_percent(row["robust"][mode].get(f"{value:g}")) for value in budgets]
-        cells += [f"{row['minimal_linf'][mode]:.2f}" if row["minimal_linf"].get(mode) is not None else "-" for mode in ("dodging", "impersonation")]
+        cells += [_minimal(row["minimal_linf"].get(mode), args.minimal_max) for mode in ("dodging", "impersonation")]
         real = row.get("real_dlib")
         cells.append(", ".join(f"{mode[:4]}. {_percent(entry['real'])} ({_percent(entry['port'])})" for mode, entry in real.items()) if real else "-")
         print("| " + " | ".join(cells) + " |")

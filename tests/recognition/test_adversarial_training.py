@@ -116,6 +116,11 @@ def test_the_export_records_the_adversarial_settings(shapes, tmp_path):
     assert at["adversarial_training"] == {"method": "pgd-at", "norm": "linf", "eps": 4.0, "steps": 3, "step_size": 2.5 * 4 / 3,
                                           "random_start": True, "scale": "0..255",
                                           "description": "PGD-AT linf eps 4 (0..255), 3 steps"}
+    from facegan.report.recognition_sections import recogniser_section
+
+    rows = {row[0]: row[1] for row in recogniser_section(tmp_path / "at").tables[0].rows}
+    assert rows["adversarial training"] == "PGD-AT linf eps 4 (0..255), 3 steps"
+    assert "adversarial training" not in {row[0] for row in recogniser_section(tmp_path / "plain").tables[0].rows}
 
 
 @pytest.mark.parametrize("values, message", [
