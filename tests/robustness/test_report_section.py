@@ -15,13 +15,13 @@ def test_a_recogniser_runs_card_shows_its_attacks_with_budget_curves(tiny_recogn
     record = attack_pairs(str(run.path), str(identity_dataset), str(identity_pairs), folder, mode="dodging", attack="pgd",
                           norm="linf", eps=[0, 8, 64], steps=3)
     found = find_attacks(run.path)
-    assert [path for path, _ in found] == [folder]
+    assert folder in [path for path, _ in found]  # (the session's recogniser run may hold other tests' attacks too)
     section = robustness_section(run.path)
     table = section.tables[0]
-    row = dict(zip(table.columns, table.rows[0]))
+    row = dict(zip(table.columns, table.rows[[path for path, _ in found].index(folder)]))
     assert row["attack"] == "PGD L-inf, 3 steps" and row["defence"] == "none" and row["mode"] == "dodging"
     assert row["success"] == f"{record['success_rate']:.1%}" and row["budget (0-255)"] == "64"
-    assert [figure.title for figure in section.figures] == ["Success rate against budget"]
+    assert "Success rate against budget" in [figure.title for figure in section.figures]
     assert section.figures[0].png.startswith(b"\x89PNG")
     html = build_report(run.path).read_text()
     assert "Adversarial robustness" in html and "PGD L-inf, 3 steps" in html

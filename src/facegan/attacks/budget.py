@@ -100,10 +100,13 @@ def quantise(adversarial: Tensor, clean: Tensor, norm: str, eps: float | Tensor)
     """Integer-valued float image in [0, 255] whose perturbation from `clean` provably stays within eps.
 
     linf: round, then clamp the integer perturbation to +-floor(eps) (an integer perturbation meets the
-    budget iff it meets floor(eps)). l2: round; where the rounded norm exceeds eps, truncate toward zero
-    instead (every |value| shrinks, so the norm is at most the float one, already projected to eps); a
-    float64 check afterwards shrinks any sample still over budget (float error) until it fits, and as a
-    last resort returns the clean image, so the guarantee does not rest on floating-point luck.
+    budget iff it meets floor(eps)). l2: round; where the rounded norm exceeds eps, take back to their
+    truncated value only as many of the values rounding pushed outward as needed, those rounding moved
+    most first (their fraction nearest 0.5). Truncating all of them fits, since truncation shrinks every
+    |value| of a delta already projected to eps, so enough always exist; truncating all would discard
+    most of a small budget (at L2 10 over 32x32 pixels most values are below one grey level and truncate
+    to 0). A float64 check afterwards shrinks any sample still over budget (float error) until it fits,
+    and as a last resort returns the clean image, so the guarantee does not rest on floating-point luck.
     `clean` must be integer-valued in [0, 255] (it comes from uint8).
     """
     check_norm(norm)
@@ -123,9 +126,7 @@ def quantise(adversarial: Tensor, clean: Tensor, norm: str, eps: float | Tensor)
     # L2: the float delta first goes onto the ball and into the pixel range (both shrink it).
     delta = project(delta, "l2", eps64)
     delta = torch.clamp(clean64 + delta, 0.0, 255.0) - clean64
-    rounded = torch.round(delta)
-    over = _l2(rounded) > eps64
-    step = torch.where(_per_sample(over, delta).bool(), torch.trunc(delta), rounded)
+    step = _round_within_l2(delta, eps64)
     # Guard against float error (a projected norm a hair above eps on an integer lattice point).
     shrink = 1.0
     for _ in range(30):
@@ -137,6 +138,22 @@ def quantise(adversarial: Tensor, clean: Tensor, norm: str, eps: float | Tensor)
     step = torch.where(_per_sample(_l2(step) > eps64, delta).bool(), torch.zeros_like(step), step)
     out = torch.clamp(clean64 + step, 0.0, 255.0)
     return out.to(adversarial.dtype if adversarial.is_floating_point() else torch.float32)
+
+
+def _round_within_l2(delta: Tensor, eps: Tensor) -> Tensor:
+    """Round each value of a float64 delta (norm <= eps), truncating just enough of the outward-rounded ones to fit eps."""
+    rounded, truncated = torch.round(delta), torch.trunc(delta)
+    flat_rounded, flat_truncated = rounded.flatten(1), truncated.flatten(1)
+    gain = flat_rounded.square() - flat_truncated.square()  # what truncating a value takes off the squared norm (> 0: rounded outward)
+    need = (flat_rounded.square().sum(1) - eps.square()).clamp_min(0.0)  # (N,) squared norm to take off
+    fraction = (delta.abs() - truncated.abs()).flatten(1)  # in [0, 1): outward-rounded values have >= 0.5
+    # Outward-rounded values nearest 0.5 first (rounding moved them most); the others never.
+    order = torch.where(gain > 0, fraction, torch.full_like(fraction, 2.0)).argsort(dim=1, stable=True)
+    taken = gain.gather(1, order).cumsum(1)
+    count = (taken < need[:, None]).sum(1) + (need > 0).long()  # the shortest prefix whose gains cover `need`
+    revert_sorted = torch.arange(order.shape[1], device=delta.device)[None, :] < count[:, None]
+    revert = torch.zeros_like(revert_sorted).scatter(1, order, revert_sorted)
+    return torch.where(revert, flat_truncated, flat_rounded).reshape(delta.shape)
 
 
 def _l2(delta: Tensor) -> Tensor:
