@@ -50,3 +50,20 @@ def test_labels_name_the_attack_and_how_a_defence_was_attacked():
     assert defence_label({"defence": "median-3", "adaptive": False}) == "median-3 (non-adaptive)"
     assert attack_label({"attack": "square", "norm": "linf", "steps": 500}) == "Square L-inf, 500 queries"
     assert attack_label({"attack": "cw", "norm": "l2", "steps": 30}) == "CW L2, 30 steps"
+
+
+def test_unreadable_attack_records_are_named_and_a_record_with_nothing_attacked_is_shown(tiny_recogniser_run, identity_dataset,
+                                                                                         identity_pairs, tmp_path):
+    out = tmp_path / "results"
+    record = attack_pairs(str(tiny_recogniser_run), str(identity_dataset), str(identity_pairs), out / "pgd", eps=4, steps=2)
+    text = (out / "pgd" / "attack.json").read_text()
+    for name, content in (("truncated", text[:300]), ("list", "[1, 2]")):
+        (out / name).mkdir()
+        (out / name / "attack.json").write_text(content)
+    (out / "none").mkdir()
+    (out / "none" / "attack.json").write_text(json.dumps({**record, "success_rate": None, "num_attacked": 0, "robust_accuracy": 0.0}))
+    section = robustness_section(out)
+    assert any("Left out" in reading and "truncated" in reading and "list" in reading for reading in section.readings)
+    rows = {row[0]: dict(zip(section.tables[0].columns, row)) for row in section.tables[0].rows}
+    assert set(rows) == {"pgd", "none"}
+    assert rows["none"]["success"].startswith("n/a") and rows["none"]["robust acc."] == "0.0%"

@@ -25,8 +25,13 @@ def _is_number(value: Any) -> bool:
 
 
 def _usable(record: dict[str, Any]) -> bool:
-    """Whether an attack.json holds what the card shows (a hand-edited one is left out, not the whole section)."""
-    return all(_is_number(record.get(key)) for key in _FIELDS) and all(isinstance(record.get(key), str) for key in ("attack", "norm", "mode"))
+    """Whether an attack.json holds what the card shows (a hand-edited one is left out, and named, not the whole section).
+
+    success_rate is null when no pair was right clean (nothing to attack): robust accuracy 0 is still a result.
+    """
+    rate = record.get("success_rate")
+    return (all(_is_number(record.get(key)) for key in _FIELDS if key != "success_rate") and (rate is None or _is_number(rate))
+            and all(isinstance(record.get(key), str) for key in ("attack", "norm", "mode")))
 
 
 def _candidates(folder: Path) -> list[Path]:
@@ -44,21 +49,32 @@ def _candidates(folder: Path) -> list[Path]:
     return unique
 
 
-def find_attacks(folder: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(results folder, attack record) for FOLDER, FOLDER/attacks/* and FOLDER's direct sub-folders holding facegan's attack.json."""
+def scan_attacks(folder: str | Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[Path]]:
+    """(results folder, attack record) for FOLDER, FOLDER/attacks/* and FOLDER's direct sub-folders holding facegan's
+    attack.json, and the folders whose attack.json could not be read or lacks what the card shows."""
+    from facegan.errors import FaceganError
     from facegan.robustness.evaluate import load_attack
 
-    found = []
+    found, skipped = [], []
     for candidate in _candidates(Path(folder)):
+        if not Run(candidate).attack_path.exists():
+            continue
         try:
             record = load_attack(candidate)
-        except (OSError, ValueError):
+        except (OSError, ValueError, FaceganError):
             record = None
         if isinstance(record, dict) and _usable(record):
             found.append((candidate, record))
+        else:
+            skipped.append(candidate)
         if len(found) >= MAX_RESULTS:
             break
-    return found
+    return found, skipped
+
+
+def find_attacks(folder: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The readable attack records of `scan_attacks`."""
+    return scan_attacks(folder)[0]
 
 
 def _budget(value: Any) -> str:
@@ -98,7 +114,8 @@ def _table(results: list[tuple[Path, dict[str, Any]]]) -> Table:
         rows.append([
             folder.name, str(record.get("recogniser", "?")), defence_label(record), attack_label(record), str(record["mode"]),
             _budget(record.get("eps")), f"{int(record['num_pairs'])}", _percent(record["clean_accuracy"]), _percent(record["robust_accuracy"]),
-            _percent(record["success_rate"]), _percent(real) if real is not None else "-",
+            _percent(record["success_rate"]) if record["success_rate"] is not None else "n/a (none right clean)",
+            _percent(real) if real is not None else "-",
             _budget(record.get("median_linf")), _budget(record.get("median_l2")),
         ])
     return Table(
@@ -141,12 +158,15 @@ def _curves_png(results: list[tuple[Path, dict[str, Any]]]) -> bytes | None:
 @register_section("robustness", order=75)
 def robustness_section(run: Path) -> ReportSection | None:
     """Adversarial attacks on face verification (`facegan attack --out FOLDER`), when FOLDER, FOLDER/attacks/* or a sub-folder holds attack.json."""
-    results = find_attacks(Path(run))
-    if not results:
+    results, skipped = scan_attacks(Path(run))
+    if not results and not skipped:
         return None
     readings = []
+    if skipped:
+        readings.append(f"Left out: the attack.json of {', '.join(str(path) for path in skipped[:6])}{' ...' if len(skipped) > 6 else ''} "
+                        "is unreadable, not facegan's or lacks its figures (truncated or edited by hand?); run `facegan attack` there again.")
     for mode in ("dodging", "impersonation"):
-        of_mode = [record for _, record in results if record["mode"] == mode]
+        of_mode = [record for _, record in results if record["mode"] == mode and record["success_rate"] is not None]
         if of_mode:
             strongest = max(of_mode, key=lambda record: record["success_rate"])
             readings.append(
@@ -162,6 +182,8 @@ def robustness_section(run: Path) -> ReportSection | None:
             break
     if any(record.get("defence") not in (None, "none") and not record.get("adaptive", True) for _, record in results):
         readings.append("Non-adaptive figures attack the undefended recogniser only; a defence is judged by its adaptive (BPDA/EOT) rows.")
+    if not results:
+        return ReportSection("Adversarial robustness", readings)
     figures = []
     curves = _curves_png(results)
     if curves:
