@@ -136,3 +136,9 @@ def test_attack_refuses_defence_options_of_another_defence(identities, pairs, tm
 
 def test_attack_refuses_purify_without_a_generator(identities, pairs, tmp_path, capsys):
     assert "needs a generator" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "purify"), capsys)
+
+
+@pytest.mark.parametrize("eps", ["1e300/1e-300", "1e-99999999/1"])
+def test_attack_refuses_an_overflowing_budget_in_one_line(identities, pairs, tmp_path, capsys, eps):
+    assert f"--eps '{eps}' is not a budget" in refused(_attack(identities, pairs, tmp_path / "out", "--eps", eps), capsys)
+    assert not (tmp_path / "out").exists()
