@@ -142,3 +142,38 @@ def test_attack_refuses_purify_without_a_generator(identities, pairs, tmp_path, 
 def test_attack_refuses_an_overflowing_budget_in_one_line(identities, pairs, tmp_path, capsys, eps):
     assert f"--eps '{eps}' is not a budget" in refused(_attack(identities, pairs, tmp_path / "out", "--eps", eps), capsys)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("inside", ["checkpoints", "samples", "tensorboard", "attacks", "attacks/pgd/deeper", "export-best/x"])
+def test_attack_refuses_out_inside_a_runs_own_folders(identities, pairs, tmp_path, capsys, inside):
+    run = tmp_path / "run"
+    run.mkdir()
+    Run(run).config_path.write_text('{"kind": "recogniser"}')
+    line = refused(_attack(identities, pairs, run / inside), capsys)
+    assert f"lies inside the run {run}" in line and str(Run(run).attacks_dir / "NAME") in line
+    assert not (run / inside).exists()
+
+
+def test_attack_into_a_runs_attacks_folder_is_accepted(identities, pairs, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    Run(run).config_path.write_text('{"kind": "recogniser"}')
+    assert main(_attack(identities, pairs, Run(run).attacks_dir / "fgsm", "--attack", "fgsm", "--eps", "4", "--max-pairs", "2")) == 0
+    assert Run(Run(run).attacks_dir / "fgsm").attack_path.is_file()
+
+
+def test_attack_fgsm_records_the_one_step_it_takes(identities, pairs, tmp_path, capsys):
+    import json
+
+    from facegan.cli.main import main
+
+    assert main(_attack(identities, pairs, tmp_path, "--attack", "fgsm", "--eps", "4", "--steps", "3", "--max-pairs", "2")) == 0
+    assert "fgsm linf dodging, 1 step, seed" in capsys.readouterr().out
+    assert json.loads(Run(tmp_path).attack_path.read_text())["steps"] == 1
+
+
+def test_attack_refuses_a_foreign_adversarial_folder_in_plain_words(identities, pairs, tmp_path, capsys):
+    (tmp_path / "adversarial").mkdir()
+    assert "holds an adversarial/ folder that `facegan attack` did not write" in refused(_attack(identities, pairs, tmp_path), capsys)

@@ -87,6 +87,11 @@ def check_attack_out(out_dir: str | os.PathLike, dataset_path: Path | None = Non
             raise FaceganError(f"--out {out_dir} {what} (the shipped config and weights); choose another folder, e.g. RUN/attacks/NAME")
     if Run(real).is_run():
         raise FaceganError(f"--out {out_dir} is a run folder; put attack results in a folder of their own, e.g. {Path(out_dir) / 'attacks' / 'pgd'}")
+    for place in real.parents:
+        # Inside a run only RUN/attacks/NAME is a results folder; RUN/checkpoints, RUN/samples, RUN/attacks itself are the run's.
+        if Run(place).is_run() and real.parent != Run(place).attacks_dir:
+            raise FaceganError(f"--out {out_dir} lies inside the run {place} (in {real.relative_to(place).parts[0]}/); put attack results "
+                               f"in {Run(place).attacks_dir / 'NAME'}, e.g. {Run(place).attacks_dir / 'pgd'}")
     if folder.is_dir():
         if is_verification_file(folder / VERIFICATION_NAME):
             raise FaceganError(f"--out {out_dir} holds verification results (`facegan recog eval`); their pairs.csv would be replaced, "
@@ -101,7 +106,8 @@ def check_attack_out(out_dir: str | os.PathLike, dataset_path: Path | None = Non
                 raise FaceganError(f"--out {out_dir} holds {name} that is not a regular {'folder' if is_images else 'file'}; "
                                    "move it or choose another folder")
             if not ours:
-                raise FaceganError(f"--out {out_dir} holds a {name} that `facegan attack` did not write (no facegan attack.json beside it); "
+                what = f"an {name}/ folder" if is_images else f"a {name}"
+                raise FaceganError(f"--out {out_dir} holds {what} that `facegan attack` did not write (no facegan attack.json beside it); "
                                    "move it or choose another folder (it would be replaced)")
             if is_images:
                 foreign = sorted(entry.name for entry in path.iterdir() if not (_IMAGE_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink()))
@@ -283,6 +289,8 @@ def attack_pairs(
     if minimal and budgets[-1] == 0:
         raise FaceganError("--minimal searches budgets up to the largest --eps, which is 0; give a positive budget, e.g. --eps 16/255")
     steps = _check_int(steps, "--steps", 1, _MAX_STEPS)
+    if attack == "fgsm":
+        steps = 1  # FGSM takes one step whatever --steps says; the record must not claim more
     eot = _check_int(eot, "--eot", 1, 1000)
     seed = _check_int(seed, "--seed", 0, 2**63 - 1)
     batch_size = _check_int(batch_size, "--batch-size", 1, 100_000)
