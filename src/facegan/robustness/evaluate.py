@@ -108,7 +108,7 @@ def check_attack_out(out_dir: str | os.PathLike, dataset_path: Path | None = Non
                 continue
             is_images = name == Run(folder).attack_images_dir.name
             if path.is_symlink() or (not path.is_dir() if is_images else not path.is_file()):
-                raise FaceganError(f"--out {out_dir} holds {name} that is not a regular {'folder' if is_images else 'file'}; "
+                raise FaceganError(f"--out {out_dir} holds {name}{'/' if is_images else ''} that is not a regular {'folder' if is_images else 'file'}; "
                                    "move it or choose another folder")
             if not ours:
                 what = f"an {name}/ folder" if is_images else f"a {name}"
