@@ -14,7 +14,7 @@ A run folder is the unit a user passes around (`facegan train --out RUN`):
     audit.json, audit_*.png  `facegan audit`
     verification.json, pairs.csv, roc.png, verification_examples.png   `facegan recog eval` (any results folder)
     attacks/NAME/          `facegan attack` results about a recogniser run (any results folder holds
-                           attack.json, pairs.csv and adversarial/ PNGs)
+                           attack.json, pairs.csv and adversarial/ PNGs; .attack-partial while writing)
     report.html            `facegan report`
     loss_curves.png, summary.json   written when training ends
     .lock                  held by the process that trains into the folder
@@ -60,7 +60,10 @@ ATTACK_NAME = "attack.json"
 ATTACK_PAIRS_NAME = "pairs.csv"  # per attacked pair: clean and adversarial scores (an attack folder is not a verification folder)
 ATTACK_IMAGES_DIR = "adversarial"
 ATTACK_CURVE_NAME = "attack_curve.png"
-ATTACK_NAMES = (ATTACK_NAME, ATTACK_PAIRS_NAME, ATTACK_CURVE_NAME, ATTACK_IMAGES_DIR)
+# Present from before a `facegan attack` writes its first file until after attack.json: a killed attack's folder stays
+# facegan's own (the rerun may replace it), and an unfinished attack is never read as a result.
+ATTACK_PARTIAL_NAME = ".attack-partial"
+ATTACK_NAMES = (ATTACK_NAME, ATTACK_PAIRS_NAME, ATTACK_CURVE_NAME, ATTACK_IMAGES_DIR, ATTACK_PARTIAL_NAME)
 EDITING_DIR = "editing"
 
 # An export folder holds these two files (written by `facegan.models.export`).
@@ -192,6 +195,11 @@ class Run:
     def attack_curve_path(self) -> Path:
         """Success rate against budget, when the attack ran at several budgets."""
         return self.path / ATTACK_CURVE_NAME
+
+    @property
+    def attack_partial_path(self) -> Path:
+        """The marker of an attack still writing (or killed while writing): the folder is facegan's, its results are not."""
+        return self.path / ATTACK_PARTIAL_NAME
 
     @property
     def report_path(self) -> Path:

@@ -175,6 +175,20 @@ def test_parse_budget_refuses_with_one_line_naming_the_option(text):
     assert "--adversarial-eps" in message and "\n" not in message
 
 
+@pytest.mark.parametrize("value", ["1e300/1e-300", "1/1e-400", "1e-99999999/1", "1/1e99999999", "nan/1", 10**400])
+def test_parse_budget_refuses_overflow_and_absurd_exponents_in_one_line(value):
+    # An OverflowError traceback before; a huge exponent made Fraction expand 10**N (seconds to hours).
+    with pytest.raises(FaceganError) as caught:
+        parse_budget(value, option="--adversarial-step-size")
+    assert "--adversarial-step-size" in str(caught.value) and "is not a budget" in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["-0", "-0.0", "-0/255", 0.0 * -1])
+def test_parse_budget_stores_minus_zero_as_zero(text):
+    budget = parse_budget(text)
+    assert budget == 0 and math.copysign(1.0, budget) == 1.0
+
+
 def test_unknown_norm_is_one_line():
     with pytest.raises(FaceganError, match="unknown norm 'l3'; choose linf or l2"):
         check_norm("l3")

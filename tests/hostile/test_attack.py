@@ -136,3 +136,90 @@ def test_attack_refuses_defence_options_of_another_defence(identities, pairs, tm
 
 def test_attack_refuses_purify_without_a_generator(identities, pairs, tmp_path, capsys):
     assert "needs a generator" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "purify"), capsys)
+
+
+@pytest.mark.parametrize("eps", ["1e300/1e-300", "1e-99999999/1"])
+def test_attack_refuses_an_overflowing_budget_in_one_line(identities, pairs, tmp_path, capsys, eps):
+    assert f"--eps '{eps}' is not a budget" in refused(_attack(identities, pairs, tmp_path / "out", "--eps", eps), capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("inside", ["checkpoints", "samples", "tensorboard", "attacks", "attacks/pgd/deeper", "export-best/x"])
+def test_attack_refuses_out_inside_a_runs_own_folders(identities, pairs, tmp_path, capsys, inside):
+    run = tmp_path / "run"
+    run.mkdir()
+    Run(run).config_path.write_text('{"kind": "recogniser"}')
+    line = refused(_attack(identities, pairs, run / inside), capsys)
+    assert f"lies inside the run {run}" in line and str(Run(run).attacks_dir / "NAME") in line
+    assert not (run / inside).exists()
+
+
+def test_attack_into_a_runs_attacks_folder_is_accepted(identities, pairs, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    Run(run).config_path.write_text('{"kind": "recogniser"}')
+    assert main(_attack(identities, pairs, Run(run).attacks_dir / "fgsm", "--attack", "fgsm", "--eps", "4", "--max-pairs", "2")) == 0
+    assert Run(Run(run).attacks_dir / "fgsm").attack_path.is_file()
+
+
+def test_attack_fgsm_records_the_one_step_it_takes(identities, pairs, tmp_path, capsys):
+    import json
+
+    from facegan.cli.main import main
+
+    assert main(_attack(identities, pairs, tmp_path, "--attack", "fgsm", "--eps", "4", "--steps", "3", "--max-pairs", "2")) == 0
+    assert "fgsm linf dodging, 1 step, seed" in capsys.readouterr().out
+    assert json.loads(Run(tmp_path).attack_path.read_text())["steps"] == 1
+
+
+def test_attack_refuses_a_foreign_adversarial_folder_in_plain_words(identities, pairs, tmp_path, capsys):
+    (tmp_path / "adversarial").mkdir()
+    assert "holds an adversarial/ folder that `facegan attack` did not write" in refused(_attack(identities, pairs, tmp_path), capsys)
+
+
+class _Killed(BaseException):
+    """Stands for kill -9: nothing in facegan catches it, no cleanup beyond `finally` runs."""
+
+
+def _kill_after_first_png(monkeypatch):
+    from facegan.robustness import evaluate
+
+    real = evaluate.write_bytes_atomic
+
+    def write(path, data):
+        real(path, data)
+        if path.suffix == ".png":
+            raise _Killed
+
+    monkeypatch.setattr(evaluate, "write_bytes_atomic", write)
+
+
+def test_attack_killed_while_writing_leaves_a_folder_the_rerun_accepts(identities, pairs, tmp_path, capsys, monkeypatch):
+    from facegan.cli.main import main
+    from facegan.robustness.evaluate import load_attack
+
+    fresh, earlier = tmp_path / "fresh", tmp_path / "earlier"
+    command = ["--attack", "fgsm", "--eps", "4", "--max-pairs", "3"]
+    assert main(_attack(identities, pairs, earlier, *command)) == 0
+    with monkeypatch.context() as patch:
+        _kill_after_first_png(patch)
+        for out in (fresh, earlier):
+            with pytest.raises(_Killed):
+                main(_attack(identities, pairs, out, "--attack", "fgsm", "--eps", "8", "--max-pairs", "3"))
+            # The gap: no attack.json vouches for the new PNG (over the earlier budget), and no reader takes it for a result.
+            assert not Run(out).attack_path.exists() and Run(out).attack_partial_path.is_file() and load_attack(out) is None
+    capsys.readouterr()
+    for out in (fresh, earlier):
+        assert main(_attack(identities, pairs, out, *command)) == 0
+        assert not Run(out).attack_partial_path.exists() and load_attack(out)["eps"] == 4.0
+
+
+def test_attack_refuses_a_folder_another_attack_is_using_before_any_work(identities, pairs, tmp_path, capsys, monkeypatch):
+    from facegan.robustness import evaluate
+
+    monkeypatch.setattr(evaluate, "_resolve_model", lambda *args: pytest.fail("the recogniser was loaded"))
+    with Run(tmp_path).lock():
+        assert "is in use by another facegan process" in refused(_attack(identities, pairs, tmp_path), capsys)
+    assert not Run(tmp_path).attack_path.exists()

@@ -218,3 +218,30 @@ def test_recog_train_ctrl_c_checkpoints_and_exits_130(shapes, tmp_path):
     import torch
 
     assert torch.load(Run(out).state_path, weights_only=True)["num_steps"] >= 1
+
+
+@pytest.mark.parametrize("option", ["--adversarial-eps", "--adversarial-step-size"])
+def test_recog_train_refuses_an_overflowing_adversarial_budget_in_one_line(shapes, tmp_path, capsys, option):
+    extra = [] if option == "--adversarial-eps" else ["--adversarial-eps", "4"]
+    line = refused(_train([shapes], tmp_path / "run", *extra, option, "1e300/1e-300"), capsys)
+    assert f"{option} '1e300/1e-300' is not a budget" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_recog_train_stores_a_minus_zero_adversarial_eps_as_zero(shapes, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    assert main(_train([shapes], tmp_path / "run", "--adversarial-eps", "-0", "--dry-run")) == 0
+    assert '"eps": 0.0' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option, value", [("--adversarial-steps", "5"), ("--adversarial-step-size", "1/255"), ("--adversarial-norm", "l2")])
+def test_recog_train_refuses_adversarial_options_without_a_budget(shapes, tmp_path, capsys, option, value):
+    line = refused(_train([shapes], tmp_path / "run", option, value), capsys)
+    assert f"{option} is an option of adversarial training, which is off (no --adversarial-eps)" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_recog_train_resume_refuses_adversarial_options_of_a_plain_run(recog_run, capsys):
+    line = refused(["recog", "train", "--out", str(recog_run), "--resume", "--steps", "2", "--adversarial-steps", "5"], capsys)
+    assert "--adversarial-steps is an option of adversarial training, which is off" in line

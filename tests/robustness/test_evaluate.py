@@ -243,3 +243,17 @@ def test_square_is_a_black_box_that_also_fools_the_non_differentiable_lbph(ident
     for row in _rows(tmp_path):
         delta = _png(tmp_path, row["pair"]).astype(np.int64) - _clean(identity_dataset, row["left"]).astype(np.int64)
         assert np.abs(delta).max() <= 32
+
+
+def test_an_attack_with_no_pair_to_attack_is_still_a_written_result(identity_dataset, identity_pairs, tmp_path, monkeypatch):
+    from facegan.cli.attack import format_record
+    from facegan.robustness import evaluate
+
+    # The recogniser gets every pair wrong clean: nothing to attack, robust accuracy 0 is the result.
+    monkeypatch.setattr(evaluate, "_fooled", lambda scores, thresholds, mode: np.ones(len(scores), dtype=bool))
+    out = tmp_path / "out"
+    record = attack_pairs("pixel", identity_dataset, identity_pairs, out, attack="fgsm", eps=[2, 4])
+    assert record["num_attacked"] == 0 and record["success_rate"] is None and record["robust_accuracy"] == 0.0
+    assert load_attack(out) == json.loads(json.dumps(record)) and not Run(out).attack_partial_path.exists()
+    assert _rows(out) == [] and list(Run(out).attack_images_dir.iterdir()) == [] and Run(out).attack_curve_path.is_file()
+    assert "success n/a, robust accuracy 0.0%" in format_record(record)

@@ -28,29 +28,41 @@ def parse_budget(value: str | float, option: str = "--eps") -> float:
     hint = f"give a budget on the 0..255 scale between 0 and {MAX_BUDGET:g}, e.g. {option} 4 or {option} 4/255"
     if isinstance(value, bool):  # bool is an int: True would silently read as a budget of 1
         raise FaceganError(f"{option} {value!r} is not a budget; {hint}")
-    if isinstance(value, (int, float)):
-        budget = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            budget = float(value)  # an int beyond float's range: OverflowError below
+        elif isinstance(value, str):
+            text = value.strip()
             if "/" in text:
                 numerator, denominator = text.split("/")  # more than one '/' -> ValueError below
                 # Fraction keeps 4/255 * 255 exactly 4 (float division can land on 3.9999999, whose floor is 3).
-                fraction = Fraction(numerator.strip()) / Fraction(denominator.strip())
-                budget = float(fraction * 255)
+                fraction = _fraction(numerator) / _fraction(denominator)
+                budget = float(fraction * 255)  # 1e300/1e-300: OverflowError below
             else:
                 budget = float(text)
-        except (ValueError, ZeroDivisionError):
-            raise FaceganError(f"{option} {value!r} is not a budget; {hint}") from None
-    else:
-        raise FaceganError(f"{option} {value!r} is not a budget; {hint}")
+        else:
+            raise FaceganError(f"{option} {value!r} is not a budget; {hint}")
+    except (ValueError, ArithmeticError):  # ArithmeticError: ZeroDivisionError, OverflowError, decimal's InvalidOperation
+        raise FaceganError(f"{option} {value!r:.60} is not a budget; {hint}") from None
     if not math.isfinite(budget):
         raise FaceganError(f"{option} {value!r} is not finite; {hint}")
     if budget < 0:
         raise FaceganError(f"{option} {value!r} is negative; {hint}")
     if budget > MAX_BUDGET:
         raise FaceganError(f"{option} {value!r} is above {MAX_BUDGET:g} (the whole pixel range); {hint}")
-    return budget
+    return budget + 0.0  # -0 -> 0.0: a record should not say "eps -0"
+
+
+def _fraction(text: str) -> Fraction:
+    """One side of an 'a/b' budget, exactly; an exponent no budget needs (1e-99999999) is refused before Fraction expands it."""
+    from decimal import Decimal
+
+    number = Decimal(text.strip())  # junk: InvalidOperation (an ArithmeticError)
+    if not number.is_finite():
+        raise ValueError(text)
+    if number and not -400 <= number.adjusted() <= 400:  # Fraction would build 10**exponent: seconds to hours
+        raise OverflowError(text)
+    return Fraction(number)
 
 
 def check_norm(norm: str) -> str:

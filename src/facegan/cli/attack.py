@@ -37,7 +37,7 @@ def register(commands) -> None:
     parser.add_argument("--attack", default="pgd", help="fgsm, pgd, cw (L2 only) or square (score-based black box)")
     parser.add_argument("--norm", default="linf", help="linf or l2")
     parser.add_argument("--eps", default="4/255", help="budget(s) on the 0..255 scale, comma-separated: 4/255 or 2,4,8")
-    parser.add_argument("--steps", default="20", help="iterations (pgd, cw) or queries (square); fgsm takes one step")
+    parser.add_argument("--steps", default="20", help="iterations (pgd, cw) or queries (square); fgsm takes one step (recorded as 1)")
     parser.add_argument("--minimal", action="store_true", help="also binary-search each pair's smallest successful budget")
     parser.add_argument("--defence", default="none", help="none, jpeg, blur or purify (GAN projection; needs --generator)")
     parser.add_argument("--generator", default=None, metavar="RUN", help="the generator run/export that --defence purify projects onto")
@@ -118,7 +118,7 @@ def format_record(record: dict) -> str:
         defence += f", EOT {record['eot']}" if record["eot"] > 1 else ""
     rows = [
         ("recogniser", f"{record['recogniser']} v{record['recogniser_version']}"),
-        ("attack", f"{record['attack']} {record['norm']} {record['mode']}, {record['steps']} steps, seed {record['seed']}"),
+        ("attack", f"{record['attack']} {record['norm']} {record['mode']}, {record['steps']} step{'' if record['steps'] == 1 else 's'}, seed {record['seed']}"),
         ("defence", defence),
         ("pairs", f"{record['num_pairs']} of that kind, {record['num_attacked']} correct clean and attacked"),
         ("clean accuracy", _rate(record["clean_accuracy"])),

@@ -80,7 +80,15 @@ def build_recog_config(args: argparse.Namespace):
         base = load_recog_run_config(args.out)
     else:
         base = from_dict(RecogConfig, {})
-    return apply_overrides(merge(base, updates), args.overrides)
+    config = apply_overrides(merge(base, updates), args.overrides)
+    if not config.adversarial.enabled:
+        # Without a budget PGD-AT is off and these would be silently ignored (as `facegan attack` refuses --quality without jpeg).
+        for option, value in (("--adversarial-steps", args.adversarial_steps), ("--adversarial-step-size", args.adversarial_step_size),
+                              ("--adversarial-norm", args.adversarial_norm)):
+            if value is not None:
+                raise FaceganError(f"{option} is an option of adversarial training, which is off (no --adversarial-eps); "
+                                   f"give --adversarial-eps, e.g. 4/255, or drop {option}")
+    return config
 
 
 def _adversarial_updates(args: argparse.Namespace) -> dict:

@@ -16,7 +16,10 @@
    (success_rate_real_dlib): the port matches dlib, so a gap would mean a bug in clipping, quantisation
    or preprocessing.
 
-With `out_dir` it writes, under the folder's lock, attack.json last (it vouches for the others):
+With `out_dir` it holds the folder's lock for the whole run (a second attack into it is refused up front) and writes
+attack.json last (it vouches for the others); from before the first file until after attack.json a hidden
+.attack-partial marker says the folder is facegan's but unfinished (a killed attack's rerun may replace it; no reader
+takes it for a result):
 
     adversarial/NNNNN.png   one lossless PNG per attacked pair (NNNNN: the pair's number in pairs.txt), largest budget
     pairs.csv               pair,fold,left,right,same,threshold,clean_score,adversarial_score,success,linf,l2
@@ -87,21 +90,29 @@ def check_attack_out(out_dir: str | os.PathLike, dataset_path: Path | None = Non
             raise FaceganError(f"--out {out_dir} {what} (the shipped config and weights); choose another folder, e.g. RUN/attacks/NAME")
     if Run(real).is_run():
         raise FaceganError(f"--out {out_dir} is a run folder; put attack results in a folder of their own, e.g. {Path(out_dir) / 'attacks' / 'pgd'}")
+    for place in real.parents:
+        # Inside a run only RUN/attacks/NAME is a results folder; RUN/checkpoints, RUN/samples, RUN/attacks itself are the run's.
+        if Run(place).is_run() and real.parent != Run(place).attacks_dir:
+            raise FaceganError(f"--out {out_dir} lies inside the run {place} (in {real.relative_to(place).parts[0]}/); put attack results "
+                               f"in {Run(place).attacks_dir / 'NAME'}, e.g. {Run(place).attacks_dir / 'pgd'}")
     if folder.is_dir():
         if is_verification_file(folder / VERIFICATION_NAME):
             raise FaceganError(f"--out {out_dir} holds verification results (`facegan recog eval`); their pairs.csv would be replaced, "
                                "choose another folder")
-        ours = _is_attack_file(folder / ATTACK_NAMES[0])
+        marker = Run(folder).attack_partial_path
+        # A killed attack leaves its marker (and perhaps no attack.json): the folder is still facegan's own.
+        ours = _is_attack_file(Run(folder).attack_path) or (marker.is_file() and not marker.is_symlink())
         for name in ATTACK_NAMES:
             path = folder / name
             if not os.path.lexists(path):
                 continue
             is_images = name == Run(folder).attack_images_dir.name
             if path.is_symlink() or (not path.is_dir() if is_images else not path.is_file()):
-                raise FaceganError(f"--out {out_dir} holds {name} that is not a regular {'folder' if is_images else 'file'}; "
+                raise FaceganError(f"--out {out_dir} holds {name}{'/' if is_images else ''} that is not a regular {'folder' if is_images else 'file'}; "
                                    "move it or choose another folder")
             if not ours:
-                raise FaceganError(f"--out {out_dir} holds a {name} that `facegan attack` did not write (no facegan attack.json beside it); "
+                what = f"an {name}/ folder" if is_images else f"a {name}"
+                raise FaceganError(f"--out {out_dir} holds {what} that `facegan attack` did not write (no facegan attack.json beside it); "
                                    "move it or choose another folder (it would be replaced)")
             if is_images:
                 foreign = sorted(entry.name for entry in path.iterdir() if not (_IMAGE_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink()))
@@ -121,10 +132,10 @@ def _is_attack_file(path: Path) -> bool:
 
 
 def load_attack(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """FOLDER/attack.json written by `attack_pairs`, or None when there is none (or it is not facegan's)."""
+    """FOLDER/attack.json written by `attack_pairs`, or None when there is none, it is not facegan's, or the attack is unfinished."""
     path = Run(folder).attack_path
-    if not path.is_file():
-        return None
+    if not path.is_file() or os.path.lexists(Run(folder).attack_partial_path):
+        return None  # none, or an attack still writing (or killed while writing): not a result
     record = load_json_optional(path)
     return record if isinstance(record, dict) and record.get("format") == ATTACK_FORMAT else None
 
@@ -268,8 +279,7 @@ def attack_pairs(
 
     engine "art" runs IBM ART's FGSM/PGD/L-inf Square (`facegan.attacks.reference`) on the same objective, pairs and budgets
     instead of facegan's: the cross-check of the issue (a test and benchmark reference; ART must be installed)."""
-    from facegan.attacks import check_attack, perturbation_norms, quantise
-    from facegan.recognition.protocol import check_folds, evaluate_protocol
+    from facegan.attacks import check_attack
 
     # Every option is checked before anything slow (the recogniser, the embedding, the attack).
     if mode not in MODES:
@@ -283,6 +293,8 @@ def attack_pairs(
     if minimal and budgets[-1] == 0:
         raise FaceganError("--minimal searches budgets up to the largest --eps, which is 0; give a positive budget, e.g. --eps 16/255")
     steps = _check_int(steps, "--steps", 1, _MAX_STEPS)
+    if attack == "fgsm":
+        steps = 1  # FGSM takes one step whatever --steps says; the record must not claim more
     eot = _check_int(eot, "--eot", 1, 1000)
     seed = _check_int(seed, "--seed", 0, 2**63 - 1)
     batch_size = _check_int(batch_size, "--batch-size", 1, 100_000)
@@ -291,6 +303,35 @@ def attack_pairs(
     if not isinstance(dataset, FaceDataset):
         dataset = FaceDataset.load(dataset)
     out = check_attack_out(out_dir, dataset.path) if out_dir is not None else None
+    # The folder's lock from here to the end: a second attack into OUT is refused now, not after all its work (or worse,
+    # interleaving its files with ours).
+    created = out is not None and not os.path.lexists(out)
+    lock = Run(out).lock().acquire() if out is not None else None
+    try:
+        return _attack_pairs(recogniser, dataset, pairs, out, mode=mode, attack=attack, norm=norm, budgets=budgets, steps=steps,
+                             minimal=minimal, defence=defence, defence_options=defence_options, adaptive=adaptive, eot=eot, seed=seed,
+                             batch_size=batch_size, max_pairs=max_pairs, progress=progress, device=device, engine=engine)
+    except BaseException:
+        if created and lock is not None:  # refused or failed before writing: leave no folder behind that was not there
+            Run(out).lock_path.unlink(missing_ok=True)
+            lock.release()
+            try:
+                out.rmdir()
+            except OSError:
+                pass  # something was written there after all
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _attack_pairs(recogniser: Any, dataset: FaceDataset, pairs: Any, out: Path | None, *, mode: str, attack: str, norm: str,
+                  budgets: list[float], steps: int, minimal: bool, defence: Any, defence_options: dict[str, Any] | None, adaptive: bool,
+                  eot: int, seed: int, batch_size: int, max_pairs: int | None, progress: bool, device: str, engine: str) -> dict[str, Any]:
+    """attack_pairs once its options are checked (and OUT, if any, is locked)."""
+    from facegan.attacks import perturbation_norms, quantise
+    from facegan.recognition.protocol import check_folds, evaluate_protocol
+
     left, right, same, fold, pairs_description = load_pairs(dataset, pairs)
     check_folds(fold)
     model, defence_name = _resolve_model(recogniser, defence, dict(defence_options or {}), bool(adaptive), eot, device)
@@ -447,29 +488,34 @@ def attack_pairs(
         real_scores = record.pop("_real_scores", None)
 
     if out is not None:
-        results = Run(out)
-        with results.lock():  # two attacks into one folder would interleave their files
-            images_dir = results.attack_images_dir
-            images_dir.mkdir(exist_ok=True)
-            names = [f"{pair + 1:05d}.png" for pair in attacked]
-            from facegan.images import png_bytes
+        results = Run(out)  # the folder is locked: attack_pairs holds its lock for the whole run
+        # The marker before the first change: killed from here on, the folder stays facegan's own (the rerun replaces it)
+        # and no attack.json vouches for files of another attack (the old one goes now, the new one is written last).
+        write_bytes_atomic(results.attack_partial_path, f"facegan attack writing (pid {os.getpid()})\n".encode())
+        if os.path.lexists(results.attack_path):
+            results.attack_path.unlink()
+        images_dir = results.attack_images_dir
+        images_dir.mkdir(exist_ok=True)
+        names = [f"{pair + 1:05d}.png" for pair in attacked]
+        from facegan.images import png_bytes
 
-            for name, image in zip(names, images_all if images_all is not None else []):
-                write_bytes_atomic(images_dir / name, png_bytes(image[..., 0] if image.shape[-1] == 1 else image))
-            for stale in set(entry.name for entry in images_dir.iterdir() if _IMAGE_NAME.match(entry.name)) - set(names):
-                (images_dir / stale).unlink()  # a previous attack's pair; check_attack_out allowed only our own files here
-            if is_dlib:
-                real_dlib([_read_png(images_dir / name) for name in names])  # the SAVED files, as a user would hand them to dlib
-            write_bytes_atomic(results.attack_pairs_path, _pairs_csv(
-                attacked, fold, pair_labels_left, pair_labels_right, same, thresholds, clean_scores, adversarial_scores, final,
-                linf, l2, minimal_eps if minimal else None, real_scores))
-            record["files"] = {"pairs": results.attack_pairs_path.name, "images": images_dir.name}
-            if len(budgets) > 1:
-                write_bytes_atomic(results.attack_curve_path, _curve_png(record))
-                record["files"]["curve"] = results.attack_curve_path.name
-            elif results.attack_curve_path.is_file():
-                results.attack_curve_path.unlink()  # a previous attack's curve would pass as this one's
-            write_bytes_atomic(results.attack_path, (json.dumps(record, indent=2) + "\n").encode())
+        for name, image in zip(names, images_all if images_all is not None else []):
+            write_bytes_atomic(images_dir / name, png_bytes(image[..., 0] if image.shape[-1] == 1 else image))
+        for stale in set(entry.name for entry in images_dir.iterdir() if _IMAGE_NAME.match(entry.name)) - set(names):
+            (images_dir / stale).unlink()  # a previous attack's pair; check_attack_out allowed only our own files here
+        if is_dlib:
+            real_dlib([_read_png(images_dir / name) for name in names])  # the SAVED files, as a user would hand them to dlib
+        write_bytes_atomic(results.attack_pairs_path, _pairs_csv(
+            attacked, fold, pair_labels_left, pair_labels_right, same, thresholds, clean_scores, adversarial_scores, final,
+            linf, l2, minimal_eps if minimal else None, real_scores))
+        record["files"] = {"pairs": results.attack_pairs_path.name, "images": images_dir.name}
+        if len(budgets) > 1:
+            write_bytes_atomic(results.attack_curve_path, _curve_png(record))
+            record["files"]["curve"] = results.attack_curve_path.name
+        elif results.attack_curve_path.is_file():
+            results.attack_curve_path.unlink()  # a previous attack's curve would pass as this one's
+        write_bytes_atomic(results.attack_path, (json.dumps(record, indent=2) + "\n").encode())
+        results.attack_partial_path.unlink()  # attack.json is complete: the folder is a result now
     elif is_dlib:
         real_dlib(list(images_all) if images_all is not None else [])
     return record
