@@ -1,6 +1,7 @@
 """Hostile inputs to `facegan attack`: each is exit 2 and one `error:` line, before any slow work, nothing lost."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -131,7 +132,17 @@ def test_attack_refuses_defence_options_of_another_defence(identities, pairs, tm
     assert "--generator is the generator of --defence purify" in refused(
         _attack(identities, pairs, tmp_path / "out", "--defence", "jpeg", "--generator", str(tmp_path)), capsys)
     assert "--quality is an option of --defence jpeg" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "blur", "--quality", "50"), capsys)
-    assert "--quality must be between 1 and 100" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "jpeg", "--quality", "0"), capsys)
+    assert "--quality must be between 1 and 95" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "jpeg", "--quality", "0"), capsys)
+    # The CLI's ranges are the defences' own: a value the CLI passes is never refused again in other words.
+    assert "--quality must be between 1 and 95" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "jpeg", "--quality", "99"), capsys)
+    assert "--kernel must be between 3 and 31" in refused(_attack(identities, pairs, tmp_path / "out", "--defence", "blur", "--kernel", "33"), capsys)
+
+
+def test_square_gets_a_thousand_queries_unless_told(identities, pairs, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    assert main(_attack(identities, pairs, tmp_path / "sq", "--attack", "square", "--max-pairs", "1")) == 0
+    assert json.loads((tmp_path / "sq" / "attack.json").read_text())["steps"] == 1000
 
 
 def test_attack_refuses_purify_without_a_generator(identities, pairs, tmp_path, capsys):

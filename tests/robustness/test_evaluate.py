@@ -225,6 +225,16 @@ def test_minimal_finds_each_pairs_smallest_successful_budget(recogniser, identit
     assert "binary search" in record["median_over"]
 
 
+def test_a_pair_fooled_at_the_largest_budget_has_a_finite_minimal_budget(recogniser, identity_dataset, identity_pairs, tmp_path):
+    # The search's probe at eps_max repeats that budget's attack (same random start), so the two never disagree.
+    attack_pairs(recogniser, identity_dataset, identity_pairs, tmp_path, attack="pgd", eps=[2, 6], steps=3, minimal=True, seed=1)
+    rows = _rows(tmp_path)
+    success = np.array([row["success"] == "1" for row in rows])
+    minimal = np.array([float(row["minimal_eps"]) for row in rows])
+    assert success.any() and (~success).any()
+    assert (np.isfinite(minimal) == success).all()
+
+
 @pytest.mark.parametrize("attack, eps", [("fgsm", 6), ("pgd", 4)])
 def test_success_rates_match_art_on_the_same_model_pairs_and_budget(recogniser, identity_dataset, identity_pairs, attack, eps):
     pytest.importorskip("art")

@@ -67,3 +67,15 @@ def test_unreadable_attack_records_are_named_and_a_record_with_nothing_attacked_
     rows = {row[0]: dict(zip(section.tables[0].columns, row)) for row in section.tables[0].rows}
     assert set(rows) == {"pgd", "none"}
     assert rows["none"]["success"].startswith("n/a") and rows["none"]["robust acc."] == "0.0%"
+
+
+def test_an_attack_still_being_written_is_neither_a_result_nor_called_broken(tiny_recogniser_run, identity_dataset, identity_pairs,
+                                                                              tmp_path):
+    out = tmp_path / "results"
+    attack_pairs(str(tiny_recogniser_run), str(identity_dataset), str(identity_pairs), out / "done", eps=4, steps=2)
+    (out / "writing").mkdir()
+    (out / "writing" / "attack.json").write_text((out / "done" / "attack.json").read_text())
+    Run(out / "writing").attack_partial_path.write_text("")
+    section = robustness_section(out)
+    assert [row[0] for row in section.tables[0].rows] == ["done"]
+    assert not any("Left out" in reading for reading in section.readings)

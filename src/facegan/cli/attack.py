@@ -37,7 +37,8 @@ def register(commands) -> None:
     parser.add_argument("--attack", default="pgd", help="fgsm, pgd, cw (L2 only) or square (score-based black box)")
     parser.add_argument("--norm", default="linf", help="linf or l2")
     parser.add_argument("--eps", default="4/255", help="budget(s) on the 0..255 scale, comma-separated: 4/255 or 2,4,8")
-    parser.add_argument("--steps", default="20", help="iterations (pgd, cw) or queries (square); fgsm takes one step (recorded as 1)")
+    parser.add_argument("--steps", default=None, help="iterations (pgd, cw; default 20) or queries (square; default 1000); "
+                                                     "fgsm takes one step (recorded as 1)")
     parser.add_argument("--minimal", action="store_true", help="also binary-search each pair's smallest successful budget")
     parser.add_argument("--defence", default="none", help="none, jpeg, blur or purify (GAN projection; needs --generator)")
     parser.add_argument("--generator", default=None, metavar="RUN", help="the generator run/export that --defence purify projects onto")
@@ -55,6 +56,9 @@ def register(commands) -> None:
     parser.set_defaults(handler=run_attack)
 
 
+DEFAULT_SQUARE_QUERIES = 1000
+
+
 def run_attack(args: argparse.Namespace) -> int:
     from facegan.attacks import check_attack
     from facegan.data.dataset import FaceDataset
@@ -65,17 +69,18 @@ def run_attack(args: argparse.Namespace) -> int:
         raise FaceganError(f"unknown --mode {args.mode!r}; choose dodging (same-person pairs) or impersonation (different-person pairs)")
     check_attack(args.attack, args.norm)
     budgets = parse_budgets(args.eps)
-    steps = parse_int("--steps", args.steps, 1, 100_000)
+    # A score-based black box needs many queries: 20 would say almost nothing about robustness.
+    steps = parse_int("--steps", args.steps if args.steps is not None else (DEFAULT_SQUARE_QUERIES if args.attack == "square" else 20), 1, 100_000)
     eot = parse_int("--eot", args.eot, 1, 1000)
     max_pairs = parse_int("--max-pairs", args.max_pairs, 1)
     batch_size = parse_int("--batch-size", args.batch_size, 1, 100_000)
     seed = parse_int("--seed", args.seed, 0, 2**63 - 1)
-    from facegan.robustness.defences import DEFENCES
+    from facegan.robustness.defences import DEFENCES, MAX_KERNEL, MAX_QUALITY
 
     if args.defence not in DEFENCES:
         raise FaceganError(f"unknown defence {args.defence!r:.40}; choose one of {', '.join(DEFENCES)}")
     defence_options: dict = {}
-    for option, key, owner, low, high in (("--quality", "quality", "jpeg", 1, 100), ("--kernel", "kernel", "blur", 1, 99),
+    for option, key, owner, low, high in (("--quality", "quality", "jpeg", 1, MAX_QUALITY), ("--kernel", "kernel", "blur", 3, MAX_KERNEL),
                                           ("--purify-steps", "steps", "purify", 1, 100_000), ("--purify-starts", "starts", "purify", 1, 256)):
         value = getattr(args, key if key in ("quality", "kernel") else f"purify_{key}")
         if value is not None:

@@ -57,8 +57,8 @@ def scan_attacks(folder: str | Path) -> tuple[list[tuple[Path, dict[str, Any]]],
 
     found, skipped = [], []
     for candidate in _candidates(Path(folder)):
-        if not Run(candidate).attack_path.exists():
-            continue
+        if not Run(candidate).attack_path.exists() or Run(candidate).attack_partial_path.exists():
+            continue  # no attack here, or one still being written (or killed while writing): not a result
         try:
             record = load_attack(candidate)
         except (OSError, ValueError, FaceganError):
@@ -125,7 +125,8 @@ def _table(results: list[tuple[Path, dict[str, Any]]]) -> Table:
         rows,
         "Dodging attacks same-person pairs (success: the score falls below the pair's fold threshold), impersonation different-person "
         "pairs (success: it rises above). Clean and robust accuracy are over the pairs of that kind: higher robust accuracy is better. "
-        "Perturbations are measured on the saved 8-bit PNGs, on the 0-255 scale (medians of minimal perturbations with --minimal). "
+        "Perturbations are measured on the saved 8-bit PNGs, on the 0-255 scale (with --minimal: medians of each pair's smallest "
+        "successful quantised perturbation, found by binary search). "
         "'Success on real dlib' re-verifies the saved images with dlib's own C++ recogniser.",
     )
 

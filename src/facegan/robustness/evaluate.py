@@ -63,7 +63,6 @@ ENGINES = ("facegan", "art")  # whose implementation of the attack runs: ours, o
 _IMAGE_NAME = re.compile(r"^\d{5,}\.png$")
 _EMBED_CHUNK = 256  # dataset images per domain+embed call: dlib's 150 px chips are 67 kB each
 _MAX_STEPS = 100_000
-_MINIMAL_STREAM = 1 << 20  # the binary search's random starts: a seed stream of its own, apart from the budgets'
 _NON_FINITE_THRESHOLD = 1e6  # an accept-all / reject-all fold threshold (+-inf) as a finite number the margin can hold
 
 
@@ -407,7 +406,8 @@ def _attack_pairs(recogniser: Any, dataset: FaceDataset, pairs: Any, out: Path |
                 if bar is not None:
                     bar.update(len(batch))
             if minimal:
-                found, found_images = _minimal_search(engine, attack, objective, x, norm, budgets[-1], steps, seed, int(batch[0]), judge, quantise)
+                found, found_images = _minimal_search(engine, attack, objective, x, norm, budgets[-1], steps, seed, len(budgets) - 1, int(batch[0]),
+                                                     judge, quantise)
                 minimal_eps[start : start + len(batch)] = found
                 norms = perturbation_norms(found_images, x)
                 hit = np.isfinite(found)
@@ -534,14 +534,15 @@ def _run(engine: str, attack: str, objective: Callable, x: torch.Tensor, norm: s
     return art_attack(objective, x, attack=attack, norm=norm, eps=eps, steps=steps, seed=seed, batch_size=x.shape[0])
 
 
-def _minimal_search(engine: str, attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int, first_pair: int,
-                    judge: Callable, quantise: Callable) -> tuple[np.ndarray, torch.Tensor]:
+def _minimal_search(engine: str, attack: str, objective: Callable, x: torch.Tensor, norm: str, eps_max: float, steps: int, seed: int,
+                    budget_index: int, first_pair: int, judge: Callable, quantise: Callable) -> tuple[np.ndarray, torch.Tensor]:
     """Per pair, the smallest budget in [0, eps_max] at which the (quantised) attack succeeds: binary search (inf: none)."""
     from facegan.attacks import minimal_budget
 
     def attack_at(eps_per_pair: torch.Tensor) -> torch.Tensor:
-        # The same random start at every probe, so the search is over the budget alone.
-        generator = _batch_generator(seed, _MINIMAL_STREAM, first_pair)
+        # The same random start at every probe, so the search is over the budget alone; it is the largest budget's,
+        # so the probe at eps_max repeats that attack and a pair fooled there has a finite minimal budget.
+        generator = _batch_generator(seed, budget_index, first_pair)
         x_adv = _run(engine, attack, objective, x, norm, eps_per_pair, steps, generator)
         return quantise(x_adv.detach(), x, norm, eps_per_pair)
 
