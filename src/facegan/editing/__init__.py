@@ -12,8 +12,8 @@ is the submodule's) and `measure_edit`. Names are re-exported lazily, so importi
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from facegan.lazy import lazy_exports
+
 
 _EXPORTS = {
     "AttributeClassifier": "classifier",
@@ -35,15 +35,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'facegan.editing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"facegan.editing.{module}"), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

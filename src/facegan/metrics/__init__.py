@@ -8,8 +8,8 @@ Names are imported on first use, so `import facegan.metrics` loads neither torch
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from facegan.lazy import lazy_exports
+
 
 # public name -> module that defines it. No module shares a name with a function it exports
 # (evaluation.py, not evaluate.py): importing a submodule sets it as a package attribute, which would
@@ -37,13 +37,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'facegan.metrics' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

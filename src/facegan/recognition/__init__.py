@@ -8,8 +8,8 @@ name imports its module on first use.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from facegan.lazy import lazy_exports
+
 
 _EXPORTS = {
     "FARS": "protocol",
@@ -30,15 +30,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'facegan.recognition' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"facegan.recognition.{module}"), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,8 +9,8 @@ Names are re-exported lazily (module `__getattr__`), so importing this package l
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from facegan.lazy import lazy_exports
+
 
 _EXPORTS = {
     "MASK_KINDS": "masks", "BANDS": "masks", "make_masks": "masks", "training_masks": "masks",
@@ -24,15 +24,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'facegan.repair' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"facegan.repair.{module}"), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
