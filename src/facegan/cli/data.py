@@ -23,6 +23,14 @@ examples:
 """
 
 
+PARTITION_EXAMPLES = """
+examples:
+  facegan data partition data/faces --clients 4 --out data/clients                  # IID, equal shares
+  facegan data partition data/people --clients 4 --by identity --out data/clients   # each person on one client
+  facegan data partition data/people --clients 8 --by dirichlet --alpha 0.1 --out data/skewed
+"""
+
+
 def register(commands) -> None:
     data = commands.add_parser("data", help="prepare, inspect and split face datasets")
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
@@ -70,6 +78,18 @@ def register(commands) -> None:
     pairs.add_argument("--seed", type=int, default=0)
     pairs.add_argument("--out", required=True, help="pairs.txt to write")
     pairs.set_defaults(handler=run_pairs)
+
+    part = verbs.add_parser("partition", help="split a dataset into N client datasets for federated training (no image on two clients)",
+                            epilog=PARTITION_EXAMPLES, formatter_class=ExamplesFormatter)
+    part.add_argument("dataset", metavar="DATASET", help="a prepared dataset")
+    part.add_argument("--clients", type=int, required=True, help="number of client datasets to write")
+    part.add_argument("--by", choices=["iid", "identity", "dirichlet"], default="iid",
+                      help="iid: equal random shares; identity: each person on one client; dirichlet: skewed shares per label")
+    part.add_argument("--alpha", type=float, default=0.5, help="dirichlet concentration (small = more skewed; default 0.5)")
+    part.add_argument("--attribute", default=None, help="dirichlet over this attribute's 0/1 value instead of identities")
+    part.add_argument("--seed", type=int, default=0)
+    part.add_argument("--out", required=True, help="folder to write client-000 ... and partitions.json into")
+    part.set_defaults(handler=run_partition)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -139,4 +159,18 @@ def run_pairs(args: argparse.Namespace) -> int:
         "too few identities to keep folds disjoint: identities repeat across folds")
     print(f"wrote {args.out}: {pairs.num_folds} folds x ({pairs.pairs_per_fold} same + {pairs.pairs_per_fold} different) "
           f"= {len(pairs)} pairs over {len(names)} identities ({layout})")
+    return 0
+
+
+def run_partition(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from facegan.data.partition import PARTITIONS_NAME, partition_dataset
+
+    manifest = partition_dataset(args.dataset, args.out, args.clients, by=args.by, alpha=args.alpha,
+                                 attribute=args.attribute, seed=args.seed)
+    for entry in manifest["clients"]:
+        people = f", {entry['identities']} identities" if entry["identities"] else ""
+        print(f"{entry['name']}  {entry['size']} images{people}")
+    print(f"overlap {manifest['overlap']} images; manifest -> {Path(args.out) / PARTITIONS_NAME}")
     return 0
