@@ -18,6 +18,7 @@ examples:
   facegan train --data data/lfw32 --out runs/people --condition identity   # many images of each new person
   facegan train --data data/lfw32 --out runs/x --dry-run      # print the resolved config, do nothing
   facegan train --data data/lfw32 --out runs/private --dp-epsilon 10   # differentially private (preset dp)
+  facegan train --data data/private --out runs/dp-ft --init-from runs/public --dp-epsilon 10   # DP fine-tuning of a public model
   facegan train --out runs/lfw32 --resume --kimg 100          # continue exactly where it stopped
   facegan train --data data/lfw32 --out runs/ddp --nproc-per-node 2   # data-parallel, 2 processes (gloo on CPU)
 """
@@ -48,6 +49,8 @@ def register(commands) -> None:
     parser.add_argument("--preset", default=None, help="starting point for every field (default: default; dp with --dp-* flags)")
     parser.add_argument("--kimg", type=float, default=None, help="training length in thousands of real images shown")
     parser.add_argument("--batch-size", type=int, default=None, help="images per step")
+    parser.add_argument("--init-from", default=None, metavar="RUN",
+                        help="warm-start G and D from this run (e.g. pretrained on public data; its data must share no image with --data)")
     parser.add_argument("--seed", type=int, default=None, help="seed for weights, data order, noise and augmentation")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set loss.r1_gamma=1 (repeatable; fields listed below)")
@@ -148,6 +151,8 @@ def build_config(args: argparse.Namespace):
 
     updates = {key: value for key, value in (("data", args.data), ("kimg", args.kimg), ("batch_size", args.batch_size), ("seed", args.seed)) if value is not None}
     updates["out"] = args.out
+    if args.init_from is not None:
+        updates["init_from"] = args.init_from
     if args.metric_every is not None:
         updates["schedule"] = {"metric_kimg": args.metric_every}
     privacy = {key: value for key, value in (("epsilon", args.dp_epsilon), ("delta", args.dp_delta), ("noise_multiplier", args.dp_noise_multiplier),

@@ -233,6 +233,8 @@ class TrainConfig:
     """Images per step (over all processes)."""
     seed: int = 0
     """Seed for weights, data order, noise and augmentation."""
+    init_from: str = ""
+    """Run folder to warm-start G and D from (public pretraining; its data must share no image with `data`)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -467,6 +467,9 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
         saved = load_run_config(run.path)
         _check_resume_compatible(saved, _fill_model_from(saved, config))
         config.model = saved.model
+        if config.init_from and config.init_from != saved.init_from:
+            raise FaceganError("--init-from applies when a run starts; a resumed run continues from its own checkpoint")
+        config.init_from = saved.init_from
         if run.has_checkpoint():
             state = load_state(run.state_path)
         else:
@@ -503,6 +506,19 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
         device = torch.device("cuda", context.local_rank)
 
     trainer = make_trainer(config, dataset, device, context, setup_trainer=setup_trainer)
+    init_record = None
+    if config.init_from:
+        from facegan.training.init_from import InitRecord, initialise_from
+
+        if state is None:
+            init_record = initialise_from(trainer, config.init_from, dataset)
+            config.init_from = init_record["path"]
+            logger.info("initialised G and D from %s (%s kimg on %d images disjoint from this data)", init_record["path"],
+                        init_record["source_kimg"], init_record["dataset_images"])
+        else:
+            init_record = (run.read_run_info() or {}).get("init_from")
+            if isinstance(init_record, dict):
+                trainer.extensions.append(InitRecord(init_record))
     if state is not None:
         trainer.load_state_dict(state)
     main = context.is_main
@@ -523,6 +539,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
             "dataset_path": config.data,
             "dataset_hash": dataset.content_hash,
             "dataset_images": len(dataset),
+            **({"init_from": init_record} if init_record else {}),
         })
         if resume:
             run.truncate_stats(trainer.num_images_seen / 1000)
