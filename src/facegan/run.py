@@ -16,6 +16,9 @@ A run folder is the unit a user passes around (`facegan train --out RUN`):
     attacks/NAME/          `facegan attack` results about a recogniser run (any results folder holds
                            attack.json, pairs.csv and adversarial/ PNGs; .attack-partial while writing)
     report.html            `facegan report`
+    federated.json         `facegan federated train`: the federation's settings (clients, rounds, engine, DP)
+    federated/             per-client stats (clients.jsonl), the generated Flower app, FLWR_HOME and process logs
+    rounds/round-NNNN/     the global generator after each federated round (an export)
     loss_curves.png, summary.json   written when training ends
     .lock                  held by the process that trains into the folder
 
@@ -65,6 +68,10 @@ ATTACK_CURVE_NAME = "attack_curve.png"
 ATTACK_PARTIAL_NAME = ".attack-partial"
 ATTACK_NAMES = (ATTACK_NAME, ATTACK_PAIRS_NAME, ATTACK_CURVE_NAME, ATTACK_IMAGES_DIR, ATTACK_PARTIAL_NAME)
 EDITING_DIR = "editing"
+FEDERATED_NAME = "federated.json"
+FEDERATED_DIR = "federated"
+CLIENT_STATS_NAME = "clients.jsonl"
+ROUNDS_DIR = "rounds"
 
 # An export folder holds these two files (written by `facegan.models.export`).
 EXPORT_CONFIG_NAME = "config.json"
@@ -217,6 +224,27 @@ class Run:
     def lock_path(self) -> Path:
         return self.path / LOCK_NAME
 
+    @property
+    def federated_path(self) -> Path:
+        """`facegan federated train`'s settings: present only in a federated run."""
+        return self.path / FEDERATED_NAME
+
+    @property
+    def federated_dir(self) -> Path:
+        return self.path / FEDERATED_DIR
+
+    @property
+    def client_stats_path(self) -> Path:
+        """One JSON line per client per federated round."""
+        return self.federated_dir / CLIENT_STATS_NAME
+
+    def round_export_dir(self, server_round: int) -> Path:
+        """The global generator after federated round `server_round` (an export)."""
+        return self.path / ROUNDS_DIR / f"round-{server_round:04d}"
+
+    def is_federated(self) -> bool:
+        return self.federated_path.is_file()
+
     # ---- what is there ---------------------------------------------------------------------------
     def has_config(self) -> bool:
         return self.config_path.is_file()
@@ -359,7 +387,7 @@ class Located:
 _RUN_ENTRIES = frozenset({
     CONFIG_NAME, RUN_INFO_NAME, STATS_NAME, TENSORBOARD_DIR, SAMPLES_DIR, CHECKPOINTS_DIR, EXPORT_DIR, EXPORT_BEST_DIR,
     METRICS_NAME, AUDIT_NAME, REPORT_NAME, SUMMARY_NAME, LOSS_CURVES_NAME, LOCK_NAME, *VERIFICATION_NAMES,
-    REPAIR_EVAL_NAME, REPAIR_STRIP_NAME, EDITING_DIR, ATTACKS_DIR,
+    REPAIR_EVAL_NAME, REPAIR_STRIP_NAME, EDITING_DIR, ATTACKS_DIR, FEDERATED_NAME, FEDERATED_DIR, ROUNDS_DIR,
 })
 
 

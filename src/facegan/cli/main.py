@@ -39,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import attack, audit, data, edit, eval, project, recog, repair, report, sample, synth, train
+    from facegan.cli import attack, audit, data, edit, eval, federated, project, recog, repair, report, sample, synth, train
 
     parser = _Parser(
         prog="facegan",
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, sample, eval, report, audit, recog, synth, project, repair, edit, attack):
+    for module in (data, train, federated, sample, eval, report, audit, recog, synth, project, repair, edit, attack):
         module.register(commands)
     return parser
 
