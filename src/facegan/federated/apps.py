@@ -107,7 +107,7 @@ def server_main(grid: Any, context: Any, settings: Mapping[str, Any] | None = No
         if settings.get("secure_aggregation"):
             from facegan.federated.secure import run_secure_rounds
 
-            run_secure_rounds(grid, server)
+            run_secure_rounds(grid, server, context)
         else:
             strategy, epsilon = make_strategy(server)
             run_rounds(grid, server, strategy, epsilon)
