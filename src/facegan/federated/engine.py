@@ -200,8 +200,13 @@ settings = {json.dumps(str(run.federated_path))}
 
 
 def federated_train(settings: dict[str, Any] | None = None, *, resume_dir: str | os.PathLike | None = None,
-                    progress: ProgressCallback | None = None, start_timeout: float = 60.0) -> dict[str, Any]:
-    """Run (or with `resume_dir`, continue) a federated training; returns the run's summary."""
+                    progress: ProgressCallback | None = None, start_timeout: float = 60.0,
+                    on_deployment: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Run (or with `resume_dir`, continue) a federated training; returns the run's summary.
+
+    `progress(rounds_done, rounds)` follows the rounds; `on_deployment(deployment)` is called with the
+    running `FlowerDeployment` once its processes are up (to watch or fault-inject its SuperNodes).
+    """
     from facegan.config import save_json
     from facegan.federated.server import ERROR_NAME, read_settings
     from facegan.version import __version__
@@ -235,7 +240,7 @@ def federated_train(settings: dict[str, Any] | None = None, *, resume_dir: str |
             if settings["engine"] == "simulation":
                 _run_simulation(settings)
             else:
-                _run_deployment(run, settings, progress, start_timeout)
+                _run_deployment(run, settings, progress, start_timeout, on_deployment)
         except BaseException:
             if created and not run.has_checkpoint():
                 _remove_new_run(run)
@@ -261,7 +266,8 @@ def _completed_rounds(run: Run) -> int:
     return int(rows[-1]["round"]) if rows and isinstance(rows[-1].get("round"), int) else 0
 
 
-def _run_deployment(run: Run, settings: dict[str, Any], progress: ProgressCallback | None, start_timeout: float) -> None:
+def _run_deployment(run: Run, settings: dict[str, Any], progress: ProgressCallback | None, start_timeout: float,
+                    on_deployment: Callable[[Any], None] | None) -> None:
     from facegan.federated.processes import FlowerDeployment
 
     app_dir = write_app(run, settings)
@@ -269,6 +275,8 @@ def _run_deployment(run: Run, settings: dict[str, Any], progress: ProgressCallba
     rounds = int(settings["rounds"])
     with FlowerDeployment(app_dir, run.federated_dir / "home", len(nodes), nodes, log_dir=run.federated_dir / "logs",
                           start_timeout=start_timeout) as deployment:
+        if on_deployment is not None:
+            on_deployment(deployment)
         run_id = deployment.submit()
         (run.federated_dir / "flower_run_id").write_text(f"{run_id}\n")
 

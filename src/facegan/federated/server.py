@@ -103,6 +103,7 @@ class FederatedServer:
         self.seconds = 0.0
         self.dp_steps: dict[str, int] = {}
         self.client_epsilon: dict[str, float] = {}
+        self.client_delta: dict[str, float] = {}
         self.accountant_state: str = ""
         self.fd_extractor = None
         self.fd_real = None
@@ -123,6 +124,7 @@ class FederatedServer:
             self.seconds = float(state["seconds"])
             self.dp_steps = {str(k): int(v) for k, v in state.get("dp_steps", {}).items()}
             self.client_epsilon = {str(k): float(v) for k, v in state.get("client_epsilon", {}).items()}
+            self.client_delta = {str(k): float(v) for k, v in state.get("client_delta", {}).items()}
             self.accountant_state = str(state.get("accountant", ""))
             self.run.truncate_stats(self.images / 1000)
             self._truncate_client_stats(self.completed)
@@ -163,6 +165,7 @@ class FederatedServer:
                 self.dp_steps[partition] = max(self.dp_steps.get(partition, 0), int(reply["dp-steps"]))
             if "epsilon" in reply:
                 self.client_epsilon[partition] = max(self.client_epsilon.get(partition, 0.0), float(reply["epsilon"]))
+                self.client_delta[partition] = float(reply.get("delta", 0.0))
         payload = num_bytes(arrays)
         line: dict[str, Any] = {
             "round": server_round,
@@ -198,6 +201,7 @@ class FederatedServer:
         save_state(self.run.state_path, {
             "format": STATE_FORMAT, "round": server_round, "images": self.images, "seconds": self.seconds,
             **self.networks.state_dict(), "dp_steps": dict(self.dp_steps), "client_epsilon": dict(self.client_epsilon),
+            "client_delta": dict(self.client_delta),
             "accountant": self.accountant_state,
         })
         logger.info("round %d/%d: %d client(s), %d image(s), %.1f s%s", server_round, self.rounds, len(replies), images, seconds,
@@ -222,7 +226,8 @@ class FederatedServer:
             metadata["differential_privacy"] = {
                 "level": "sample (each client's discriminator, DP-SGD)",
                 "epsilon": max(self.client_epsilon.values()),
-                "delta": settings.get("dp_delta_sample"),
+                "delta": max(self.client_delta.values(), default=None),
+                "per_client_delta": dict(sorted(self.client_delta.items())),
                 "per_client_epsilon": dict(sorted(self.client_epsilon.items())),
                 "accountant": self.train.privacy.accountant,
             }
