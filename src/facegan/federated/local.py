@@ -36,6 +36,7 @@ from facegan.training.loop import Trainer, make_trainer
 logger = logging.getLogger("facegan.federated")
 
 CLIENT_SEED_STRIDE = 1009
+STEP_STATS = ("loss_d", "loss_g", "logit_real", "logit_fake")
 
 
 @dataclass
@@ -134,7 +135,9 @@ def train_round(train: Mapping[str, Any], data: str | Path, partition_id: int, g
         "steps": float(trainer.num_steps),
         "seconds": round(time.perf_counter() - started, 3),
         "stopped-early": 1.0 if stopped else 0.0,
-        **{name: round(float(value), 6) for name, value in means.items()},
+        # A fixed set of keys on every client and round (Flower's FedAvg refuses replies whose metric keys differ):
+        # the four per-step losses/logits; R1 is logged only on its interval's steps, so it is left out.
+        **{name: round(float(means[name]), 6) for name in STEP_STATS if name in means},
     }
     if private is not None:
         metrics.update({
