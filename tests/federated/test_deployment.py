@@ -148,3 +148,29 @@ def test_bad_partitions_and_out_folders_are_refused(clients2, tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "user file"
     done = subprocess.run([*FACEGAN, "federated", "train", "--out", str(tmp_path / "none"), "--resume"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "not a federated run" in done.stderr
+
+
+def test_kill_9_of_facegan_leaves_no_flower_process_and_resume_finishes(clients2, tmp_path):
+    out = tmp_path / "k9"
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    command = [*FACEGAN, "federated", "train", "--partitions", str(clients2), "--rounds", "2", "--local-kimg", "0.016",
+               "--batch-size", "8", "--out", str(out), "--no-progress", *sets]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = Run(out)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (run.stats_path.exists() and run.read_stats()):
+        time.sleep(0.2)
+    files = list((run.federated_dir / "home").glob("process-groups-*"))
+    assert len(files) == 1
+    groups = [int(x) for x in files[0].read_text().split()]  # read before the kill: the reaper removes it
+    assert len(groups) == 3  # SuperLink and two SuperNodes
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(group_alive(pgid) for pgid in groups):
+        time.sleep(0.5)
+    assert not any(group_alive(pgid) for pgid in groups)  # PR_SET_PDEATHSIG and the reaper ended them
+    done = subprocess.run([*FACEGAN, "federated", "train", "--out", str(out), "--resume", "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert [row["round"] for row in run.read_stats()] == [1, 2]

@@ -38,6 +38,36 @@ OFFLINE_ENV = {
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
 }
 FINISHED = "finished"
+GROUPS_NAME = "process-groups"
+# A watchdog in its own session: when facegan's process is gone (even by SIGKILL, when no handler of
+# ours runs), it ends every process group listed in FLWR_HOME/process-groups-PID, grandchildren included
+# (a ServerApp process outlives its SuperLink otherwise).
+REAPER = """
+import os, signal, sys, time
+parent, groups_file = int(sys.argv[1]), sys.argv[2]
+def groups():
+    try:
+        return [int(x) for x in open(groups_file).read().split()]
+    except (OSError, ValueError):
+        return []
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    except PermissionError:
+        pass
+    time.sleep(0.5)
+listed = groups()  # read once: a later deployment in the same FLWR_HOME has its own file and reaper
+os.unlink(groups_file) if os.path.exists(groups_file) else None
+for number in (signal.SIGTERM, signal.SIGKILL):
+    for group in listed:
+        try:
+            os.killpg(group, number)
+        except OSError:
+            pass
+    time.sleep(3)
+"""
 
 
 def free_port() -> int:
@@ -138,6 +168,8 @@ class FlowerDeployment:
         self._stopped = True
         self._lock = threading.Lock()
         self._old_handlers: dict[int, Any] = {}
+        self._reaper: subprocess.Popen | None = None
+        self._spawned_groups: list[int] = []
 
     # ---- what is running ------------------------------------------------------------------------
     @property
@@ -172,6 +204,10 @@ class FlowerDeployment:
         atexit.register(self.stop)
         self._install_signal_handlers()
         try:
+            self._write_groups()
+            self._reaper = subprocess.Popen([sys.executable, "-c", REAPER, str(os.getpid()), str(self._groups_path)],
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            start_new_session=True)
             self.superlink_port = free_port()
             write_connection(self.flwr_home, self.superlink_port)
             self._superlink = self._spawn("superlink", [
@@ -200,10 +236,24 @@ class FlowerDeployment:
         log = open(self.log_dir / f"{name}.log", "ab")
         self._logs.append(log)
         try:
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-                                    cwd=str(self.flwr_home), start_new_session=True)
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                                    cwd=str(self.flwr_home), start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as error:
             raise FaceganError(f"cannot start {command[0]} ({error.strerror or error}); is flwr installed in this Python's venv?") from None
+        self._spawned_groups.append(proc.pid)
+        self._write_groups()
+        return proc
+
+    def _write_groups(self) -> None:
+        """Every process group started so far, for the reaper (written whole, then renamed)."""
+        self.flwr_home.mkdir(parents=True, exist_ok=True)
+        temporary = self._groups_path.with_name(f".{self._groups_path.name}.tmp")
+        temporary.write_text(" ".join(str(pid) for pid in self._spawned_groups))
+        os.replace(temporary, self._groups_path)
+
+    @property
+    def _groups_path(self) -> Path:
+        return self.flwr_home / f"{GROUPS_NAME}-{os.getpid()}"
 
     def _wait_for_port(self, port: int, proc: subprocess.Popen | None, what: str) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -224,6 +274,8 @@ class FlowerDeployment:
         procs = [proc for proc in [*self._nodes, self._superlink] if proc is not None]
         for proc in procs:
             _signal_group(proc.pid, signal.SIGTERM)
+        for pgid in self._spawned_groups:  # groups of SuperNodes killed and restarted earlier (their children may linger)
+            _signal_group(pgid, signal.SIGKILL if pgid not in {proc.pid for proc in procs} else signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(group_alive(proc.pid) for proc in procs):
             for proc in procs:
@@ -240,6 +292,11 @@ class FlowerDeployment:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(port and port_open(port) for port in self.ports):
             time.sleep(0.2)
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait(timeout=5)
+            self._reaper = None
+            self._groups_path.unlink(missing_ok=True)
         for log in self._logs:
             log.close()
         self._logs = []
@@ -354,6 +411,20 @@ class FlowerDeployment:
             except (TypeError, ValueError):
                 pass
         self._old_handlers = {}
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when facegan dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG).
+
+    Without it a `kill -9` of facegan would leave the SuperLink and SuperNodes running in their own
+    sessions; their superexec children follow their parent within seconds."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+        except OSError:
+            pass
 
 
 def _signal_group(pgid: int, signum: int) -> None:
