@@ -54,7 +54,7 @@ def test_cli_trains_on_real_processes_and_the_run_works_like_any_other(clients2,
 
 def test_a_killed_supernode_does_not_hang_the_run_and_rejoins(clients3, tiny_settings, tmp_path):
     """3 clients, --min-clients 2: SuperNode 2 is SIGKILLed after round 1, the rounds go on, it restarts and rejoins."""
-    settings = tiny_settings(clients3, tmp_path / "fault", rounds=4, min_clients=2, round_timeout=20.0)
+    settings = tiny_settings(clients3, tmp_path / "fault", rounds=4, min_clients=2, round_timeout=45.0)
     run = Run(tmp_path / "fault")
     holder: dict = {}
     result: dict = {}
@@ -95,7 +95,7 @@ def test_a_killed_supernode_does_not_hang_the_run_and_rejoins(clients3, tiny_set
 
 
 def test_too_few_clients_stops_in_one_line_and_resume_finishes(clients2, tiny_settings, tmp_path):
-    settings = tiny_settings(clients2, tmp_path / "stop", rounds=2, min_clients=2, round_timeout=25.0)
+    settings = tiny_settings(clients2, tmp_path / "stop", rounds=2, min_clients=2, round_timeout=40.0)
     run = Run(tmp_path / "stop")
     holder: dict = {}
 
