@@ -81,3 +81,9 @@ def test_client_level_dp_reports_flowers_epsilon_and_the_run_is_a_run(clients2, 
     assert (run.round_export_dir(1) / "model.safetensors").is_file() and (run.round_export_dir(2) / "model.safetensors").is_file()
     clients = [json.loads(line) for line in run.client_stats_path.read_text().splitlines()]
     assert sorted((c["round"], int(c["partition-id"])) for c in clients) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    # The report card shows the federation next to the usual GAN sections.
+    from facegan.report.card import build_report
+
+    page = build_report(run.path).read_text()
+    assert "Federated training over 2 clients: 2 rounds completed of 2." in page
+    assert "Client-level privacy spent" in page and "Training curves" in page

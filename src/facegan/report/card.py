@@ -290,6 +290,7 @@ def build_report(run: str | Path, out: str | Path | None = None) -> Path:
 
 
 # The privacy and verification sections register on import; imported last so the core sections above are registered first.
+from facegan.report import federated_sections  # noqa: E402,F401
 from facegan.report import privacy_sections  # noqa: E402,F401
 from facegan.report import recognition_sections  # noqa: E402,F401
 from facegan.report import repair_sections  # noqa: E402,F401
