@@ -128,6 +128,9 @@ def test_too_few_clients_stops_in_one_line_and_resume_finishes(clients2, tiny_se
     (["--dp-epsilon", "4", "--dp-level", "client", "--min-clients", "1"], "every client"),
     (["--dp-epsilon", "4", "--secure-aggregation"], "not supported"),
     (["--engine", "ray"], "invalid choice"),
+    (["--fd-num", "0"], "--fd-num"),
+    (["--local-kimg", "0.0001"], "less than one step"),
+    (["--dp-epsilon", "0.0001", "--batch-size", "8"], "too small"),
 ])
 def test_bad_options_are_one_error_line(clients2, tmp_path, args, message):
     done = subprocess.run([*FACEGAN, "federated", "train", "--partitions", str(clients2), "--out", str(tmp_path / "x"), *args],

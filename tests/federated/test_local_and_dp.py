@@ -55,6 +55,8 @@ def test_sample_level_dp_epsilon_matches_opacus_and_survives_a_lost_node_state(s
     reference.history = [(m["noise-multiplier"], m["sample-rate"], int(m["dp-steps"]))]
     assert m["epsilon"] == pytest.approx(reference.get_epsilon(delta=m["delta"]), rel=1e-6)
     assert m["sample-rate"] == pytest.approx(8 / 50) and m["delta"] == pytest.approx(1 / (10 * 50))
+    # Only post-processing of the DP discriminator leaves the node: nothing computed on real faces.
+    assert "loss_d" not in m and "logit_real" not in m and "dataset-images" not in m and "loss_g" in m
     # The node lost its state (a restart): the server's step count is charged before it trains again.
     two = train_round(settings["train"], data, 0, one.arrays, 0.016, 0.032, dp_level="sample", dp_steps_done=int(m["dp-steps"]))
     assert two.metrics["dp-steps"] == 2 * m["dp-steps"]
@@ -79,3 +81,16 @@ def test_client_level_noise_recomputed_with_dp_accounting_and_opacus(epsilon, ro
     rdp = opacus_rdp.compute_rdp(q=1.0, noise_multiplier=sigma, steps=rounds, orders=orders)
     opacus_epsilon, _ = opacus_rdp.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)
     assert opacus_epsilon == pytest.approx(epsilon, rel=0.05)
+
+
+def test_sample_level_dp_rounds_that_end_mid_batch_stay_within_budget(start, clients2):
+    """20 images a round at batch 8 is 3 whole steps: the noise is derived for rounds x 3 steps, every round trains."""
+    settings, arrays = start(dp_epsilon=4.0)
+    data = str(load_partitions(clients2)[0])
+    state, results = None, []
+    for _ in range(3):
+        result = train_round(settings["train"], data, 0, arrays, 0.020, 0.060, dp_level="sample", state=state)
+        state, arrays = result.state, result.arrays
+        results.append(result.metrics)
+    assert [r["dp-steps"] for r in results] == [3, 6, 9] and not any(r["stopped-early"] for r in results)
+    assert results[-1]["epsilon"] <= 4.0 + 1e-6 and results[-1]["epsilon"] > 0.9 * 4.0

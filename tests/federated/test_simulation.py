@@ -81,9 +81,17 @@ def test_client_level_dp_reports_flowers_epsilon_and_the_run_is_a_run(clients2, 
     assert (run.round_export_dir(1) / "model.safetensors").is_file() and (run.round_export_dir(2) / "model.safetensors").is_file()
     clients = [json.loads(line) for line in run.client_stats_path.read_text().splitlines()]
     assert sorted((c["round"], int(c["partition-id"])) for c in clients) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    # A resumed run restores Flower's accountant: one more round composes onto the two already spent.
+    from facegan.config import save_json
+
+    save_json({**json.loads(run.federated_path.read_text()), "rounds": 3}, run.federated_path)
+    federated_train(resume_dir=run.path)
+    accountant.compose(dp_accounting.GaussianDpEvent(settings["dp_noise_multiplier"]), 1)
+    assert run.read_stats()[-1]["round"] == 3
+    assert run.read_stats()[-1]["epsilon"] == pytest.approx(accountant.get_epsilon(settings["dp_delta_client"]), rel=1e-4)
     # The report card shows the federation next to the usual GAN sections.
     from facegan.report.card import build_report
 
     page = build_report(run.path).read_text()
-    assert "Federated training over 2 clients: 2 rounds completed of 2." in page
+    assert "Federated training over 2 clients: 3 rounds completed of 3." in page
     assert "Client-level privacy spent" in page and "Training curves" in page

@@ -109,6 +109,7 @@ def server_main(grid: Any, context: Any, settings: Mapping[str, Any] | None = No
 
             run_secure_rounds(grid, server, context)
         else:
+            server.start()  # first: a resumed client-level DP run restores its accountant from the checkpoint
             strategy, epsilon = make_strategy(server)
             run_rounds(grid, server, strategy, epsilon)
     except FaceganError:

@@ -60,6 +60,8 @@ def build_settings(partitions: str | os.PathLike, out: str | os.PathLike, rounds
     round_timeout = _finite_positive("--round-timeout", round_timeout, 7 * 24 * 3600)
     if not isinstance(fd_every, int) or fd_every < 0:
         raise FaceganError(f"--fd-every must be a whole number of rounds (0 = never), got {fd_every}")
+    if not isinstance(fd_num, int) or not 2 <= fd_num <= 100_000:
+        raise FaceganError(f"--fd-num must be a whole number from 2 to 100000, got {fd_num}")
     dp_epsilon = float(dp_epsilon or 0.0)
     if not math.isfinite(dp_epsilon) or dp_epsilon < 0 or dp_epsilon > 1e6:
         raise FaceganError(f"--dp-epsilon must be a number in (0, 1e6], got {dp_epsilon}")
@@ -74,6 +76,8 @@ def build_settings(partitions: str | os.PathLike, out: str | os.PathLike, rounds
         raise FaceganError("--secure-aggregation with --dp-epsilon is not supported yet; run them separately")
 
     clients = [str(path) for path in load_partitions(partitions)]
+    if len(set(clients)) != len(clients):
+        raise FaceganError(f"{partitions}: the manifest lists a client dataset twice; partition again")
     root = absolute_path(partitions)
     manifest = json.loads((root / PARTITIONS_NAME).read_text(encoding="utf-8"))
     datasets = [FaceDataset.load(path) for path in clients]
@@ -84,6 +88,8 @@ def build_settings(partitions: str | os.PathLike, out: str | os.PathLike, rounds
         min_clients = len(clients)
     if not isinstance(min_clients, int) or not 1 <= min_clients <= len(clients):
         raise FaceganError(f"--min-clients must be from 1 to the {len(clients)} clients, got {min_clients}")
+    if secure_aggregation and min_clients < 2:
+        raise FaceganError("secure aggregation needs at least 2 clients per round (--min-clients 2 or more, and 2+ partitions)")
     if level == "client" and min_clients != len(clients):
         raise FaceganError("client-level DP is accounted for every client in every round: --min-clients must be all "
                            f"{len(clients)} clients (a missing client stops the run)")
@@ -101,6 +107,11 @@ def build_settings(partitions: str | os.PathLike, out: str | os.PathLike, rounds
     if config.identity.enabled:
         raise FaceganError("identity-conditional training (--condition identity) is not federated yet")
     config = _prepare_model_config(config, datasets[0])
+    if local_kimg * 1000 < config.batch_size:
+        raise FaceganError(f"--local-kimg {local_kimg:g} is less than one step of {config.batch_size} images; "
+                           f"use at least {config.batch_size / 1000:g}")
+    if config.privacy.enabled and level != "sample":
+        raise FaceganError("privacy.* settings are DP-SGD in the clients: use --dp-epsilon with --dp-level sample")
     smallest = min(len(dataset) for dataset in datasets)
     if level == "sample":
         from facegan.privacy.training import check_private_launch
@@ -109,6 +120,7 @@ def build_settings(partitions: str | os.PathLike, out: str | os.PathLike, rounds
         if config.batch_size > smallest:
             raise FaceganError(f"batch size {config.batch_size} is larger than the smallest client ({smallest} images); "
                                "DP sampling needs batch_size <= each client's images: lower --batch-size")
+        _check_sample_budget(config, datasets, rounds, local_kimg)
 
     source = str(manifest.get("source", ""))
     source_ok = bool(source) and (Path(source) / "manifest.json").is_file()
@@ -151,6 +163,19 @@ def build_settings(partitions: str | os.PathLike, out: str | os.PathLike, rounds
         settings.update(dp_delta_client=delta_client, dp_clip=dp_clip,
                         dp_noise_multiplier=noise_for_client_dp(dp_epsilon, delta_client, rounds))
     return settings
+
+
+def _check_sample_budget(config: Any, datasets: list[Any], rounds: int, local_kimg: float) -> None:
+    """Refuse, before any process starts, a sample-level budget some client cannot meet (delta, or no noise level fits)."""
+    from facegan.privacy.accounting import default_delta, noise_multiplier_for
+
+    steps = rounds * max(1, math.ceil(round(local_kimg * 1000) / config.batch_size))
+    for index, dataset in enumerate(datasets):
+        delta = config.privacy.delta or default_delta(len(dataset))
+        if delta >= 1 / len(dataset):
+            raise FaceganError(f"--dp-delta {delta:g} is not below 1/N = {1 / len(dataset):.3g} of client {index}; lower it")
+        if config.privacy.noise_multiplier <= 0:
+            noise_multiplier_for(config.privacy.epsilon, delta, config.batch_size / len(dataset), steps, config.privacy.accountant)
 
 
 def write_app(run: Run, settings: dict[str, Any]) -> Path:
@@ -216,6 +241,9 @@ def federated_train(settings: dict[str, Any] | None = None, *, resume_dir: str |
         if not run.is_federated():
             raise FaceganError(f"nothing to resume in {resume_dir}: it is not a federated run (no federated.json)")
         settings = read_settings(run.federated_path)
+        from facegan.data.dataset import absolute_path
+
+        settings["run_dir"] = str(absolute_path(resume_dir))  # the folder named now (it may have been moved or copied)
     elif settings is None:
         raise FaceganError("federated_train needs settings or resume_dir")
     run = Run(settings["run_dir"])
@@ -236,13 +264,17 @@ def federated_train(settings: dict[str, Any] | None = None, *, resume_dir: str |
                                     "num_processes": len(settings["clients"]) + 1, "dataset_path": settings["source"],
                                     "dataset_hash": settings["source_hash"], "dataset_images": sum(settings["client_images"]),
                                     "engine": settings["engine"]})
+            else:
+                save_json(settings, run.federated_path)
             (run.federated_dir / ERROR_NAME).unlink(missing_ok=True)
             if settings["engine"] == "simulation":
                 _run_simulation(settings)
             else:
                 _run_deployment(run, settings, progress, start_timeout, on_deployment)
         except BaseException:
-            if created and not run.has_checkpoint():
+            # A new run that failed before any Flower process started leaves nothing; once processes ran, their logs
+            # (which the error names) stay, and the folder resumes with --resume.
+            if created and not run.has_checkpoint() and not (run.federated_dir / "logs").exists():
                 _remove_new_run(run)
             raise
     error = run.federated_dir / ERROR_NAME
@@ -284,7 +316,8 @@ def _run_deployment(run: Run, settings: dict[str, Any], progress: ProgressCallba
             if progress is not None:
                 progress(_completed_rounds(run), rounds)
 
-        status = deployment.wait(run_id, on_poll=on_poll, poll_s=1.0, timeout=max(3600.0, 10 * rounds * settings["round_timeout"]))
+        # Each round waits at most twice --round-timeout (nodes, then replies); the rest is start-up and the last writes.
+        status = deployment.wait(run_id, on_poll=on_poll, poll_s=1.0, timeout=600.0 + rounds * (2 * settings["round_timeout"] + 300.0))
         if progress is not None:
             progress(_completed_rounds(run), rounds)
     if status != "finished:completed":

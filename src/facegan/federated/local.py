@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,14 @@ from facegan.training.loop import Trainer, make_trainer
 logger = logging.getLogger("facegan.federated")
 
 CLIENT_SEED_STRIDE = 1009
-STEP_STATS = ("loss_d", "loss_g", "logit_real", "logit_fake")
+LOST_STATE_SEED_STRIDE = 104_729
+# Per-step statistics a client reports, by DP level. Sample-level: G's loss and D's logit on fakes are
+# post-processing of the DP discriminator; D's loss and logit on real faces read private images directly.
+SHARED_STATS = {
+    "none": ("loss_d", "loss_g", "logit_real", "logit_fake"),
+    "sample": ("loss_g", "logit_fake"),
+    "client": (),
+}
 
 
 @dataclass
@@ -102,7 +110,14 @@ def train_round(train: Mapping[str, Any], data: str | Path, partition_id: int, g
     """Train this client `local_kimg` from the global weights; the update, its metrics and the state to keep."""
     started = time.perf_counter()
     dataset = FaceDataset.load(data)
-    config = client_config(train, data, partition_id, total_kimg)
+    batch = int(train["batch_size"])
+    steps_per_round = max(1, math.ceil(round(local_kimg * 1000) / batch))
+    rounds = max(1, round(total_kimg / local_kimg)) if local_kimg > 0 else 1
+    # The whole run's share of this client in whole steps (each round ends on a whole step): DP-SGD's noise is derived for it.
+    config = client_config(train, data, partition_id, rounds * steps_per_round * batch / 1000)
+    if dp_level == "sample" and not state and dp_steps_done > 0:
+        # A node that lost its state must not replay the Poisson sampling and noise of the steps it already took.
+        config.seed += LOST_STATE_SEED_STRIDE * int(dp_steps_done)
     trainer = build_client_trainer(config, dataset, dp_level)
     if state:
         load_state_bytes(trainer, state)
@@ -113,14 +128,13 @@ def train_round(train: Mapping[str, Any], data: str | Path, partition_id: int, g
         ledger.load_state_dict({**ledger.state_dict(), "history": [[ledger.noise_multiplier, ledger.sample_rate, int(dp_steps_done)]]})
     load_arrays(trainer, global_arrays)
 
-    target = int(round(local_kimg * 1000))
     seen_before = trainer.num_images_seen
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}
     stopped = None
-    while trainer.num_images_seen - seen_before < target:
-        stopped = trainer.should_stop()
-        if stopped is not None:
+    for _ in range(steps_per_round):
+        if private is not None and not private.ledger.can_step():
+            stopped = "privacy budget reached"
             break
         accumulate_stats(sums, counts, trainer.step())
     means = mean_stats(sums, counts) if counts else {}
@@ -131,14 +145,17 @@ def train_round(train: Mapping[str, Any], data: str | Path, partition_id: int, g
     metrics: dict[str, float] = {
         "partition-id": float(partition_id),
         "num-examples": float(max(images, 0)),
-        "dataset-images": float(len(dataset)),
         "steps": float(trainer.num_steps),
         "seconds": round(time.perf_counter() - started, 3),
         "stopped-early": 1.0 if stopped else 0.0,
-        # A fixed set of keys on every client and round (Flower's FedAvg refuses replies whose metric keys differ):
-        # the four per-step losses/logits; R1 is logged only on its interval's steps, so it is left out.
-        **{name: round(float(means[name]), 6) for name in STEP_STATS if name in means},
     }
+    # A fixed set of keys on every client and round (Flower's FedAvg refuses replies whose metric keys differ).
+    # Under DP only values no epsilon would have to cover leave the node: the losses on real images, and under
+    # client-level DP every loss (the local D saw private faces without noise), stay home; so does the data size.
+    for name in SHARED_STATS[dp_level]:
+        metrics[name] = round(float(means.get(name, float("nan"))), 6)
+    if dp_level == "none":
+        metrics["dataset-images"] = float(len(dataset))
     if private is not None:
         metrics.update({
             "epsilon": float(private.ledger.epsilon()),

@@ -314,6 +314,12 @@ class FlowerDeployment:
             return
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and group_alive(proc.pid):
+            time.sleep(0.1)
+        if not group_alive(proc.pid):  # gone for good: never signal that number again (it may be reused)
+            self._spawned_groups = [pgid for pgid in self._spawned_groups if pgid != proc.pid]
+            self._write_groups()
 
     def restart_node(self, index: int) -> None:
         """Start a killed SuperNode again (a new port; the SuperLink sees a new node that rejoins)."""

@@ -87,8 +87,8 @@ def run_secure_rounds(grid: Any, server: Any, context: Any) -> None:
     keys = list(arrays)
     clipping_range = float(settings.get("secagg_clipping_range") or clipping_range_for(arrays))
     settings["secagg_clipping_range"] = clipping_range
-    strategy = _recording_fedavg()(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=min_clients,
-                                   min_evaluate_clients=0, min_available_clients=min_clients, accept_failures=True,
+    strategy = _recording_fedavg()(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=2,
+                                   min_evaluate_clients=0, min_available_clients=2, accept_failures=True,
                                    on_fit_config_fn=lambda rnd: {**server.round_config(rnd), "clipping-range": clipping_range})
     max_weight = float(max(1.0, 2 * float(settings["local_kimg"]) * 1000))
     workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=0.5, max_weight=max_weight,

@@ -42,6 +42,9 @@ SETTINGS_FORMAT = "facegan-federated"
 STATE_FORMAT = "facegan-federated-state"
 ERROR_NAME = "server_error.txt"
 DP_LEVELS = ("none", "sample", "client")
+SETTINGS_KEYS = {"run_dir": str, "clients": list, "client_images": list, "rounds": int, "local_kimg": (int, float), "engine": str,
+                 "secure_aggregation": bool, "dp_level": str, "min_clients": int, "round_timeout": (int, float), "train": dict,
+                 "source": str, "source_hash": str, "eval_data": str}
 # Per-client values averaged (weighted by images) into the round's stats line.
 CLIENT_MEANS = ("loss_d", "loss_g", "logit_real", "logit_fake")
 
@@ -53,10 +56,13 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any]:
         path = Run(path).federated_path
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise FaceganError(f"cannot read the federated settings {path} ({error})") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise FaceganError(f"cannot read the federated settings {path} ({type(error).__name__})") from None
     if not isinstance(settings, dict) or settings.get("format") != SETTINGS_FORMAT:
         raise FaceganError(f"{path} is not a facegan federated settings file")
+    missing = [key for key, kind in SETTINGS_KEYS.items() if not isinstance(settings.get(key), kind)]
+    if missing:
+        raise FaceganError(f"{path} is damaged ('{missing[0]}' is missing or of the wrong type); start a new run")
     return settings
 
 
@@ -107,10 +113,13 @@ class FederatedServer:
         self.accountant_state: str = ""
         self.fd_extractor = None
         self.fd_real = None
+        self._started: tuple[dict[str, np.ndarray], int] | None = None
 
     # ---- start / resume -------------------------------------------------------------------------
     def start(self) -> tuple[dict[str, np.ndarray], int]:
-        """The global weights to send and the first round to run (after the last completed one)."""
+        """The global weights to send and the first round to run (after the last completed one); loads the checkpoint once."""
+        if self._started is not None:
+            return self._started
         if self.run.has_checkpoint():
             try:
                 state = torch.load(self.run.state_path, map_location="cpu", weights_only=True)
@@ -126,20 +135,14 @@ class FederatedServer:
             self.client_epsilon = {str(k): float(v) for k, v in state.get("client_epsilon", {}).items()}
             self.client_delta = {str(k): float(v) for k, v in state.get("client_delta", {}).items()}
             self.accountant_state = str(state.get("accountant", ""))
-            self.run.truncate_stats(self.images / 1000)
-            self._truncate_client_stats(self.completed)
+            if state.get("secagg_clipping_range"):
+                self.settings["secagg_clipping_range"] = float(state["secagg_clipping_range"])
             logger.info("resuming the federated run after round %d", self.completed)
-        return to_arrays(self.networks), self.completed + 1
-
-    def _truncate_client_stats(self, last_round: int) -> None:
-        path = self.run.client_stats_path
-        if not path.exists():
-            return
-        from facegan.files import write_bytes_atomic
-        from facegan.run import iter_stats
-
-        kept = [line for line in iter_stats(path) if isinstance(line.get("round"), int) and line["round"] <= last_round]
-        write_bytes_atomic(path, "".join(json.dumps(line) + "\n" for line in kept).encode())
+        # Lines of rounds after the checkpoint (a server killed between its stats and its checkpoint) are dropped.
+        for path in (self.run.stats_path, self.run.client_stats_path):
+            _truncate_rounds(path, self.completed)
+        self._started = (to_arrays(self.networks), self.completed + 1)
+        return self._started
 
     def round_config(self, server_round: int) -> dict[str, Any]:
         """What each client is told about the round (ConfigRecord values)."""
@@ -178,10 +181,11 @@ class FederatedServer:
             "bytes_per_client": payload,
             "bytes_sent": 2 * payload * len(replies),
         }
-        total = sum(float(reply.get("num-examples", 0)) for reply in replies) or 1.0
         for name in CLIENT_MEANS:
-            values = [(float(reply[name]), float(reply.get("num-examples", 0))) for reply in replies if name in reply]
-            if values:
+            values = [(float(reply[name]), float(reply.get("num-examples", 0))) for reply in replies
+                      if name in reply and np.isfinite(reply[name])]
+            total = sum(weight for _, weight in values)
+            if values and total > 0:
                 line[name] = round(sum(value * weight for value, weight in values) / total, 5)
         if self.client_epsilon:
             line["epsilon_max"] = round(max(self.client_epsilon.values()), 4)
@@ -202,7 +206,7 @@ class FederatedServer:
             "format": STATE_FORMAT, "round": server_round, "images": self.images, "seconds": self.seconds,
             **self.networks.state_dict(), "dp_steps": dict(self.dp_steps), "client_epsilon": dict(self.client_epsilon),
             "client_delta": dict(self.client_delta),
-            "accountant": self.accountant_state,
+            "accountant": self.accountant_state, "secagg_clipping_range": float(self.settings.get("secagg_clipping_range") or 0.0),
         })
         logger.info("round %d/%d: %d client(s), %d image(s), %.1f s%s", server_round, self.rounds, len(replies), images, seconds,
                     f", FD {line['fd']:.3f}" if "fd" in line else "")
@@ -270,6 +274,17 @@ class FederatedServer:
         """The one line the CLI shows when the server stops the run."""
         self.run.federated_dir.mkdir(parents=True, exist_ok=True)
         (self.run.federated_dir / ERROR_NAME).write_text(message.strip() + "\n", encoding="utf-8")
+
+
+def _truncate_rounds(path: Path, last_round: int) -> None:
+    """Keep the lines of rounds up to `last_round` (by round number: a round may add no images)."""
+    if not path.exists():
+        return
+    from facegan.files import write_bytes_atomic
+    from facegan.run import iter_stats
+
+    kept = [line for line in iter_stats(path) if isinstance(line.get("round"), int) and line["round"] <= last_round]
+    write_bytes_atomic(path, "".join(json.dumps(line) + "\n" for line in kept).encode())
 
 
 def wait_for_nodes(grid: Any, needed: int, timeout: float, server_round: int) -> list[int]:
@@ -372,13 +387,14 @@ def make_strategy(server: FederatedServer) -> tuple[Any, Callable[[], float | No
     settings = server.settings
     min_clients = int(settings["min_clients"])
     if settings["dp_level"] != "client":
-        return FedAvg(fraction_train=1.0, min_train_nodes=min_clients, min_available_nodes=min_clients,
-                      weighted_by_key="num-examples"), lambda: None
+        # min 1 inside Flower (its node sampling waits without a timeout); run_rounds enforces --min-clients itself.
+        return FedAvg(fraction_train=1.0, min_train_nodes=1, min_available_nodes=1, weighted_by_key="num-examples"), lambda: None
     clients = len(settings["clients"])
     accountant = client_accountant(float(settings["dp_delta_client"]), clients)
     if server.accountant_state:
         accountant.load_state_dict(json.loads(server.accountant_state)["flower"])
-    inner = FedAvg(fraction_train=1.0, min_train_nodes=clients, min_available_nodes=clients, weighted_by_key="dp-weight")
+    # Equal weights (Flower's accounted wrapper requires them): each clipped update counts once.
+    inner = FedAvg(fraction_train=1.0, min_train_nodes=1, min_available_nodes=1, weighted_by_key="dp-weight")
     strategy = DifferentialPrivacyClientSideFixedClipping(inner, float(settings["dp_noise_multiplier"]), float(settings["dp_clip"]),
                                                          clients, accountant=accountant)
 
