@@ -43,24 +43,32 @@ def partition_of(context: Any, settings: Mapping[str, Any]) -> int:
     return partition
 
 
-def client_train(message: Any, context: Any, settings: Mapping[str, Any] | None = None) -> Any:
-    """One round on this node: global weights in, facegan's local training, update + metrics out, state kept."""
-    from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+def local_round(context: Any, settings: Mapping[str, Any], partition: int, global_arrays: dict[str, Any],
+                config: Mapping[str, Any]) -> Any:
+    """This node's round with the trainer state kept in `context.state` (both ClientApps, plain and SecAgg+)."""
+    from flwr.app import ConfigRecord
 
     from facegan.federated.local import train_round
 
-    settings = settings_from(context, settings)
-    partition = partition_of(context, settings)
-    incoming = message.content["arrays"]
-    config = message.content["config"]
-    keys = list(incoming.keys())
-    global_arrays = {key: incoming[key].numpy() for key in keys}
     kept = context.state.config_records.get(STATE_RECORD)
     state = kept["trainer"] if kept is not None and "trainer" in kept else None
     dp_steps = json.loads(str(config.get("dp-steps", "{}"))).get(str(partition), 0)
     result = train_round(settings["train"], settings["clients"][partition], partition, global_arrays,
                          float(config["local-kimg"]), float(config["total-kimg"]), settings["dp_level"], state, int(dp_steps))
     context.state.config_records[STATE_RECORD] = ConfigRecord({"trainer": result.state})
+    return result
+
+
+def client_train(message: Any, context: Any, settings: Mapping[str, Any] | None = None) -> Any:
+    """One round on this node: global weights in, facegan's local training, update + metrics out, state kept."""
+    from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+
+    settings = settings_from(context, settings)
+    partition = partition_of(context, settings)
+    incoming = message.content["arrays"]
+    config = message.content["config"]
+    keys = list(incoming.keys())
+    result = local_round(context, settings, partition, {key: incoming[key].numpy() for key in keys}, config)
     metrics = dict(result.metrics)
     metrics["dp-weight"] = 1.0
     metrics["server-round"] = float(config.get("server-round", 0))

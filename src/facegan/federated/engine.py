@@ -32,8 +32,9 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def _finite_positive(name: str, value: float, upper: float) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or value > upper:
-        raise FaceganError(f"{name} must be a number in (0, {upper:g}], got {value}")
+    from facegan.config import check_range
+
+    check_range(name, value, 0, upper, min_open=True)
     return float(value)
 
 
@@ -62,14 +63,14 @@ def build_settings(partitions: str | os.PathLike, out: str | os.PathLike, rounds
         raise FaceganError(f"--fd-every must be a whole number of rounds (0 = never), got {fd_every}")
     if not isinstance(fd_num, int) or not 2 <= fd_num <= 100_000:
         raise FaceganError(f"--fd-num must be a whole number from 2 to 100000, got {fd_num}")
+    from facegan.config import check_range
+
     dp_epsilon = float(dp_epsilon or 0.0)
-    if not math.isfinite(dp_epsilon) or dp_epsilon < 0 or dp_epsilon > 1e6:
-        raise FaceganError(f"--dp-epsilon must be a number in (0, 1e6], got {dp_epsilon}")
+    check_range("--dp-epsilon", dp_epsilon, 0, 1e6, hint="0 = no DP")
     level = dp_level if dp_epsilon > 0 else "none"
     if level not in DP_LEVELS[1:] and dp_epsilon > 0:
         raise FaceganError(f"--dp-level must be sample or client, got {dp_level!r}")
-    if not math.isfinite(dp_delta) or not 0 <= dp_delta < 1:
-        raise FaceganError(f"--dp-delta must be in [0, 1), got {dp_delta}")
+    check_range("--dp-delta", dp_delta, 0, 1, max_open=True, hint="0 picks the default")
     if level == "client":
         dp_clip = _finite_positive("--dp-clip", dp_clip, 1e6)
     if level != "none" and secure_aggregation:

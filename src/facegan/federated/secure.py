@@ -14,7 +14,6 @@ initial weight, at least 8) and each client refuses, with one line, to upload we
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Mapping
@@ -135,7 +134,7 @@ def run_secure_rounds(grid: Any, server: Any, context: Any) -> None:
 def _numpy_client(context: Any, settings: Mapping[str, Any] | None):
     from flwr.client import NumPyClient
 
-    from facegan.federated.apps import STATE_RECORD, partition_of, settings_from
+    from facegan.federated.apps import partition_of, settings_from
 
     class FaceganClient(NumPyClient):
         """The legacy client SecAgg+ needs: the same local round as the plain ClientApp."""
@@ -146,12 +145,10 @@ def _numpy_client(context: Any, settings: Mapping[str, Any] | None):
             self.ctx = context
 
         def fit(self, parameters, config):
-            from flwr.app import ConfigRecord
-
-            from facegan.federated.local import train_round
+            from facegan.config import from_dict
+            from facegan.federated.apps import local_round
             from facegan.federated.server import Networks
             from facegan.federated.weights import to_arrays
-            from facegan.config import from_dict
             from facegan.training.config import TrainConfig
 
             shapes = {key: np.shape(value) for key, value in to_arrays(Networks(from_dict(TrainConfig, dict(self.settings["train"])))).items()}
@@ -159,13 +156,7 @@ def _numpy_client(context: Any, settings: Mapping[str, Any] | None):
             if len(keys) != len(parameters):
                 raise FaceganError(f"the server sent {len(parameters)} tensors, this client's model has {len(keys)}")
             global_arrays = {key: np.reshape(value, shapes[key]) for key, value in zip(keys, parameters)}
-            kept = self.ctx.state.config_records.get(STATE_RECORD)
-            state = kept["trainer"] if kept is not None and "trainer" in kept else None
-            dp_steps = json.loads(str(config.get("dp-steps", "{}"))).get(str(self.partition), 0)
-            result = train_round(self.settings["train"], self.settings["clients"][self.partition], self.partition, global_arrays,
-                                 float(config["local-kimg"]), float(config["total-kimg"]), self.settings["dp_level"], state,
-                                 int(dp_steps))
-            self.ctx.state.config_records[STATE_RECORD] = ConfigRecord({"trainer": result.state})
+            result = local_round(self.ctx, self.settings, self.partition, global_arrays, config)
             limit = float(config["clipping-range"])
             largest = max(float(np.max(np.abs(value))) for value in result.arrays.values())
             if largest > limit:

@@ -3,12 +3,12 @@
 G, D and (with EMA) G's moving average travel together under prefixed keys: `G.<name>`, `D.<name>`,
 `G_ema.<name>`. Only floating-point tensors travel: integer buffers (BatchNorm's
 `num_batches_tracked`) are counters, not learned values, and averaging them would turn them into
-fractions, so each side keeps its own. `fedavg` is the weighted mean the server applies (Flower's
-FedAvg computes the same on the same keys; `tests/federated` checks both against each other).
+fractions, so each side keeps its own. The server averages these records with Flower's FedAvg
+(`tests/federated/test_weights.py` checks it against a float64 weighted mean).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -55,27 +55,6 @@ def load_arrays(owner: Any, arrays: Mapping[str, np.ndarray]) -> None:
                 if tuple(value.shape) != tuple(tensor.shape):
                     raise FaceganError(f"the federated weight {prefix}.{name} has shape {value.shape}, the model {tuple(tensor.shape)}")
                 tensor.copy_(torch.from_numpy(np.array(value, order="C")).to(tensor.dtype))  # np.array keeps 0-d shapes
-
-
-def fedavg(updates: Iterable[tuple[Mapping[str, np.ndarray], float]]) -> dict[str, np.ndarray]:
-    """The weighted mean of (arrays, weight) pairs, weights normalised (FedAvg weights by images trained)."""
-    updates = list(updates)
-    if not updates:
-        raise FaceganError("no client update to average")
-    total = float(sum(weight for _, weight in updates))
-    if not np.isfinite(total) or total <= 0 or any(weight < 0 for _, weight in updates):
-        raise FaceganError("client weights must be non-negative with a positive sum")
-    keys = set(updates[0][0])
-    for arrays, _ in updates[1:]:
-        if set(arrays) != keys:
-            raise FaceganError("client updates hold different tensors; every client must train the same architecture")
-    mean: dict[str, np.ndarray] = {}
-    for key in sorted(keys):
-        accumulator = np.zeros_like(np.asarray(updates[0][0][key], dtype=np.float64))
-        for arrays, weight in updates:
-            accumulator += np.asarray(arrays[key], dtype=np.float64) * (weight / total)
-        mean[key] = accumulator.astype(np.float32)
-    return mean
 
 
 def num_bytes(arrays: Mapping[str, np.ndarray]) -> int:
