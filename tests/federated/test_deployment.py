@@ -50,6 +50,11 @@ def test_cli_trains_on_real_processes_and_the_run_works_like_any_other(clients2,
     again = subprocess.run([*FACEGAN, "federated", "train", "--partitions", str(clients2), "--out", str(out), "--no-progress"],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and again.stderr.startswith("error:") and "--resume" in again.stderr
+    centralised = subprocess.run([*FACEGAN, "train", "--out", str(out), "--resume"], capture_output=True, text=True, timeout=60)
+    assert centralised.returncode != 0 and "is a federated run" in centralised.stderr and "Traceback" not in centralised.stderr
+    audited = subprocess.run([*FACEGAN, "audit", str(out), "--train", str(clients2 / "client-000"), "--holdout", str(clients2 / "client-001"),
+                              "--num", "32"], capture_output=True, text=True, timeout=300)
+    assert audited.returncode == 0, audited.stderr[-1500:]  # the discriminator of the global model is audited like any run's
 
 
 def test_a_killed_supernode_does_not_hang_the_run_and_rejoins(clients3, tiny_settings, tmp_path):

@@ -23,6 +23,8 @@ examples:
   facegan data split data/lfw32 --holdout 0.2                      # data/lfw32-train, data/lfw32-holdout
   facegan train --data data/lfw32-train --out runs/dp --dp-epsilon 10
   facegan audit runs/dp --train data/lfw32-train --holdout data/lfw32-holdout
+  facegan data partition data/lfw32 --clients 4 --by iid --out data/clients
+  facegan federated train --partitions data/clients --rounds 5 --local-kimg 1 --out runs/fed --secure-aggregation   # Flower
   facegan recog eval lbph --data data/faces --pairs pairs.txt --out results/lbph   # LFW verification protocol
   facegan project runs/lfw32 data/lfw32-holdout --out out/proj                     # GAN inversion: latents + reconstructions
   facegan repair train --data data/lfw32 --out runs/repair32 --steps 5000         # inpainting + restoration network

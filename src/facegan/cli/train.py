@@ -164,6 +164,9 @@ def build_config(args: argparse.Namespace):
     from facegan.run import Run
 
     if args.resume and Run(args.out).has_config():
+        from facegan.training.loop import check_not_federated
+
+        check_not_federated(args.out)
         saved = load_run_config(args.out)
         if args.preset and args.preset != saved.preset:
             updates["preset"] = args.preset  # refused by the resume check with a clear message

@@ -366,6 +366,13 @@ def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device
     return trainer
 
 
+def check_not_federated(run_dir: str | Path) -> None:
+    """A federated run's config is its clients' recipe and its checkpoint the server's: `train --resume` cannot continue it."""
+    if Run(run_dir).is_federated():
+        raise FaceganError(f"{run_dir} is a federated run (facegan federated train); resume it with "
+                           f"`facegan federated train --out {run_dir} --resume`")
+
+
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The resolved config a run was started with."""
     saved = Run(run_dir).read_config()
@@ -464,6 +471,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     if resume:
         if not run.has_config():
             raise FaceganError(f"nothing to resume in {run.path} (no run config); start it without --resume")
+        check_not_federated(run.path)
         saved = load_run_config(run.path)
         _check_resume_compatible(saved, _fill_model_from(saved, config))
         config.model = saved.model
