@@ -36,7 +36,7 @@ demo-federated: $(STAMP)
 	$(BIN)/facegan report $(FED_RUN)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py

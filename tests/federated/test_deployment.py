@@ -18,6 +18,10 @@ from facegan.run import Run
 
 from tests.federated.conftest import TINY
 
+# Tests that start many processes and pick free ports (Flower, Ray, torchrun/gloo) run on one xdist worker, one
+# at a time (`--dist loadgroup` in `make test`): concurrently, one's free port could be taken by the other's.
+pytestmark = pytest.mark.xdist_group("processes")
+
 FACEGAN = [sys.executable, "-m", "facegan"]
 
 

@@ -14,6 +14,10 @@ from facegan.federated.local import train_round
 from facegan.federated.server import FederatedServer
 from facegan.run import Run
 
+# Tests that start many processes and pick free ports (Flower, Ray, torchrun/gloo) run on one xdist worker, one
+# at a time (`--dist loadgroup` in `make test`): concurrently, one's free port could be taken by the other's.
+pytestmark = pytest.mark.xdist_group("processes")
+
 
 def test_secure_aggregation_hands_the_strategy_only_the_sum(clients2, tiny_settings, tmp_path, monkeypatch):
     seen = []

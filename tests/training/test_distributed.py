@@ -6,6 +6,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+# Tests that start many processes and pick free ports (Flower, Ray, torchrun/gloo) run on one xdist worker, one
+# at a time (`--dist loadgroup` in `make test`): concurrently, one's free port could be taken by the other's.
+pytestmark = pytest.mark.xdist_group("processes")
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
