@@ -25,6 +25,29 @@ pytestmark = pytest.mark.xdist_group("processes")
 FACEGAN = [sys.executable, "-m", "facegan"]
 
 
+def _processes_in(folder: Path) -> list[int]:
+    """Live processes whose working directory is inside `folder` (every Flower process runs in the run's FLWR_HOME)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (cwd == str(folder) or cwd.startswith(str(folder) + os.sep)):
+            found.append(int(entry.name))
+    return found
+
+
+def _none_in(folder: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and _processes_in(folder):
+        time.sleep(0.5)
+    assert not _processes_in(folder), _processes_in(folder)
+
+
 def _nothing_left(deployment) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (any(group_alive(pid) for pid in deployment.pids)
@@ -32,6 +55,7 @@ def _nothing_left(deployment) -> None:
         time.sleep(0.2)
     assert not any(group_alive(pid) for pid in deployment.pids)
     assert not any(port_open(port) for port in deployment.ports)
+    _none_in(deployment.flwr_home)  # ServerApp/ClientApp processes run in sessions of their own: none may outlive it
 
 
 def test_cli_trains_on_real_processes_and_the_run_works_like_any_other(clients2, tmp_path):
@@ -48,6 +72,7 @@ def test_cli_trains_on_real_processes_and_the_run_works_like_any_other(clients2,
     # Nothing of Flower is left running: no process started from this run's FLWR_HOME.
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(run.federated_dir / "home") not in ps and str(run.federated_dir) not in ps
+    _none_in(run.federated_dir)
     sampled = subprocess.run([*FACEGAN, "sample", str(out), "--seeds", "0-3", "--out", str(tmp_path / "s.png")],
                              capture_output=True, text=True, timeout=120)
     assert sampled.returncode == 0, sampled.stderr[-1000:]
@@ -182,7 +207,9 @@ def test_kill_9_of_facegan_leaves_no_flower_process_and_resume_finishes(clients2
     while time.monotonic() < deadline and any(group_alive(pgid) for pgid in groups):
         time.sleep(0.5)
     assert not any(group_alive(pgid) for pgid in groups)  # PR_SET_PDEATHSIG and the reaper ended them
+    _none_in(run.federated_dir / "home")  # the orphaned ServerApp too (it would retry its dead SuperLink for hours)
     done = subprocess.run([*FACEGAN, "federated", "train", "--out", str(out), "--resume", "--no-progress"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-1500:]
     assert [row["round"] for row in run.read_stats()] == [1, 2]
+    _none_in(run.federated_dir)  # and the resumed deployment left nothing either

@@ -39,35 +39,10 @@ OFFLINE_ENV = {
 }
 FINISHED = "finished"
 GROUPS_NAME = "process-groups"
-# A watchdog in its own session: when facegan's process is gone (even by SIGKILL, when no handler of
-# ours runs), it ends every process group listed in FLWR_HOME/process-groups-PID, grandchildren included
-# (a ServerApp process outlives its SuperLink otherwise).
-REAPER = """
-import os, signal, sys, time
-parent, groups_file = int(sys.argv[1]), sys.argv[2]
-def groups():
-    try:
-        return [int(x) for x in open(groups_file).read().split()]
-    except (OSError, ValueError):
-        return []
-while True:
-    try:
-        os.kill(parent, 0)
-    except ProcessLookupError:
-        break
-    except PermissionError:
-        pass
-    time.sleep(0.5)
-listed = groups()  # read once: a later deployment in the same FLWR_HOME has its own file and reaper
-os.unlink(groups_file) if os.path.exists(groups_file) else None
-for number in (signal.SIGTERM, signal.SIGKILL):
-    for group in listed:
-        try:
-            os.killpg(group, number)
-        except OSError:
-            pass
-    time.sleep(3)
-"""
+# A watchdog in its own session (`python -c REAPER`): while facegan's process lives it keeps a list of every
+# process group in the trees of the recorded SuperLink/SuperNode groups (flower-superexec starts each
+# ServerApp/ClientApp in a session of its own); when facegan is gone, even by SIGKILL, it ends them all.
+REAPER = "import sys; from facegan.federated.processes import reap; reap(int(sys.argv[1]), sys.argv[2])"
 
 
 def free_port() -> int:
@@ -103,6 +78,66 @@ def group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, process group) of every process now (from /proc)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def tree_groups(groups: list[int] | set[int]) -> set[int]:
+    """The given process groups plus the groups of every descendant of their members (a child may start a session)."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found = set(groups)
+    stack = [pid for pid, (_, pgid) in table.items() if pgid in found]
+    seen: set[int] = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen or pid not in table:
+            continue
+        seen.add(pid)
+        found.add(table[pid][1])
+        stack.extend(children.get(pid, []))
+    return found - {0, 1, os.getpgrp()}
+
+
+def reap(parent: int, groups_file: str) -> None:
+    """The reaper's loop (see REAPER): follow the trees while `parent` lives, then end every group seen."""
+    def listed() -> list[int]:
+        try:
+            return [int(x) for x in Path(groups_file).read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    known: set[int] = set()
+    while True:
+        # Groups that ended are dropped (their numbers may be reused by unrelated processes later).
+        known = {group for group in known if group_alive(group)} | tree_groups(listed())
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            pass
+        time.sleep(0.5)
+    known |= tree_groups(listed())
+    Path(groups_file).unlink(missing_ok=True)
+    for number in (signal.SIGTERM, signal.SIGKILL):
+        for group in known:
+            _signal_group(group, number)
+        time.sleep(3)
 
 
 def tool(name: str) -> str:
@@ -272,17 +307,18 @@ class FlowerDeployment:
                 return
             self._stopped = True
         procs = [proc for proc in [*self._nodes, self._superlink] if proc is not None]
-        for proc in procs:
-            _signal_group(proc.pid, signal.SIGTERM)
-        for pgid in self._spawned_groups:  # groups of SuperNodes killed and restarted earlier (their children may linger)
-            _signal_group(pgid, signal.SIGKILL if pgid not in {proc.pid for proc in procs} else signal.SIGTERM)
+        # Every group in the trees (superexec runs each ServerApp/ClientApp in a session of its own), taken before
+        # any parent dies: an orphaned ServerApp would otherwise retry its dead SuperLink forever.
+        groups = tree_groups(self._spawned_groups)
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(group_alive(proc.pid) for proc in procs):
+        while time.monotonic() < deadline and any(group_alive(pgid) for pgid in groups):
             for proc in procs:
                 proc.poll()
             time.sleep(0.1)
-        for proc in procs:
-            _signal_group(proc.pid, signal.SIGKILL)
+        for pgid in groups | tree_groups(groups):
+            _signal_group(pgid, signal.SIGKILL)
         for proc in procs:
             try:
                 proc.wait(timeout=5)
@@ -312,7 +348,8 @@ class FlowerDeployment:
         proc = self._nodes[index]
         if proc is None:
             return
-        _signal_group(proc.pid, signal.SIGKILL)
+        for pgid in tree_groups([proc.pid]):  # with the ClientApp processes it started, as a dead machine would
+            _signal_group(pgid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and group_alive(proc.pid):
