@@ -297,12 +297,13 @@ class Run:
 
     def truncate_stats(self, max_kimg: float) -> None:
         """Drop stats lines written after the checkpoint a run resumes from (a killed run may have some)."""
-        if not self.stats_path.exists():
-            return
-        kept = [line for line in iter_stats(self.stats_path) if not _is_number(line.get("kimg")) or line["kimg"] <= max_kimg + 1e-9]
-        from facegan.files import write_bytes_atomic
+        _truncate_lines(self.stats_path, "kimg", max_kimg + 1e-9)
 
-        write_bytes_atomic(self.stats_path, "".join(json.dumps(line) + "\n" for line in kept).encode())
+    def truncate_rounds(self, last_round: int) -> None:
+        """A federated run's resume: drop the round and client lines of rounds after its checkpoint (by round
+        number: a round may add no images)."""
+        for path in (self.stats_path, self.client_stats_path):
+            _truncate_lines(path, "round", last_round)
 
     # ---- the lock --------------------------------------------------------------------------------
     def lock(self) -> "RunLock":
@@ -400,6 +401,16 @@ def is_export_folder(path: str | os.PathLike) -> bool:
     """Whether `path` holds an export's two files (their content is checked when it is loaded)."""
     folder = Path(path)
     return (folder / EXPORT_CONFIG_NAME).is_file() and (folder / EXPORT_WEIGHTS_NAME).is_file()
+
+
+def _truncate_lines(path: Path, key: str, maximum: float) -> None:
+    """Keep the JSON lines of `path` whose numeric `key` is at most `maximum` (lines without one stay)."""
+    if not path.exists():
+        return
+    from facegan.files import write_bytes_atomic
+
+    kept = [line for line in iter_stats(path) if not _is_number(line.get(key)) or line[key] <= maximum]
+    write_bytes_atomic(path, "".join(json.dumps(line) + "\n" for line in kept).encode())
 
 
 def _is_number(value: Any) -> bool:

@@ -68,20 +68,11 @@ def group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # A group whose members are all zombies is dead for our purposes.
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return any(group == pgid for _, group in _process_table().values())
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, process group) of every process now (from /proc)."""
+    """pid -> (parent pid, process group) of every live (not zombie) process now, from /proc."""
     table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -90,7 +81,8 @@ def _process_table() -> dict[int, tuple[int, int]]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
     return table
 
 

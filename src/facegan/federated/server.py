@@ -139,8 +139,7 @@ class FederatedServer:
                 self.settings["secagg_clipping_range"] = float(state["secagg_clipping_range"])
             logger.info("resuming the federated run after round %d", self.completed)
         # Lines of rounds after the checkpoint (a server killed between its stats and its checkpoint) are dropped.
-        for path in (self.run.stats_path, self.run.client_stats_path):
-            _truncate_rounds(path, self.completed)
+        self.run.truncate_rounds(self.completed)
         self._started = (to_arrays(self.networks), self.completed + 1)
         return self._started
 
@@ -274,17 +273,6 @@ class FederatedServer:
         """The one line the CLI shows when the server stops the run."""
         self.run.federated_dir.mkdir(parents=True, exist_ok=True)
         (self.run.federated_dir / ERROR_NAME).write_text(message.strip() + "\n", encoding="utf-8")
-
-
-def _truncate_rounds(path: Path, last_round: int) -> None:
-    """Keep the lines of rounds up to `last_round` (by round number: a round may add no images)."""
-    if not path.exists():
-        return
-    from facegan.files import write_bytes_atomic
-    from facegan.run import iter_stats
-
-    kept = [line for line in iter_stats(path) if isinstance(line.get("round"), int) and line["round"] <= last_round]
-    write_bytes_atomic(path, "".join(json.dumps(line) + "\n" for line in kept).encode())
 
 
 def wait_for_nodes(grid: Any, needed: int, timeout: float, server_round: int) -> list[int]:
