@@ -26,6 +26,7 @@ import torch
 
 def audit_control(name: str, controls, samples_folder: bool):
     from facegan.images import save_png
+    from facegan.provenance.record import Provenance
     from facegan.privacy.audit import audit_generator, audit_samples
 
     generator = controls.positive_control() if name == "positive" else controls.negative_control()
@@ -34,7 +35,7 @@ def audit_control(name: str, controls, samples_folder: bool):
         return audit_generator(generator, controls.train, controls.holdout, num_samples=num_samples)
     with tempfile.TemporaryDirectory() as folder:
         for seed, image in enumerate(generator.sample(range(num_samples))):
-            save_png(image, Path(folder) / f"seed{seed:05d}.png")
+            save_png(image, Path(folder) / f"seed{seed:05d}.png", Provenance.off("benchmark"))
         return audit_samples(folder, controls.train, controls.holdout)
 
 

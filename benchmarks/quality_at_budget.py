@@ -43,7 +43,9 @@ def main() -> None:
         summary = json.loads((run / "summary.json").read_text())
         result = evaluate(run, dataset.path, num=args.num, features=args.features, metrics=("fd", "kid", "prdc"), progress=False)
         result.save(run / "metrics.json")
-        save_png(upscale_nearest(make_grid(load_generator(run).sample(range(64)), num_columns=8), 512), out / f"grid-{preset}.png")
+        generator = load_generator(run)
+        save_png(upscale_nearest(make_grid(generator.sample(range(64)), num_columns=8), 512), out / f"grid-{preset}.png",
+                 generator.provenance("benchmark", "0-63"))
         results[preset] = {"kimg": summary["kimg"], "seconds": summary["seconds"], **result.metrics}
 
     print(f"\nbuilt-in faces {args.size}px, {args.minutes:g} min of training each, {args.num} samples, {args.features} features")

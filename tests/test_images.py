@@ -38,6 +38,9 @@ from PIL import Image  # noqa: E402
 
 from facegan.errors import FaceganError  # noqa: E402
 from facegan.images import check_image_path, save_image  # noqa: E402
+from facegan.provenance.record import Provenance  # noqa: E402
+
+OFF = Provenance.off("test")
 
 
 @pytest.mark.parametrize("suffix, pil_format", [(".png", "PNG"), (".jpg", "JPEG"), (".JPEG", "JPEG"), (".webp", "WEBP"), (".bmp", "BMP")])
@@ -45,7 +48,7 @@ from facegan.images import check_image_path, save_image  # noqa: E402
 def test_save_image_writes_the_format_its_suffix_names(tmp_path, suffix, pil_format, channels):
     ramp = np.add.outer(np.arange(16), np.arange(16)) * 8  # smooth, as faces are, so JPEG stays close
     image = np.stack([ramp, 255 - ramp, ramp // 2][:channels], axis=2).astype(np.uint8)
-    path = save_image(image, tmp_path / "sub" / f"grid{suffix}")
+    path = save_image(image, tmp_path / "sub" / f"grid{suffix}", OFF)
     with Image.open(io.BytesIO(path.read_bytes())) as written:
         assert written.format == pil_format and written.size == (16, 16)
         pixels = np.asarray(written).reshape(16, 16, -1)[:, :, :channels]  # WebP stores gray as RGB
@@ -59,7 +62,7 @@ def test_save_image_refuses_unknown_suffix_and_folders(tmp_path):
     image = np.zeros((8, 8, 3), np.uint8)
     for name in ("grid.gif", "grid", "grid.png.txt"):
         with pytest.raises(FaceganError, match="no image suffix facegan writes"):
-            save_image(image, tmp_path / name)
+            save_image(image, tmp_path / name, OFF)
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(FaceganError, match="is a folder"):
         check_image_path(tmp_path / "dir.png", "--grid")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.provenance.record import Provenance
 
 BUILTIN_SOURCE = "builtin:lfw-subset"
 STEPS = 8
@@ -294,11 +295,16 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
 
     print(f"[6/{STEPS}] sampling and writing the report cards")
     generator = load_generator(runs["default"].path)
-    grid_path = save_png(upscale_nearest(make_grid(generator.sample(range(64)), num_columns=8), 512), folder / "grid.png")
+    grid_path = save_png(upscale_nearest(make_grid(generator.sample(range(64)), num_columns=8), 512), folder / "grid.png",
+                         generator.provenance("demo", "0-63"))
     rows = [generator.interpolate(a, b, 8) for a, b in ((3, 7), (11, 19), (23, 42))]
-    strip_path = save_png(upscale_nearest(make_grid(np.concatenate(rows), num_columns=8), 512), folder / "interpolation.png")
-    dp_grid_path = save_png(upscale_nearest(make_grid(load_generator(runs["dp"].path).sample(range(64)), num_columns=8), 512), folder / "grid-dp.png")
-    reals_path = save_png(upscale_nearest(make_grid(np.asarray(train_set.images[:64]), num_columns=8), 512), folder / "reals.png")
+    strip_path = save_png(upscale_nearest(make_grid(np.concatenate(rows), num_columns=8), 512), folder / "interpolation.png",
+                          generator.provenance("demo", "3,7,11,19,23,42"))
+    dp_generator = load_generator(runs["dp"].path)
+    dp_grid_path = save_png(upscale_nearest(make_grid(dp_generator.sample(range(64)), num_columns=8), 512), folder / "grid-dp.png",
+                            dp_generator.provenance("demo", "0-63"))
+    reals_path = save_png(upscale_nearest(make_grid(np.asarray(train_set.images[:64]), num_columns=8), 512), folder / "reals.png",
+                          Provenance(source_type=None, action="demo"))
     reports = {name: build_report(run.path) for name, run in runs.items()}
 
     recognition_lines = run_recognition(folder, train_set, recognition or RecognitionPlan(), progress) if recognition is not False else []

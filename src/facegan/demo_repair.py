@@ -148,7 +148,11 @@ def edit_strips(run, dataset, plan: RepairPlan, out: Path, progress: bool) -> li
         finally:
             bar.close()
         path = out / f"edit_{attribute}.png"
-        save_image(strip_image(result.images), path)
+        from facegan.models.export import export_hash
+        from facegan.provenance.record import TRAINED, Provenance
+
+        save_image(strip_image(result.images), path, Provenance(source_type=TRAINED, action="edit", model=export_hash(run.path),
+                                                               seeds=",".join(map(str, plan.edit_seeds))))
         save_json({**result.report, "strip": str(path.resolve())}, path.with_suffix(".json"))
         records.append({"attribute": attribute, "condition_on": list(others), "path": path, "report": result.report})
     return records

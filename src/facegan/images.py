@@ -2,7 +2,9 @@
 
 - At the edges (files, arrays, UI): uint8, NHWC, values 0..255.
 - Inside models: float32, NCHW, values in [-1, 1].
-Also: grids, strips and image writing (PNG, JPEG, WebP, BMP by suffix) used by sampling and reports.
+Also: grids, strips and the one image writer (PNG, JPEG, WebP, BMP by suffix): every image facegan
+writes goes through `encode_image`, which embeds the image's provenance (XMP, and a C2PA manifest
+when a signer is given; see facegan.provenance).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from PIL import Image
 
 from facegan.errors import FaceganError
 from facegan.files import write_bytes_atomic
+from facegan.provenance.record import Provenance
 
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so `import facegan.images` stays light
     import torch
@@ -120,18 +123,16 @@ def upscale_nearest(image: np.ndarray, min_side: int = 256) -> np.ndarray:
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode uint8 HWC as PNG bytes."""
-    buffer = io.BytesIO()
-    to_pil(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+def png_bytes(image: np.ndarray, provenance: Provenance) -> bytes:
+    """Encode uint8 HWC as PNG bytes carrying `provenance` (for figures embedded in HTML, and files)."""
+    return encode_image(image, ".png", provenance)
 
 
-def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write uint8 HWC to a PNG atomically (temp file + rename)."""
+def save_png(image: np.ndarray, path: str | os.PathLike, provenance: Provenance) -> Path:
+    """Write uint8 HWC to a PNG atomically (temp file + rename), carrying `provenance`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, png_bytes(image))
+    write_bytes_atomic(path, encode_image(image, ".png", provenance, title=path.name))
     return path
 
 
@@ -144,10 +145,14 @@ IMAGE_FORMATS: dict[str, tuple[str, dict[str, object]]] = {
     ".webp": ("WEBP", {"lossless": True}),
     ".bmp": ("BMP", {}),
 }
+# Formats with no place for metadata: written only with provenance off (--no-provenance).
+NO_METADATA_FORMATS = (".bmp",)
+XMP_PNG_KEY = "XML:com.adobe.xmp"
 
 
-def check_image_path(path: str | os.PathLike, option: str = "the output") -> Path:
-    """Refuse, before any work, an image path whose suffix names no format we write, or that is a folder."""
+def check_image_path(path: str | os.PathLike, option: str = "the output", provenance: Provenance | None = None) -> Path:
+    """Refuse, before any work, an image path whose suffix names no format we write, or that is a folder,
+    or (with provenance on) a format that cannot carry it."""
     path = Path(path)
     if path.suffix.lower() not in IMAGE_FORMATS:
         raise FaceganError(
@@ -155,23 +160,56 @@ def check_image_path(path: str | os.PathLike, option: str = "the output") -> Pat
         )
     if path.is_dir():
         raise FaceganError(f"{option} {path} is a folder; give a file name such as {path / 'grid.png'}")
+    if provenance is not None:
+        _check_can_mark(path.suffix, provenance, f"{option} {path}")
     return path
 
 
-def image_bytes(image: np.ndarray, suffix: str = ".png") -> bytes:
-    """Encode uint8 HWC in the format a file suffix names (.png, .jpg/.jpeg, .webp, .bmp)."""
+def _check_can_mark(suffix: str, provenance: Provenance, label: str) -> None:
+    if provenance.enabled and suffix.lower() in NO_METADATA_FORMATS:
+        raise FaceganError(f"{label}: {suffix} cannot carry provenance metadata; write .png, .jpg or .webp (or pass --no-provenance)")
+
+
+def encode_image(image: np.ndarray, suffix: str, provenance: Provenance, title: str = "image") -> bytes:
+    """THE image writer: uint8 HWC encoded in the format `suffix` names, with `provenance` embedded.
+
+    Provenance on: an XMP packet (PNG iTXt `XML:com.adobe.xmp`, JPEG APP1, WebP XMP chunk), then a
+    signed C2PA manifest when `provenance.signer` is set and the image is generated or changed.
+    """
+    if not isinstance(provenance, Provenance):
+        raise TypeError(f"encode_image needs a Provenance (Provenance.off() for none), got {type(provenance).__name__}")
     if suffix.lower() not in IMAGE_FORMATS:
         raise FaceganError(f"cannot write images as '{suffix}'; use one of {', '.join(IMAGE_FORMATS)}")
+    _check_can_mark(suffix, provenance, title)
     image_format, options = IMAGE_FORMATS[suffix.lower()]
+    options = dict(options)
+    if provenance.enabled:
+        packet = provenance.xmp()
+        if image_format == "PNG":
+            from PIL import PngImagePlugin
+
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt(XMP_PNG_KEY, packet.decode("utf-8"), zip=False)
+            options["pnginfo"] = info
+        else:
+            options["xmp"] = packet
     buffer = io.BytesIO()
     to_pil(image).save(buffer, format=image_format, **options)
-    return buffer.getvalue()
+    payload = buffer.getvalue()
+    if provenance.enabled and provenance.signer is not None and provenance.source_type is not None:
+        payload = provenance.signer.sign(payload, image_format, provenance, title)
+    return payload
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
+def image_bytes(image: np.ndarray, suffix: str, provenance: Provenance) -> bytes:
+    """Encode uint8 HWC in the format a file suffix names (.png, .jpg/.jpeg, .webp, .bmp), with provenance."""
+    return encode_image(image, suffix, provenance)
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike, provenance: Provenance) -> Path:
     """Write uint8 HWC atomically in the format the suffix names (.png, .jpg/.jpeg at quality 95, lossless .webp, .bmp)."""
     path = check_image_path(path)
-    payload = image_bytes(image, path.suffix)
+    payload = encode_image(image, path.suffix, provenance, title=path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # a dangling or looping link, or a file, where the folder should be
@@ -314,8 +352,13 @@ def read_masks(path: str | os.PathLike, count: int, size: int) -> np.ndarray:
     return masks
 
 
-def write_masks(folder: str | os.PathLike, masks: np.ndarray) -> list[Path]:
-    """Write bool (N, H, W) masks as PNGs (white = hole) named so sorted order is mask order; read back by read_masks."""
+def write_masks(folder: str | os.PathLike, masks: np.ndarray, provenance: Provenance | None = None) -> list[Path]:
+    """Write bool (N, H, W) masks as PNGs (white = hole) named so sorted order is mask order; read back by read_masks.
+
+    Masks are marked as algorithmic media (made by an algorithm, no training data) unless told otherwise."""
+    from facegan.provenance.record import ALGORITHMIC
+
+    provenance = provenance or Provenance(source_type=ALGORITHMIC, action="mask")
     masks = np.asarray(masks)
     if masks.ndim == 2:
         masks = masks[None]
@@ -323,4 +366,4 @@ def write_masks(folder: str | os.PathLike, masks: np.ndarray) -> list[Path]:
         raise ValueError(f"write_masks expects bool (N, H, W), got {masks.dtype} {masks.shape}")
     folder = Path(folder)
     digits = max(5, len(str(len(masks) - 1)))
-    return [save_png(mask.astype(np.uint8)[:, :, None] * 255, folder / f"{index:0{digits}d}.png") for index, mask in enumerate(masks)]
+    return [save_png(mask.astype(np.uint8)[:, :, None] * 255, folder / f"{index:0{digits}d}.png", provenance) for index, mask in enumerate(masks)]

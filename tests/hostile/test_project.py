@@ -1,6 +1,7 @@
 """Hostile inputs to `facegan project` (issue 9): each refused in one line, exit 2, nothing written."""
 from __future__ import annotations
 
+from facegan.provenance.record import Provenance
 import numpy as np
 import pytest
 
@@ -53,7 +54,7 @@ def test_project_refuses_out_inside_the_image_folder(tmp_path, tiny_export, caps
     from facegan.images import save_png
 
     folder = tmp_path / "pictures"
-    save_png(np.zeros((32, 32, 1), np.uint8), folder / "a.png")
+    save_png(np.zeros((32, 32, 1), np.uint8), folder / "a.png", Provenance.off("test"))
     line = refused(["project", str(tiny_export), str(folder), "--out", str(folder / "proj"), *FAST], capsys)
     assert "is the images" in line and "inside/around" in line
 
@@ -68,8 +69,8 @@ def test_project_refuses_images_of_mixed_sizes(tmp_path, tiny_export, capsys):
     from facegan.images import save_png
 
     folder = tmp_path / "pictures"
-    save_png(np.zeros((32, 32, 3), np.uint8), folder / "a.png")
-    save_png(np.zeros((40, 40, 3), np.uint8), folder / "b.png")
+    save_png(np.zeros((32, 32, 3), np.uint8), folder / "a.png", Provenance.off("test"))
+    save_png(np.zeros((40, 40, 3), np.uint8), folder / "b.png", Provenance.off("test"))
     line = refused(["project", str(tiny_export), str(folder), "--out", str(tmp_path / "p"), *FAST], capsys)
     assert "give images of one size" in line
 

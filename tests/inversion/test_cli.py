@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from facegan.provenance.record import Provenance
 import numpy as np
 
 from facegan.cli.main import main
@@ -38,7 +39,7 @@ def test_project_image_folder_with_a_mask(tmp_path, tiny_export, faces32):
     images = np.asarray(FaceDataset.load(faces32).images[:2])
     folder = tmp_path / "pictures"
     for index, image in enumerate(images):
-        save_png(image, folder / f"face{index}.png")
+        save_png(image, folder / f"face{index}.png", Provenance.off("test"))
     mask = np.zeros((32, 32), bool)
     mask[10:20, 8:24] = True
     np.save(tmp_path / "mask.npy", mask)

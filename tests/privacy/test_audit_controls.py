@@ -11,6 +11,7 @@ face, so GAN-Leaks separates members perfectly; we ask for AUC >= 0.9 and 90% ne
 any chance value (p < 1e-9). Near copies of the negative control are held to the chance model of
 `near_copy_null_shares` (the 5% line from 30 holdout faces moves a lot), not to a fixed 10%.
 """
+from facegan.provenance.record import Provenance
 import numpy as np
 import pytest
 
@@ -136,7 +137,7 @@ def write_folder(images, folder, size=None, rgb=False):
         if rgb:
             picture.save(folder / f"face{index:04d}.jpg", quality=95)
         else:
-            save_png(np.asarray(picture)[:, :, None], folder / f"face{index:04d}.png")
+            save_png(np.asarray(picture)[:, :, None], folder / f"face{index:04d}.png", Provenance.off("test"))
     return folder
 
 

@@ -2,6 +2,7 @@
 import argparse
 import json
 
+from facegan.provenance.record import Provenance
 import numpy as np
 import pytest
 import torch
@@ -159,7 +160,7 @@ def test_cli_samples_folder_and_exit_codes(tmp_path, capsys):
     train_path, holdout_path = controls.train.save(tmp_path / "train"), controls.holdout.save(tmp_path / "holdout")
     for name, generator in (("copies", controls.positive_control()), ("outsiders", controls.negative_control())):
         for seed, image in enumerate(generator.sample(range(len(generator.images)))):
-            save_png(image, tmp_path / name / f"seed{seed:05d}.png")
+            save_png(image, tmp_path / name / f"seed{seed:05d}.png", Provenance.off("test"))
     common = ["--train", str(train_path), "--holdout", str(holdout_path), "--features", "pixel", "--no-progress", "--fail-on-warning"]
     assert cli(["audit", "--samples", str(tmp_path / "copies"), *common]) == 1
     assert cli(["audit", "--samples", str(tmp_path / "outsiders"), *common]) == 0

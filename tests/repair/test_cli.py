@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from facegan.provenance.record import Provenance
 import numpy as np
 import pytest
 
@@ -109,7 +110,7 @@ def test_apply_reads_an_image_folder(repair_run, faces32, tmp_path):
 
     originals = np.asarray(FaceDataset.load(faces32).images[:3])
     for index, image in enumerate(originals):
-        save_png(image, tmp_path / "pics" / f"face{index}.png")
+        save_png(image, tmp_path / "pics" / f"face{index}.png", Provenance.off("test"))
     out = tmp_path / "out"
     assert main(["repair", "apply", str(repair_run), str(tmp_path / "pics"), "--out", str(out), "--mask-kind", "eyes"]) == 0
     masks = read_masks(out / "masks", 3, 32)

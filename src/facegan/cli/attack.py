@@ -6,6 +6,7 @@ from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
 from facegan.cli.options import parse_int
+from facegan.cli.provenance import add_provenance_options
 from facegan.errors import FaceganError
 
 EXAMPLES = """\
@@ -53,6 +54,7 @@ def register(commands) -> None:
     parser.add_argument("--seed", default="0", help="seed of the random starts")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_provenance_options(parser)
     parser.set_defaults(handler=run_attack)
 
 
@@ -101,10 +103,15 @@ def run_attack(args: argparse.Namespace) -> int:
         raise FaceganError(f"pairs file {args.pairs} is a folder; give the pairs.txt file")
     dataset = FaceDataset.load(args.data)
     check_attack_out(args.out, dataset.path)  # before the recogniser loads
+    from facegan.cli.provenance import provenance_from_args
+    from facegan.provenance.record import COMPOSITE
+
+    provenance = provenance_from_args(args, COMPOSITE, "attack")
     record = attack_pairs(
         args.recogniser, dataset, args.pairs, args.out, mode=args.mode, attack=args.attack, norm=args.norm, eps=budgets,
         steps=steps, minimal=args.minimal, defence=args.defence, defence_options=defence_options, adaptive=not args.no_adaptive,
         eot=eot, seed=seed, batch_size=batch_size, max_pairs=max_pairs, progress=not args.no_progress, device=args.device,
+        provenance=provenance,
     )
     print(format_record(record))
     print(f"\nwritten: {Path(args.out) / 'attack.json'} (+ {', '.join(record['files'].values())})")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter, parse_seeds
+from facegan.cli.provenance import add_provenance_options
 from facegan.cli.options import parse_float, parse_int
 from facegan.errors import FaceganError
 
@@ -51,6 +52,7 @@ def register(commands) -> None:
     edit.add_argument("--seed", default="0", metavar="S", help="seed of the latents sampled to find the directions")
     edit.add_argument("--device", default="cpu", help="cpu or cuda")
     edit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_provenance_options(edit)
     edit.set_defaults(handler=run_edit)
 
 
@@ -150,6 +152,13 @@ def run_edit(args: argparse.Namespace) -> int:
     recogniser = None if args.recogniser.lower() == "none" else args.recogniser
     out, json_path = _check_outputs(Path(args.out))
     _check_not_inside(out, [args.data, *_model_inputs(args.model)])
+    from facegan.cli.provenance import provenance_from_args
+    from facegan.images import check_image_path
+    from facegan.provenance.record import COMPOSITE, TRAINED
+
+    # Edited seeds are generated faces through and through; latents from `facegan project` are real photos' reconstructions.
+    provenance = provenance_from_args(args, TRAINED if seeds is not None else COMPOSITE, "edit")
+    check_image_path(out, "--out", provenance)
 
     bars: dict[str, object] = {}
 
@@ -171,8 +180,11 @@ def run_edit(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
-    save_image(strip_image(result.images), out)
-    report = {**result.report, "strip": str(out.resolve())}
+    from facegan.models.export import export_hash
+
+    provenance = provenance.about(export_hash(args.model), None, seeds=args.seeds)
+    save_image(strip_image(result.images), out, provenance)
+    report = {**result.report, "strip": str(out.resolve()), "provenance": provenance.summary()}
     save_json(report, json_path)
     for line in summary_lines(report):
         print(line)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
 from facegan.cli.options import parse_float, parse_int
+from facegan.cli.provenance import add_provenance_options
 from facegan.errors import FaceganError
 
 PROJECT_EXAMPLES = """\
@@ -44,6 +45,7 @@ def register(commands) -> None:
     project.add_argument("--no-extended", action="store_true", help="optimise z only (not the generator's first activation)")
     project.add_argument("--device", default="cpu", help="cpu or cuda")
     project.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_provenance_options(project)
     project.set_defaults(handler=run_project)
 
 
@@ -75,6 +77,10 @@ def run_project(args: argparse.Namespace) -> int:
     out = check_projection_out(args.out)
     _check_places(out, located, source)
     targets, names = read_targets(source)
+    from facegan.cli.provenance import provenance_from_args
+    from facegan.provenance.record import TRAINED
+
+    provenance = provenance_from_args(args, TRAINED, "project")
 
     from facegan.models.export import load_generator
     from facegan.inversion.projector import check_targets, project
@@ -108,7 +114,8 @@ def run_project(args: argparse.Namespace) -> int:
     result.settings["seconds_per_image"] = seconds / len(targets)
     from facegan.inversion.results import save_projection
 
-    save_projection(out, result, targets, source=str(source.resolve()), model=str(located.export_dir.resolve()))
+    save_projection(out, result, targets, source=str(source.resolve()), model=str(located.export_dir.resolve()),
+                    provenance=provenance.about(generator.export_hash, generator.fingerprint_id))
     import numpy as np
 
     finite = result.psnr[np.isfinite(result.psnr)]

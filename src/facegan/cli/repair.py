@@ -17,6 +17,7 @@ import numpy as np
 from facegan.cli.common import ExamplesFormatter
 from facegan.cli.options import parse_float, parse_int
 from facegan.cli.progress import TrainingProgress
+from facegan.cli.provenance import add_provenance_options
 from facegan.errors import FaceganError
 
 TRAIN_EXAMPLES = """\
@@ -107,6 +108,7 @@ def register(commands) -> None:
     apply.add_argument("--batch-size", default="64", help="images per network batch (results do not depend on it)")
     apply.add_argument("--device", default="cpu", help="cpu or cuda")
     apply.add_argument("--no-progress", action="store_true", help="no progress bar (projection)")
+    add_provenance_options(apply)
     apply.set_defaults(handler=run_apply)
 
     evaluate = verbs.add_parser("eval", help="measure a repair network against OpenCV per mask band and degradation (held-out faces)",
@@ -273,6 +275,11 @@ def run_apply(args: argparse.Namespace) -> int:
     if method in RESTORE_BASELINES and wants_holes:
         raise FaceganError(f"{method} restores noisy or blurred images and fills no holes; for masks use telea or ns")
 
+    from facegan.cli.provenance import provenance_from_args
+    from facegan.provenance.record import COMPOSITE, EDITED
+
+    # The repaired photos: changed by a trained model (net, projection) or by a classical algorithm (OpenCV, unsharp).
+    provenance = provenance_from_args(args, COMPOSITE if method in ("net", "projection") else EDITED, "repair")
     images, names, dataset_path = _load_images(args.images, limit)
     out = Path(os.path.abspath(args.out))
     model_place = None
@@ -336,7 +343,7 @@ def run_apply(args: argparse.Namespace) -> int:
         "damage": ({"mask": str(Path(args.mask).resolve())} if args.mask is not None else
                    {"mask_kind": args.mask_kind, "mask_ratio": ratio} if args.mask_kind is not None else
                    {"degrade": args.degrade} if args.degrade is not None else {}),
-    }, write_masks)
+    }, write_masks, provenance.about(generator.export_hash, generator.fingerprint_id) if generator is not None else provenance)
     means = record.get("means")
     summary = (", ".join(f"{name} {value:.4g}" if value is not None else f"{name} n/a" for name, value in means.items())
                if means else "no reference (the input was not damaged here)")
@@ -352,9 +359,10 @@ def _load_projection_generator(model: str, device: str):
 
 
 def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, masks: np.ndarray | None, repaired: np.ndarray,
-                         names: list[str], settings: dict, write_masks) -> dict:
+                         names: list[str], settings: dict, write_masks, provenance) -> dict:
     from facegan.config import save_json
     from facegan.images import make_grid, save_png, upscale_nearest
+    from facegan.provenance.record import ALGORITHMIC, EDITED
 
     for name in APPLY_DIRS:  # an earlier run's images (it may have had more) must not mix with these
         folder = out / name
@@ -366,15 +374,17 @@ def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, 
     digits = max(5, len(str(len(originals) - 1)))
     files = [f"{index:0{digits}d}.png" for index in range(len(originals))]
     for file, image, damaged_image in zip(files, repaired, shown):
-        save_png(image, out / "repaired" / file)
-        save_png(damaged_image, out / "damaged" / file)
+        save_png(image, out / "repaired" / file, provenance)
+        # The damaged input is a real photo changed by facegan's damage model, no trained model involved.
+        save_png(damaged_image, out / "damaged" / file, provenance.with_source(EDITED if settings["damage"] else None))
     if masks is not None:
-        write_masks(out / "masks", masks)
+        write_masks(out / "masks", masks, provenance.with_source(ALGORITHMIC) if provenance.enabled else provenance)
     rows = min(MAX_STRIP_IMAGES, len(originals))
     strip = make_grid(np.concatenate([originals[:rows], shown[:rows], repaired[:rows]]), num_columns=rows)
-    save_png(upscale_nearest(strip, 384), out / "strip.png")
+    save_png(upscale_nearest(strip, 384), out / "strip.png", provenance)
 
-    record: dict = {"format": APPLY_FORMAT, **settings, "num_images": len(originals), "known_pixels_exact": True}
+    record: dict = {"format": APPLY_FORMAT, **settings, "num_images": len(originals), "known_pixels_exact": True,
+                    "provenance": provenance.summary()}
     damaged_here = bool(settings["damage"])
     per_image = [{"file": file, "source": name} for file, name in zip(files, names)]
     if damaged_here:

@@ -5,8 +5,10 @@ import argparse
 import math
 from pathlib import Path
 
+from facegan.cli.provenance import add_provenance_options, provenance_from_args
 from facegan.cli.common import MAX_SEEDS, ExamplesFormatter, count_seeds, iter_seeds, parse_seed_ranges, parse_seeds
 from facegan.errors import FaceganError
+from facegan.provenance.record import TRAINED
 
 SAMPLE_EXAMPLES = """\
 examples:
@@ -35,6 +37,7 @@ def register(commands) -> None:
     sample.add_argument("--columns", type=int, default=None, help="grid columns (default: square)")
     sample.add_argument("--device", default="cpu", help="cpu or cuda")
     sample.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_provenance_options(sample)
     sample.set_defaults(handler=run_sample)
 
     interpolate = commands.add_parser("interpolate", help="spherical interpolation in z between seeds", epilog=INTERPOLATE_EXAMPLES, formatter_class=ExamplesFormatter)
@@ -44,6 +47,7 @@ def register(commands) -> None:
     interpolate.add_argument("--truncation", type=float, default=1.0, help="psi in [0, 1]")
     interpolate.add_argument("--out", required=True, help="image to write (.png, .jpg, .webp or .bmp)")
     interpolate.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_provenance_options(interpolate)
     interpolate.set_defaults(handler=run_interpolate)
 
 
@@ -73,12 +77,14 @@ def run_sample(args: argparse.Namespace) -> int:
     _check_truncation(args.truncation)
     if args.columns is not None and args.columns < 1:
         raise FaceganError(f"--columns must be at least 1, got {args.columns}")
+    provenance = provenance_from_args(args, TRAINED, "sample")
     if args.grid:
-        check_image_path(args.grid, "--grid")
+        check_image_path(args.grid, "--grid", provenance)
     folder = Path(args.out_dir) if args.out_dir else None
     if folder is not None and folder.exists() and not folder.is_dir():
         raise FaceganError(f"--out-dir {folder} is a file, not a folder; give a folder name")
     generator = load_generator(args.model, device=args.device)
+    provenance = provenance.about(generator.export_hash, generator.fingerprint_id)
     if args.grid and count > MAX_GRID_IMAGES:
         raise FaceganError(
             f"--seeds {args.seeds} is {count} images (~{_grid_size(count, generator, args.columns)} as a grid); "
@@ -88,14 +94,15 @@ def run_sample(args: argparse.Namespace) -> int:
         check_grid_fits(count, generator.resolution, generator.resolution, generator.channels, args.columns, Path(args.grid).suffix,
                         f"--seeds {args.seeds}")
         images = generator.sample(list(iter_seeds(ranges)), truncation=args.truncation)
-        print(f"grid of {count} images: {save_image(make_grid(images, args.columns), args.grid)}")
+        grid_provenance = provenance.about(provenance.model, provenance.fingerprint, seeds=args.seeds)
+        print(f"grid of {count} images: {save_image(make_grid(images, args.columns), args.grid, grid_provenance)}")
     if folder is not None:
-        _write_per_seed(generator, ranges, count, folder, args.truncation, progress=not args.no_progress)
+        _write_per_seed(generator, ranges, count, folder, args.truncation, provenance, progress=not args.no_progress)
         print(f"{count} images in {folder}/")
     return 0
 
 
-def _write_per_seed(generator, ranges: list[range], count: int, folder: Path, truncation: float, progress: bool) -> None:
+def _write_per_seed(generator, ranges: list[range], count: int, folder: Path, truncation: float, provenance, progress: bool) -> None:
     """Render and write in batches, so memory stays bounded whatever the number of seeds."""
     from facegan.images import save_image
 
@@ -107,7 +114,7 @@ def _write_per_seed(generator, ranges: list[range], count: int, folder: Path, tr
     try:
         for seeds, images in generator.iter_samples(iter_seeds(ranges), truncation=truncation, batch_size=WRITE_BATCH):
             for seed, image in zip(seeds, images):
-                save_image(image, folder / f"seed{seed:05d}.png")
+                save_image(image, folder / f"seed{seed:05d}.png", provenance.with_seed(seed))
             if bar is not None:
                 bar.update(len(seeds))
     finally:
@@ -128,7 +135,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
         raise FaceganError(f"--steps must be at least 2 (the two ends), got {args.steps}")
     count = args.steps * (len(seeds) - 1)
     _check_truncation(args.truncation)
-    check_image_path(args.out, "--out")
+    provenance = provenance_from_args(args, TRAINED, "interpolate")
+    check_image_path(args.out, "--out", provenance)
     generator = load_generator(args.model, device=args.device)
     if count > MAX_GRID_IMAGES:
         raise FaceganError(
@@ -138,6 +146,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
     check_grid_fits(count, generator.resolution, generator.resolution, generator.channels, args.steps, Path(args.out).suffix,
                     f"--steps {args.steps}")
     rows = [generator.interpolate(a, b, args.steps, args.truncation) for a, b in zip(seeds[:-1], seeds[1:])]
-    path = save_image(make_grid(np.concatenate(rows), num_columns=args.steps), args.out)
+    provenance = provenance.about(generator.export_hash, generator.fingerprint_id, seeds=",".join(map(str, seeds)))
+    path = save_image(make_grid(np.concatenate(rows), num_columns=args.steps), args.out, provenance)
     print(f"interpolation {' -> '.join(map(str, seeds))} in {args.steps} steps: {path}")
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.provenance.record import Provenance
 from facegan.inversion.projector import ProjectionResult
 
 PROJECTION_FORMAT = "facegan-projection"
@@ -102,11 +103,18 @@ def projection_record(result: ProjectionResult, source: str | None = None, model
 
 
 def save_projection(folder: str | os.PathLike, result: ProjectionResult, targets: np.ndarray | None = None,
-                    source: str | None = None, model: str | None = None) -> Path:
-    """Write a projection folder (see the module docstring); `targets` (uint8 NHWC) go above the reconstructions in grid.png."""
+                    source: str | None = None, model: str | None = None, provenance: Provenance | None = None) -> Path:
+    """Write a projection folder (see the module docstring); `targets` (uint8 NHWC) go above the reconstructions in grid.png.
+
+    Reconstructions are made entirely by the generator (trained algorithmic media); the grid shows the
+    real targets beside them (a composite). `provenance` defaults to an unsigned record of that kind.
+    """
     from facegan.config import save_json
     from facegan.files import write_bytes_atomic
     from facegan.images import make_grid, save_png
+    from facegan.provenance.record import COMPOSITE, TRAINED
+
+    provenance = provenance or Provenance(source_type=TRAINED, action="project")
 
     path = check_projection_out(folder)
     path.mkdir(parents=True, exist_ok=True)
@@ -117,7 +125,7 @@ def save_projection(folder: str | os.PathLike, result: ProjectionResult, targets
             if stale.is_file() and stale.suffix == ".png":
                 stale.unlink()
     for index, image in enumerate(result.images):
-        save_png(image, reconstructions / f"{index:04d}.png")
+        save_png(image, reconstructions / f"{index:04d}.png", provenance.with_source(TRAINED))
     write_bytes_atomic(path / LATENTS_NAME, _npy_bytes(result.z.astype(np.float32)))
     if result.extended is not None:
         write_bytes_atomic(path / EXTENDED_NAME, _npy_bytes(result.extended.astype(np.float32)))
@@ -135,8 +143,8 @@ def save_projection(folder: str | os.PathLike, result: ProjectionResult, targets
         grid = make_grid(np.concatenate(rows), num_columns=min(GRID_COLUMNS, shown))
     else:
         grid = make_grid(result.images[:shown], num_columns=min(GRID_COLUMNS, shown))
-    save_png(grid, path / GRID_NAME)
-    save_json(projection_record(result, source, model), path / JSON_NAME)
+    save_png(grid, path / GRID_NAME, provenance.with_source(COMPOSITE if targets is not None else TRAINED))
+    save_json({**projection_record(result, source, model), "provenance": provenance.summary()}, path / JSON_NAME)
     return path
 
 

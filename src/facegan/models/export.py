@@ -153,6 +153,20 @@ class Generator:
             raise FaceganError(f"cannot use device '{device}' ({str(error).splitlines()[0]}); pass --device cpu") from None
         self.config = model_config
         self.metadata = dict(metadata or {})
+        # "sha256:<hex>" of model.safetensors when loaded from an export: the model named in every image's provenance.
+        self.export_hash: str | None = None
+
+    @property
+    def fingerprint_id(self) -> str | None:
+        """The learned fingerprint the training data carried (recorded in the export), if any."""
+        fingerprint = self.metadata.get("fingerprint")
+        return str(fingerprint.get("id")) if isinstance(fingerprint, dict) and fingerprint.get("id") else None
+
+    def provenance(self, action: str, seeds: str | None = None):
+        """The provenance record of images this generator makes (see facegan.provenance)."""
+        from facegan.provenance.record import TRAINED, Provenance
+
+        return Provenance(source_type=TRAINED, action=action, model=self.export_hash, seeds=seeds, fingerprint=self.fingerprint_id)
 
     @property
     def resolution(self) -> int:
@@ -302,10 +316,22 @@ def resolve_export_path(path: str | os.PathLike) -> Path:
     return Run.locate(path).export_dir
 
 
+def export_hash(path: str | os.PathLike) -> str | None:
+    """"sha256:<hex>" of the generator weights of a run or export (what provenance names as the model), None if unreadable."""
+    import hashlib
+
+    try:
+        return "sha256:" + hashlib.sha256((resolve_export_path(path) / WEIGHTS_NAME).read_bytes()).hexdigest()
+    except (OSError, FaceganError):
+        return None
+
+
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """Load a generator from a run folder, an export folder or its model.safetensors."""
+    import hashlib
+
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     from facegan.config import from_dict
     from facegan.models import build_generator
@@ -333,7 +359,8 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     model_config = _export_model_config(config, config_path, from_dict, ModelConfig)
     module = _build_export_module(config, config_path, model_config, build_generator)
     try:
-        state = load_file(str(weights_path))
+        weights = weights_path.read_bytes()
+        state = load(weights)
     except (SafetensorError, OSError, ValueError) as error:
         raise FaceganError(f"{weights_path} is corrupt or unreadable ({error}); export the model again") from None
     try:
@@ -347,7 +374,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
                 f"the export's weights contain {kind} ({weights_path}, '{name}'); the run diverged — retrain or use an earlier checkpoint"
             )
     metadata = {key: value for key, value in config.items() if key != "model"}
-    return Generator(module, model_config, metadata, device)
+    generator = Generator(module, model_config, metadata, device)
+    generator.export_hash = "sha256:" + hashlib.sha256(weights).hexdigest()
+    return generator
 
 
 def _build_export_module(config: dict[str, Any], config_path: Path, model_config: Any, build_generator: Any) -> nn.Module:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facegan.images import make_grid, png_bytes, upscale_nearest
+from facegan.provenance.record import COMPOSITE, Provenance
 from facegan.plots import figure_png
 
 
@@ -98,7 +99,7 @@ def closest_pairs_figure(space: str, generated: np.ndarray, train: np.ndarray, p
     distances = ", ".join(f"{distance:.3g}" for _, _, distance in pairs)
     return AuditFigure(
         f"Closest generated / training pairs, {SPACE_NAMES[space]}",
-        png_bytes(upscale_nearest(panel, 220)),
+        png_bytes(upscale_nearest(panel, 220), Provenance(source_type=COMPOSITE, action="audit")),
         f"Top: the generated faces closest to a training face in {SPACE_NAMES[space]}, bottom: that training face "
         f"(distances {distances}); the same face twice means memorisation, visibly different people are the goal.",
     )

@@ -30,6 +30,7 @@ import numpy as np
 
 from facegan.data.dataset import FaceDataset
 from facegan.errors import FaceganError
+from facegan.provenance.record import TRAINED
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -468,6 +469,9 @@ def synthesize_identities(
         "source_kind": "synthetic",
         "alignment": str((reference.manifest.get("alignment") if reference is not None else None) or metadata.get("alignment") or "generated"),
         "identity_names": [identity_name(index) for index in range(num_identities)],
+        # The dataset's images are generated (image files written from it carry this through the image writer).
+        "provenance": {"digital_source_type": TRAINED, "model": getattr(generator, "export_hash", None),
+                       "fingerprint": getattr(generator, "fingerprint_id", None)},
         "synth": {
             "generator": {key: metadata[key] for key in ("dataset", "dataset_hash", "facegan_version", "format", "identity") if key in metadata},
             "seed": seed,

@@ -389,6 +389,7 @@ def repair_strip(rows: Mapping[str, np.ndarray], cell: int = 64, padding: int = 
     from PIL import Image, ImageDraw, ImageFont
 
     from facegan.images import convert_channels, png_bytes
+    from facegan.provenance.record import COMPOSITE, Provenance
 
     if not rows:
         raise FaceganError("a repair strip needs at least one row of images")
@@ -414,7 +415,7 @@ def repair_strip(rows: Mapping[str, np.ndarray], cell: int = 64, padding: int = 
     draw = ImageDraw.Draw(picture)
     for row, name in enumerate(arrays):
         draw.text((4, padding + row * (side + padding) + side // 2 - 6), name, fill=(0, 0, 0), font=font)
-    return png_bytes(np.asarray(picture))
+    return png_bytes(np.asarray(picture), Provenance(source_type=COMPOSITE, action="repair"))
 
 
 # ---- flat rows (for JSON files and report tables) ---------------------------------------------------------

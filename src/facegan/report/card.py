@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.provenance.record import COMPOSITE
 from facegan.config import load_json_optional
 from facegan.files import write_bytes_atomic
 from facegan.images import make_grid, png_bytes, upscale_nearest
@@ -106,8 +107,8 @@ def samples_section(run: Path) -> ReportSection | None:
         "Samples",
         [f"Images from the exported generator at seeds 0-63 ({generator.resolution}x{generator.resolution}); the same seed always gives the same face."],
         figures=[
-            Figure("Sample grid (seeds 0-63)", png_bytes(upscale_nearest(grid, 512)), "Random faces from the generator; more variety and sharper faces are better."),
-            Figure("Interpolations (seeds 3→7, 11→19, 23→42)", png_bytes(upscale_nearest(strip, 512)),
+            Figure("Sample grid (seeds 0-63)", png_bytes(upscale_nearest(grid, 512), generator.provenance("report", "0-63")), "Random faces from the generator; more variety and sharper faces are better."),
+            Figure("Interpolations (seeds 3→7, 11→19, 23→42)", png_bytes(upscale_nearest(strip, 512), generator.provenance("report", "3,7,11,19,23,42")),
                    "Spherical interpolation in z; smooth, face-like transitions mean a well-behaved latent space, abrupt jumps suggest memorisation."),
         ],
     )
@@ -142,7 +143,8 @@ def nearest_neighbour_section(run: Path, num_queries: int = 8, num_neighbours: i
     return ReportSection(
         "Nearest training faces",
         [f"For each generated face (left column) the {num_neighbours} closest training faces in pixel space; mean RMS distance to the closest is {rms:.1f} grey levels."],
-        figures=[Figure("Generated vs nearest real", png_bytes(upscale_nearest(panel, 400)),
+        figures=[Figure("Generated vs nearest real", png_bytes(upscale_nearest(panel, 400),
+                                                                     generator.provenance("report", f"0-{num_queries - 1}").with_source(COMPOSITE)),
                         "Left: generated; right: its closest training faces. Near-identical pairs would mean memorisation; similar-but-different faces are the goal.")],
     )
 

@@ -49,6 +49,7 @@ import torch
 from facegan.config import load_json_optional
 from facegan.data.dataset import FaceDataset, absolute_path
 from facegan.errors import FaceganError
+from facegan.provenance.record import COMPOSITE, Provenance
 from facegan.files import check_writable_folder, write_bytes_atomic
 from facegan.recognition.verification import image_labels, is_verification_file, load_pairs
 from facegan.robustness.model import DifferentiableRecogniser, _DlibResNet, differentiable
@@ -272,12 +273,15 @@ def attack_pairs(
     progress: bool = False,
     device: str = "cpu",
     engine: str = "facegan",
+    provenance: Provenance | None = None,
 ) -> dict[str, Any]:
     """Attack `recogniser` (a name, a run/export, a Recogniser or a DifferentiableRecogniser) on `dataset`'s `pairs`
     (module docstring); returns the attack.json record and writes the results folder when `out_dir` is given.
 
     engine "art" runs IBM ART's FGSM/PGD/L-inf Square (`facegan.attacks.reference`) on the same objective, pairs and budgets
-    instead of facegan's: the cross-check of the issue (a test and benchmark reference; ART must be installed)."""
+    instead of facegan's: the cross-check of the issue (a test and benchmark reference; ART must be installed).
+    The adversarial images are marked as composites (a photo changed through a trained model's gradients) unless
+    `provenance` says otherwise."""
     from facegan.attacks import check_attack
 
     # Every option is checked before anything slow (the recogniser, the embedding, the attack).
@@ -309,7 +313,8 @@ def attack_pairs(
     try:
         return _attack_pairs(recogniser, dataset, pairs, out, mode=mode, attack=attack, norm=norm, budgets=budgets, steps=steps,
                              minimal=minimal, defence=defence, defence_options=defence_options, adaptive=adaptive, eot=eot, seed=seed,
-                             batch_size=batch_size, max_pairs=max_pairs, progress=progress, device=device, engine=engine)
+                             batch_size=batch_size, max_pairs=max_pairs, progress=progress, device=device, engine=engine,
+                             provenance=provenance or Provenance(source_type=COMPOSITE, action="attack"))
     except BaseException:
         if created and lock is not None:  # refused or failed before writing: leave no folder behind that was not there
             Run(out).lock_path.unlink(missing_ok=True)
@@ -326,7 +331,8 @@ def attack_pairs(
 
 def _attack_pairs(recogniser: Any, dataset: FaceDataset, pairs: Any, out: Path | None, *, mode: str, attack: str, norm: str,
                   budgets: list[float], steps: int, minimal: bool, defence: Any, defence_options: dict[str, Any] | None, adaptive: bool,
-                  eot: int, seed: int, batch_size: int, max_pairs: int | None, progress: bool, device: str, engine: str) -> dict[str, Any]:
+                  eot: int, seed: int, batch_size: int, max_pairs: int | None, progress: bool, device: str, engine: str,
+                  provenance: Provenance) -> dict[str, Any]:
     """attack_pairs once its options are checked (and OUT, if any, is locked)."""
     from facegan.attacks import perturbation_norms, quantise
     from facegan.recognition.protocol import check_folds, evaluate_protocol
@@ -500,7 +506,7 @@ def _attack_pairs(recogniser: Any, dataset: FaceDataset, pairs: Any, out: Path |
         from facegan.images import png_bytes
 
         for name, image in zip(names, images_all if images_all is not None else []):
-            write_bytes_atomic(images_dir / name, png_bytes(image[..., 0] if image.shape[-1] == 1 else image))
+            write_bytes_atomic(images_dir / name, png_bytes(image[..., 0] if image.shape[-1] == 1 else image, provenance))
         for stale in set(entry.name for entry in images_dir.iterdir() if _IMAGE_NAME.match(entry.name)) - set(names):
             (images_dir / stale).unlink()  # a previous attack's pair; check_attack_out allowed only our own files here
         if is_dlib:
@@ -509,6 +515,7 @@ def _attack_pairs(recogniser: Any, dataset: FaceDataset, pairs: Any, out: Path |
             attacked, fold, pair_labels_left, pair_labels_right, same, thresholds, clean_scores, adversarial_scores, final,
             linf, l2, minimal_eps if minimal else None, real_scores))
         record["files"] = {"pairs": results.attack_pairs_path.name, "images": images_dir.name}
+        record["provenance"] = provenance.summary()
         if len(budgets) > 1:
             write_bytes_atomic(results.attack_curve_path, _curve_png(record))
             record["files"]["curve"] = results.attack_curve_path.name

@@ -27,6 +27,7 @@ from facegan.errors import DivergenceError, FaceganError
 from facegan.images import make_grid, save_png, to_model
 from facegan.models import build_discriminator, build_generator
 from facegan.models.export import latents_for_seeds, render, save_export
+from facegan.provenance.record import COMPOSITE, TRAINED, Provenance
 from facegan.run import Run
 from facegan.training.augment import DiffAugment
 from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_temp_files
@@ -77,6 +78,13 @@ class TrainResult:
     resumed_from_scratch: bool = False
     """A --resume of a run that had no checkpoint yet: it started from the beginning with its saved config."""
 
+
+
+def dataset_fingerprint(dataset: FaceDataset) -> dict[str, Any]:
+    """{"fingerprint": {id, bits, ...}} when the training images carry a learned fingerprint (recorded in
+    the export, so every image the generator makes names it), else {}."""
+    fingerprint = dataset.manifest.get("fingerprint")
+    return {"fingerprint": dict(fingerprint)} if isinstance(fingerprint, dict) and fingerprint.get("id") else {}
 
 def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
@@ -491,6 +499,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     # The dataset is known by its content: stored as an absolute path (resume from any folder), checked by hash.
     data_path = Path(config.data).expanduser()
     dataset = FaceDataset.load(data_path)
+    fingerprint_id = (dataset_fingerprint(dataset) or {}).get("fingerprint", {}).get("id")
     config.data = str(data_path.resolve())
     config = _prepare_model_config(config, dataset)
     if config.identity.enabled:
@@ -551,7 +560,10 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
         })
         if resume:
             run.truncate_stats(trainer.num_images_seen / 1000)
-        save_png(make_grid(np.asarray(dataset.images[: config.schedule.num_snapshot_images])), run.reals_grid_path)
+        # Real faces re-encoded: no generated content, unless a learned fingerprint was written into them.
+        reals_source = COMPOSITE if fingerprint_id else None
+        save_png(make_grid(np.asarray(dataset.images[: config.schedule.num_snapshot_images])), run.reals_grid_path,
+                 Provenance(source_type=reals_source, action="train", fingerprint=fingerprint_id))
     setup_done[0] = True
 
     writer = None
@@ -561,6 +573,8 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
         writer = SummaryWriter(str(run.tensorboard_dir))
 
     snapshot_z = latents_for_seeds(range(config.schedule.num_snapshot_images), config.model.z_dim)
+    snapshot_provenance = Provenance(source_type=TRAINED, action="train", seeds=f"0-{config.schedule.num_snapshot_images - 1}",
+                                     fingerprint=fingerprint_id)
     monitor = _QualityMonitor(config, dataset, trainer, run, state) if main and config.schedule.metric_kimg > 0 else None
     total_images = int(config.kimg * 1000)
     schedule = config.schedule
@@ -594,6 +608,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
                 "preset": config.preset,
                 "kimg": trainer.num_images_seen / 1000,
                 "ema": config.ema.enabled,
+                **dataset_fingerprint(dataset),
                 **trainer.export_metadata(),
             })
         except OSError as error:
@@ -674,7 +689,7 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
                 next_tick["log"] = _next_multiple(seen, schedule.log_kimg)
             if snapshot_due:
                 grid = make_grid(render(trainer.export_module, snapshot_z))
-                save_png(grid, run.fakes_grid_path(int(round(seen / 1000))))
+                save_png(grid, run.fakes_grid_path(int(round(seen / 1000))), snapshot_provenance)
                 next_tick["snapshot"] = _next_multiple(seen, schedule.snapshot_kimg)
             if checkpoint_due:
                 save_all(elapsed_before + time.perf_counter() - start_time)
@@ -750,6 +765,7 @@ class _QualityMonitor:
                 "dataset_hash": self.dataset.content_hash, "dataset": str(self.config.data), "preset": self.config.preset,
                 "kimg": num_images_seen / 1000, "ema": self.config.ema.enabled,
                 "selected_by": {"fd": values["fd"], "features": self.extractor.name, "num": self.config.schedule.metric_num},
+                **dataset_fingerprint(self.dataset),
                 **self.trainer.export_metadata(),
             })
         return values
