@@ -30,6 +30,11 @@ def test_edit_writes_the_strip_and_measurements(tmp_path, monkeypatch, capsys):
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["format"] == "facegan-edit" and report["strengths"] == [-2.0, -1.0, 0.0, 1.0, 2.0]
     assert report["faces"] == {"seeds": [0, 1, 2]}
+    from facegan.provenance.inspect import read_provenance
+
+    xmp = read_provenance(out)["xmp"]
+    assert xmp["digital_source_type"] == "trainedAlgorithmicMedia" and xmp["action"] == "edit" and xmp["seeds"] == "0-2"
+    assert report["provenance"]["model"] == xmp["model"] and xmp["model"].startswith("sha256:")
     rows = report["measurements"]["per_strength"]
     assert [row["strength"] for row in rows] == report["strengths"] and rows[2]["identity_drift"] == 0.0
     assert set(rows[0]["per_attribute_change"]) == {"Top_Bright", "Left_Red", "Noise"}
@@ -52,3 +57,6 @@ def test_edit_from_projected_latents(tmp_path, monkeypatch, capsys):
                  "--steps", "2", "--samples", "200", "--recogniser", "none", "--no-progress", "--out", str(out)]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["faces"]["count"] == 2 and "identity_drift" not in report["measurements"]["per_strength"][0]
+    from facegan.provenance.inspect import read_provenance
+
+    assert read_provenance(out)["xmp"]["digital_source_type"] == "compositeWithTrainedAlgorithmicMedia"  # projected real photos, edited

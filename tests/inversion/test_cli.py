@@ -26,6 +26,12 @@ def test_project_writes_latents_reconstructions_and_figures(tmp_path, tiny_expor
     assert [row["index"] for row in record["images"]] == [0, 1, 2]
     assert all(row["psnr"] > 5 and -1 <= row["ssim"] <= 1 and row["face_distance"] >= 0 for row in record["images"])
     assert np.load(out / "latents.npy").shape == (3, 16)
+    from facegan.provenance.inspect import read_provenance
+
+    # Reconstructions are generated through and through; the grid puts the real targets beside them.
+    assert read_provenance(out / "reconstructions" / "0000.png")["xmp"]["digital_source_type"] == "trainedAlgorithmicMedia"
+    assert read_provenance(out / "grid.png")["xmp"]["digital_source_type"] == "compositeWithTrainedAlgorithmicMedia"
+    assert record["provenance"]["xmp"] is True and record["provenance"]["model"].startswith("sha256:")
     result = load_projection(out)
     assert result.images.shape == (3, 32, 32, 1)
     # The same command again replaces the folder's contents (a projection folder is ours to overwrite), bit for bit.

@@ -117,3 +117,18 @@ def test_reading_refuses_non_images_and_fifos(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with pytest.raises(FaceganError, match="FIFO"):
         read_provenance(tmp_path / "pipe.png")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_an_xmp_chunk_after_the_pixel_data_is_found_without_decoding(tmp_path, compressed):
+    """Other tools put iTXt after IDAT (Pillow sees it only after decoding every pixel); the chunk walk finds it."""
+    import struct
+    import zlib
+
+    plain = encode_image(IMAGE, ".png", Provenance.off())
+    packet = Provenance(source_type=TRAINED, action="sample", seed=9).xmp()
+    data = b"XML:com.adobe.xmp\x00" + bytes([int(compressed), 0]) + b"\x00\x00" + (zlib.compress(packet) if compressed else packet)
+    chunk = struct.pack(">I", len(data)) + b"iTXt" + data + struct.pack(">I", zlib.crc32(b"iTXt" + data) & 0xFFFFFFFF)
+    end = plain.rfind(b"IEND") - 4
+    (tmp_path / "late.png").write_bytes(plain[:end] + chunk + plain[end:])
+    assert read_provenance(tmp_path / "late.png")["xmp"]["seed"] == "9"

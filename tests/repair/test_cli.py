@@ -65,6 +65,12 @@ def test_apply_net_keeps_known_pixels_and_writes_everything(repair_run, faces32,
     assert record["means"]["l1"] < record["damaged_means"]["l1"]
     assert (out / "strip.png").is_file() and len(list((out / "damaged").glob("*.png"))) == 5
     assert "repaired 5 image(s) with net" in capsys.readouterr().out
+    from facegan.provenance.inspect import read_provenance
+
+    kinds = {folder: read_provenance(next((out / folder).glob("*.png")))["xmp"].get("digital_source_type")
+             for folder in ("repaired", "damaged", "masks")}
+    assert kinds == {"repaired": "compositeWithTrainedAlgorithmicMedia", "damaged": "composite", "masks": "algorithmicMedia"}
+    assert record["provenance"] == {"xmp": True, "c2pa": False, "digital_source_type": "compositeWithTrainedAlgorithmicMedia", "model": None}
 
 
 def test_apply_same_seed_same_masks_for_net_and_baselines(repair_run, faces32, tmp_path):
@@ -76,6 +82,10 @@ def test_apply_same_seed_same_masks_for_net_and_baselines(repair_run, faces32, t
         repaired = _read_png_folder(tmp_path / method / "repaired")[..., None]
         originals = np.asarray(FaceDataset.load(faces32).images[:4])
         assert np.array_equal(repaired[~first], originals[~first])
+        from facegan.provenance.inspect import read_provenance
+
+        # OpenCV's inpainting is no trained model: the photo is marked as changed, not as AI-generated.
+        assert read_provenance(next((tmp_path / method / "repaired").glob("*.png")))["xmp"]["digital_source_type"] == "composite"
 
 
 def test_apply_user_masks_from_a_folder(repair_run, faces32, tmp_path):

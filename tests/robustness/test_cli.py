@@ -25,6 +25,11 @@ def test_attack_cli_writes_the_results_folder_and_prints_a_summary(tiny_recognis
     run = Run(out)
     assert run.attack_pairs_path.is_file() and run.attack_curve_path.is_file()
     assert len(list(run.attack_images_dir.glob("*.png"))) == record["num_attacked"]
+    from facegan.provenance.inspect import read_provenance
+
+    first = next(run.attack_images_dir.glob("*.png"))
+    assert read_provenance(first)["xmp"]["digital_source_type"] == "compositeWithTrainedAlgorithmicMedia"
+    assert record["provenance"]["xmp"] is True
     # The same command again replaces its own results (the folder is facegan's), with the same numbers.
     assert main(argv) == 0
     assert json.loads(run.attack_path.read_text())["budgets"] == record["budgets"]

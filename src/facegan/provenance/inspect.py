@@ -52,8 +52,7 @@ def read_provenance(path: str | os.PathLike, trust_anchors_pem: str | None = Non
         image_format = image.format
         packet = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
         if packet is None and image_format == "PNG":
-            image.load()  # XMP chunks written after the pixel data are read only once the pixels are
-            packet = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
+            packet = _png_xmp_chunk(payload)  # after the pixel data, where Pillow looks only once it decodes them
     except Image.DecompressionBombError:
         raise FaceganError(f"{path} claims a huge size (a decompression bomb?); not read") from None
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for a file that is not an image
@@ -66,6 +65,32 @@ def read_provenance(path: str | os.PathLike, trust_anchors_pem: str | None = Non
             record["xmp_error"] = str(error)
     record["c2pa"] = read_credentials(payload, image_format, trust_anchors_pem)
     return record
+
+
+def _png_xmp_chunk(payload: bytes) -> bytes | None:
+    """The XMP packet of an iTXt chunk anywhere in a PNG, found by walking the chunks (no pixel decoding)."""
+    import struct
+    import zlib
+
+    offset = 8
+    while offset + 8 <= len(payload):
+        (length,) = struct.unpack(">I", payload[offset : offset + 4])
+        kind = payload[offset + 4 : offset + 8]
+        data = payload[offset + 8 : offset + 8 + length]
+        if kind == b"iTXt" and data.startswith(b"XML:com.adobe.xmp\x00"):
+            rest = data[len(b"XML:com.adobe.xmp\x00"):]
+            if len(rest) < 2:
+                return None
+            compressed, rest = rest[0], rest[2:]
+            rest = rest.split(b"\x00", 2)[-1] if rest.count(b"\x00") >= 2 else b""  # skip language tag and translated keyword
+            try:
+                return zlib.decompressobj().decompress(rest, 4 * 2**20) if compressed else rest
+            except zlib.error:
+                return None
+        if kind == b"IEND":
+            break
+        offset += 12 + length
+    return None
 
 
 def describe(record: dict[str, Any]) -> str:
