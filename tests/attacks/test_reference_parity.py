@@ -63,7 +63,9 @@ def test_pgd_matches_art(norm, eps, random_start):
     assert 0.1 < ours < 0.95, ours
     assert abs(ours - theirs) <= (0.02 if not random_start else 0.06), (ours, theirs)
     if not random_start:  # the same deterministic algorithm: the images agree, not only the rates
-        assert float((ours_adv - art_adv).abs().max()) < 1e-3
+        # Within 1/20 of a grey level (0..255 scale): ART's numpy and our torch sum the L2 norms in different orders,
+        # and ten projected steps grow that float32 noise to ~0.01 on some CPUs (1e-3 held on one, failed on another).
+        assert float((ours_adv - art_adv).abs().max()) < 0.05
 
 
 def test_art_attack_zero_budget_changes_nothing():

@@ -19,6 +19,7 @@ RECORD_KEYS = {
     "seed", "batch_size", "minimal", "defence", "adaptive", "eot", "num_pairs", "num_attacked", "num_success", "clean_accuracy",
     "success_rate", "robust_accuracy", "median_linf", "median_l2", "median_over", "median_minimal_eps", "budgets", "threshold",
     "fold_thresholds", "clean_verification_accuracy", "dataset", "dataset_hash", "pairs_file", "pairs_hash", "files",
+    "provenance",  # how the adversarial images are marked (xmp, c2pa, digital source type)
 }
 CSV_COLUMNS = ["pair", "fold", "left", "right", "same", "threshold", "clean_score", "adversarial_score", "success", "linf", "l2"]
 

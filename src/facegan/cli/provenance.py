@@ -30,7 +30,7 @@ def add_provenance_options(parser: argparse.ArgumentParser, c2pa: bool = True) -
                            "certificate chain (leaf first; C2PA refuses self-signed leaves)")
         group.add_argument("--c2pa-key", metavar="KEY.pem", help="the leaf's private key (unencrypted PEM)")
         group.add_argument("--c2pa-tsa", metavar="URL", help="a timestamp authority (the only network use; none by default)")
-        group.add_argument("--c2pa-config", metavar="FILE", help=f"TOML/JSON with cert, key, tsa_url (default: ${C2PA_CONFIG_ENV} if set)")
+        group.add_argument("--c2pa-config", metavar="FILE", help=f"TOML/JSON with cert, key, tsa_url (${C2PA_CONFIG_ENV} names one when no --c2pa-* is given)")
 
 
 def provenance_from_args(args: argparse.Namespace, source_type: str | None, action: str, model: str | None = None,
