@@ -17,7 +17,7 @@ from facegan.errors import FaceganError
 from facegan.provenance.record import Provenance
 
 BUILTIN_SOURCE = "builtin:lfw-subset"
-STEPS = 8
+STEPS = 9
 # DP fine-tuning of the public model on the private half (measured in benchmarks/privacy_utility.py --pretrained:
 # a lower learning rate keeps the pretrained faces; at 2e-4 the noisy discriminator took the face rate to 0 within 2 kimg).
 DP_FINETUNE = {"kimg": 2.0, "batch_size": 32, "lr": 1e-5}
@@ -27,7 +27,7 @@ RECOGNISERS = ("dlib", "lbph", "pixel")  # plus the one trained here
 
 @dataclass
 class RecognitionPlan:
-    """Steps 7-8: an identity-aware GAN on the built-in faces, new people from it, a recogniser trained on
+    """Steps 8-9: an identity-aware GAN on the built-in faces, new people from it, a recogniser trained on
     some of them and four recognisers tested on others (none of them seen in any training)."""
 
     id_kimg: float = 30.0
@@ -58,9 +58,14 @@ def ensure_trained(config, progress: bool = True) -> dict:
     """Train `config`, or resume it if a previous demo was cut short, or skip it if it is done."""
     from facegan import train
     from facegan.cli.progress import TrainingProgress
+    from facegan.data.dataset import FaceDataset
     from facegan.run import Run
 
     run = Run(config.out)
+    trained_on = (run.read_run_info() or {}).get("dataset_hash")
+    if trained_on is not None and trained_on != FaceDataset.load(config.data).content_hash:
+        raise FaceganError(f"{run.path} was trained on other data (an earlier demo's); remove the demo's runs "
+                           "(`make clean`) and run it again")
     summary = run.read_summary()
     if summary is not None:
         done = summary.get("kimg", 0) >= config.kimg - 1e-9 or summary.get("stopped_early")
@@ -78,6 +83,52 @@ def write_summary(path: Path, lines: list[str]) -> None:
     from facegan.files import write_bytes_atomic
 
     write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+
+
+def ensure_fingerprint(folder: Path, train_set, steps: int | None, progress: bool):
+    """The demo's learned fingerprint, trained on the training faces (reused when made from them before)."""
+    from facegan.fingerprint.codec import FingerprintConfig
+    from facegan.fingerprint.fingerprint import load_fingerprint
+    from facegan.fingerprint.training import train_fingerprint
+
+    if folder.exists():
+        fingerprint = load_fingerprint(folder)
+        if fingerprint.metadata.get("dataset", {}).get("hash") != train_set.content_hash:
+            raise FaceganError(f"{folder} was trained on other faces (an earlier demo's); remove the demo's runs (`make clean`)")
+        print(f"reusing the fingerprint {folder} ({fingerprint.bits} bits)")
+        return fingerprint
+    config = FingerprintConfig() if steps is None else FingerprintConfig(steps=steps)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, unit="step", desc="fingerprint", dynamic_ncols=True)
+    try:
+        return train_fingerprint(train_set, folder, config, seed=0,
+                                 progress=(lambda done, total: bar.update(done - bar.n)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def detect_fingerprints(folder: Path, fingerprint, generator, control, marked_train, real, num: int) -> dict:
+    """`facegan detect` on the demo's images: the fingerprinted GAN's faces (clean and after JPEG 75), the
+    DP GAN's (never fingerprinted: a negative control), real faces never encoded, and the encoded training faces."""
+    from facegan.config import save_json
+    from facegan.fingerprint.detection import detect
+    from facegan.fingerprint.distortions import apply_transform
+
+    fakes = generator.sample(range(num))
+    groups = {
+        "generated": fakes,
+        "generated_jpeg75": apply_transform(fakes, "jpeg75"),
+        "control_dp_generated": control.sample(range(num)),
+        "real_never_encoded": real,
+        "real_encoded": np.asarray(marked_train.images),
+    }
+    results = {name: detect(images, fingerprint).summary() for name, images in groups.items()}
+    save_json({"fingerprint": fingerprint.id, "bits": fingerprint.bits, "groups": results}, folder / "detect.json")
+    return results
 
 
 def ensure_split(dataset, train_path: Path, holdout_path: Path, holdout: float = 0.2):
@@ -178,7 +229,7 @@ def run_recognition(folder: Path, train_set, plan: RecognitionPlan, progress: bo
 
     base = folder / "recognition"
     identity_run = Run(folder / "identity")
-    print(f"[7/{STEPS}] training an identity-aware GAN for {plan.id_kimg:g} kimg (split latent, identity loss in dlib's face space), "
+    print(f"[8/{STEPS}] training an identity-aware GAN for {plan.id_kimg:g} kimg (split latent, identity loss in dlib's face space), "
           f"then new people: {plan.synth_train['identities']} to train a recogniser, {plan.synth_test['identities']} to test it")
     summary = ensure_trained(resolve_config("default", {
         "data": str(train_set.path), "out": str(identity_run.path), "kimg": plan.id_kimg, "identity": {"condition": "identity"},
@@ -190,7 +241,7 @@ def run_recognition(folder: Path, train_set, plan: RecognitionPlan, progress: bo
         write_pairs_txt(pairs_path, make_pairs(synth_test, folds=plan.folds, pairs_per_fold=plan.pairs_per_fold, seed=0))
 
     recog_run = Run(base / "recogniser")
-    print(f"[8/{STEPS}] training a face recogniser on the {plan.synth_train['identities']} synthetic training people ({plan.recog_steps} steps), "
+    print(f"[9/{STEPS}] training a face recogniser on the {plan.synth_train['identities']} synthetic training people ({plan.recog_steps} steps), "
           f"then the LFW protocol on {2 * plan.folds * plan.pairs_per_fold} pairs of the {plan.synth_test['identities']} unseen ones")
     recog_config = from_dict(RecogConfig, {"data": [str(synth_train.path)], "out": str(recog_run.path), "steps": plan.recog_steps,
                                            "batch_size": plan.recog_batch_size, "head": {"kind": "cosface"}})
@@ -232,14 +283,16 @@ def _synth_line(dataset) -> str:
 
 def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int = 32, kimg: float = 50.0,
              dp_kimg: float = 30.0, dp_epsilon: float = 10.0, num_eval: int = 1000, progress: bool = True,
-             recognition: "RecognitionPlan | None | bool" = None, dp_finetune_kimg: float = DP_FINETUNE["kimg"]) -> Path:
-    """Run the main job; returns the demo folder. `recognition`: steps 7-8 with this plan (None: the
+             recognition: "RecognitionPlan | None | bool" = None, dp_finetune_kimg: float = DP_FINETUNE["kimg"],
+             fingerprint_steps: int | None = None, num_detect: int = 500) -> Path:
+    """Run the main job; returns the demo folder. `recognition`: steps 8-9 with this plan (None: the
     default plan; False: skip them, as `--no-recognition` does).
 
     The private model is the standard remedy for DP on few faces: a model pretrained (`dp` preset, no
     DP, `dp_kimg`) on a public half of the training faces, fine-tuned with DP-SGD on the other,
     private half (`--init-from`; the halves share no image). Its epsilon covers the private half only.
     """
+    from facegan.fingerprint.apply import ensure_fingerprinted
     from facegan.images import make_grid, save_png, upscale_nearest
     from facegan.metrics import evaluate
     from facegan.models.export import load_generator
@@ -258,10 +311,17 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     runs = {"default": Run(folder / "default"), "dp": Run(folder / "dp")}
     public_set, private_set = ensure_split(train_set, Path(f"{data}-public"), Path(f"{data}-private"), holdout=0.5)
     members = {"default": train_set, "dp": private_set}
-    print(f"[2/{STEPS}] training the default GAN for {kimg:g} kimg on the CPU")
+    print(f"[2/{STEPS}] a learned fingerprint (Yu et al. 2021): an encoder writes a key into every training face, a decoder reads it back")
+    fingerprint = ensure_fingerprint(folder / "fingerprint", train_set, fingerprint_steps, progress)
+    marked_train = ensure_fingerprinted(train_set, fingerprint)
+    measured = fingerprint.metadata.get("measured", {})
+    print(f"      {fingerprint.bits} bits; on held-out faces: bit accuracy {measured.get('clean_bit_accuracy', float('nan')):.3f} clean, "
+          f"{measured.get('jpeg75_bit_accuracy', float('nan')):.3f} after JPEG 75, PSNR {measured.get('psnr', float('nan')):.1f} dB; "
+          f"training faces fingerprinted in {marked_train.path}")
+    print(f"[3/{STEPS}] training the default GAN for {kimg:g} kimg on the CPU, on the fingerprinted faces")
     summaries = {"default": ensure_trained(resolve_config("default", {
-        "data": str(train_set.path), "out": str(runs["default"].path), "kimg": kimg, "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)}
-    print(f"[3/{STEPS}] differential privacy: pretraining for {dp_kimg:g} kimg on a public half ({len(public_set)} faces), "
+        "data": str(marked_train.path), "out": str(runs["default"].path), "kimg": kimg, "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)}
+    print(f"[4/{STEPS}] differential privacy: pretraining for {dp_kimg:g} kimg on a public half ({len(public_set)} faces), "
           f"then DP fine-tuning (epsilon {dp_epsilon:g}) on the private half ({len(private_set)} faces)")
     public_run = Run(folder / "dp-public")
     ensure_trained(resolve_config("dp", {
@@ -272,7 +332,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
         "batch_size": DP_FINETUNE["batch_size"], "optimizer": {"lr_g": DP_FINETUNE["lr"], "lr_d": DP_FINETUNE["lr"]},
         "init_from": str(public_run.path), "schedule": {"snapshot_kimg": 1.0, "checkpoint_kimg": 1.0}}), progress)
 
-    print(f"[4/{STEPS}] measuring quality in dlib's face space ({num_eval} generated faces each)")
+    print(f"[5/{STEPS}] measuring quality in dlib's face space ({num_eval} generated faces each)")
     quality = {}
     for name, run in runs.items():
         saved = run.read_metrics() if _is_current(run.metrics_path, run) else None
@@ -282,7 +342,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
         result = evaluate(run.path, members[name].path, num=num_eval, features="face", progress=False)
         result.save(run.metrics_path)
         quality[name] = result.metrics
-    print(f"[5/{STEPS}] auditing both models for memorisation, membership inference and identity leakage")
+    print(f"[6/{STEPS}] auditing both models for memorisation, membership inference and identity leakage")
     audits = {}
     for name, run in runs.items():
         saved = run.read_audit() if _is_current(run.audit_path, run) else None
@@ -293,7 +353,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
         audit.save(run.path)
         audits[name] = audit.to_dict()
 
-    print(f"[6/{STEPS}] sampling and writing the report cards")
+    print(f"[7/{STEPS}] sampling, detecting the fingerprint, writing the report cards")
     generator = load_generator(runs["default"].path)
     grid_path = save_png(upscale_nearest(make_grid(generator.sample(range(64)), num_columns=8), 512), folder / "grid.png",
                          generator.provenance("demo", "0-63"))
@@ -305,6 +365,8 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
                             dp_generator.provenance("demo", "0-63"))
     reals_path = save_png(upscale_nearest(make_grid(np.asarray(train_set.images[:64]), num_columns=8), 512), folder / "reals.png",
                           Provenance(source_type=None, action="demo"))
+    detections = detect_fingerprints(folder, fingerprint, generator, dp_generator, marked_train,
+                                     np.concatenate([np.asarray(train_set.images), np.asarray(holdout_set.images)]), num_detect)
     reports = {name: build_report(run.path) for name, run in runs.items()}
 
     recognition_lines = run_recognition(folder, train_set, recognition or RecognitionPlan(), progress) if recognition is not False else []
@@ -327,6 +389,16 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
                          f"on the private half; quality and audit against the private half")
         if name == "dp" and dp_config:
             lines.append(f"  guarantee:    ({dp_config['epsilon']:.2f}, {dp_config['delta']:.2g})-DP, noise multiplier {dp_config['noise_multiplier']:.3f}, {dp_config['steps']} steps")
+    rule = detections["generated"]
+    lines += ["", f"fingerprint ({folder / 'fingerprint'}, {fingerprint.bits} bits; `facegan detect` at FPR {rule['fpr']:.0%}: "
+              f"at least {rule['threshold']} of {rule['bits']} bits match; {folder / 'detect.json'}):"]
+    names = {"generated": f"default GAN's faces ({num_detect})", "generated_jpeg75": "the same after JPEG 75",
+             "control_dp_generated": f"DP GAN's faces, never fingerprinted ({num_detect})",
+             "real_never_encoded": "real faces never encoded", "real_encoded": "training faces as encoded"}
+    for name, label in names.items():
+        result = detections[name]
+        lines.append(f"  {label + ':':<44} detected {result['num_detected']}/{result['num_images']} ({result['detection_rate']:.1%}), "
+                     f"mean bit accuracy {result['mean_bit_accuracy']:.3f}")
     lines += recognition_lines
     lines += ["", f"grid:        {grid_path}  (default model, seeds 0-63; DP model: {dp_grid_path})",
               f"real faces:  {reals_path}",
@@ -369,13 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-eval", type=int, default=1000, help="generated faces per evaluation and audit")
     parser.add_argument("--id-kimg", type=float, default=30.0, help="identity-aware model's training length")
     parser.add_argument("--recog-steps", type=int, default=150, help="recogniser training steps")
-    parser.add_argument("--no-recognition", action="store_true", help="skip steps 7-8 (identity-aware GAN, synth, recognisers)")
+    parser.add_argument("--fingerprint-steps", type=int, default=None, help="learned fingerprint training steps (default: the codec's)")
+    parser.add_argument("--no-recognition", action="store_true", help="skip steps 8-9 (identity-aware GAN, synth, recognisers)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         run_demo(args.out, args.data, args.size, args.kimg, args.dp_kimg, args.dp_epsilon, args.num_eval, progress=not args.no_progress,
                  recognition=False if args.no_recognition else RecognitionPlan(id_kimg=args.id_kimg, recog_steps=args.recog_steps),
-                 dp_finetune_kimg=args.dp_finetune_kimg)
+                 dp_finetune_kimg=args.dp_finetune_kimg, fingerprint_steps=args.fingerprint_steps)
     except FaceganError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

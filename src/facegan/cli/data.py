@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
+from facegan.errors import FaceganError
 
 PREPARE_EXAMPLES = """\
 examples:
@@ -53,6 +55,8 @@ def register(commands) -> None:
     prepare.add_argument("--identities", type=int, default=None, help="builtin:rendered-faces: people to draw (default 500)")
     prepare.add_argument("--per-identity", type=int, default=None, help="builtin:rendered-faces: images per person (default 20)")
     prepare.add_argument("--seed", type=int, default=None, help="builtin:rendered-faces: seed (default 0; same seed, same images)")
+    prepare.add_argument("--fingerprint", default=None, metavar="FP",
+                         help="write every image with this learned fingerprint (see `facegan fingerprint train`)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=run_prepare)
 
@@ -97,13 +101,46 @@ def run_prepare(args: argparse.Namespace) -> int:
     from facegan.data.pipeline import prepare_dataset
 
     max_file_bytes = DEFAULT_MAX_FILE_BYTES if args.max_file_bytes is None else args.max_file_bytes
-    dataset = prepare_dataset(args.source, args.out, size=args.size, align=args.align, channels=args.channels,
-                              workers=args.workers, limit=args.limit, progress=not args.no_progress,
-                              max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged,
-                              layout=args.layout, identities=args.identities, per_identity=args.per_identity,
-                              seed=args.seed)
+    fingerprint, out, channels = None, args.out, args.channels
+    if args.fingerprint is not None:
+        fingerprint, out, channels = _fingerprint_plan(args)
+    try:
+        dataset = prepare_dataset(args.source, out, size=args.size, align=args.align, channels=channels,
+                                  workers=args.workers, limit=args.limit, progress=not args.no_progress,
+                                  max_file_bytes=max_file_bytes, keep_damaged=args.keep_damaged,
+                                  layout=args.layout, identities=args.identities, per_identity=args.per_identity,
+                                  seed=args.seed)
+        if fingerprint is not None:
+            from facegan.fingerprint.fingerprint import fingerprint_dataset
+
+            dataset = fingerprint_dataset(dataset, fingerprint, args.out)
+    finally:
+        if fingerprint is not None:
+            import shutil
+
+            shutil.rmtree(Path(out).parent, ignore_errors=True)  # the unmarked staging copy
     print(dataset.describe())
     return 0
+
+
+def _fingerprint_plan(args: argparse.Namespace):
+    """Check `--fingerprint` against the preparation before any work; returns (fingerprint, staging folder, channels)."""
+    import tempfile
+
+    from facegan.data.dataset import check_output_folder
+    from facegan.fingerprint.fingerprint import load_fingerprint
+
+    fingerprint = load_fingerprint(args.fingerprint)
+    if args.size < fingerprint.resolution:
+        raise FaceganError(f"--size {args.size} is below the fingerprint's {fingerprint.resolution}x{fingerprint.resolution}: "
+                           f"its decoder cannot read a key from fewer pixels; prepare at --size {fingerprint.resolution} or more")
+    if args.channels is not None and args.channels != fingerprint.channels:
+        raise FaceganError(f"--channels {args.channels}, but the fingerprint writes {fingerprint.channels}-channel images; drop --channels")
+    final = check_output_folder(args.out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # The unmarked images are staged beside OUT (same disk) and removed after the encoded copy is written.
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-unmarked-", dir=final.parent))
+    return fingerprint, staging / "dataset", fingerprint.channels
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -65,6 +65,9 @@ def register(commands) -> None:
                              "no labels -> split latent + dlib identity loss; --set identity.* tunes it)")
     parser.add_argument("--metric-every", type=float, default=None, metavar="KIMG",
                         help="measure FD/KID (face space) every KIMG during training, log them and keep the best export in export-best/")
+    parser.add_argument("--fingerprint", default=None, metavar="FP",
+                        help="train on a copy of --data with this learned fingerprint in every image (made once beside it as "
+                        "DATA-fp<id>); the generator reproduces the key and the export records it (`facegan detect`)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -187,11 +190,35 @@ def build_config(args: argparse.Namespace):
     return config
 
 
+def _fingerprint_data(args: argparse.Namespace, config):
+    """`--fingerprint FP`: point the run at the fingerprinted copy of its data (made now unless it exists)."""
+    from facegan.fingerprint.apply import ensure_fingerprinted, fingerprinted_path
+    from facegan.fingerprint.fingerprint import load_fingerprint
+
+    if args.resume:
+        raise FaceganError("--fingerprint applies when a run starts; a resumed run keeps the data it was trained on")
+    if args.nproc_per_node is not None and args.nproc_per_node > 1:
+        raise FaceganError("--fingerprint with --nproc-per-node: fingerprint the data first (`facegan fingerprint apply DATA "
+                           "--fingerprint FP --out DATA-fp`) and train on that")
+    if not config.data:
+        raise FaceganError("--fingerprint needs --data DATASET (the images to fingerprint)")
+    fingerprint = load_fingerprint(args.fingerprint)
+    if args.dry_run:
+        config.data = str(fingerprinted_path(config.data, fingerprint.id))
+        return config
+    dataset = ensure_fingerprinted(config.data, fingerprint)
+    print(f"training on {dataset.path} ({len(dataset)} images with fingerprint {fingerprint.id[:16]}, {fingerprint.bits} bits)")
+    config.data = str(dataset.path)
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     from facegan.config import to_dict
     from facegan import train
 
     config = build_config(args)
+    if args.fingerprint is not None:
+        config = _fingerprint_data(args, config)
     if args.nproc_per_node is not None:
         from facegan.cli.launch import check_launch, launch, worker_argv
 
