@@ -201,6 +201,22 @@ def encode_image(image: np.ndarray, suffix: str, provenance: Provenance, title: 
     return payload
 
 
+def animation_bytes(frames: np.ndarray, provenance: Provenance, frame_ms: int = 120) -> bytes:
+    """uint8 (N, H, W, C) frames as one looping, lossless animated WebP carrying `provenance` (XMP; GIF has no place for it)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError("animation_bytes expects uint8 (N, H, W, C) with N >= 1")
+    if not isinstance(provenance, Provenance):
+        raise TypeError(f"animation_bytes needs a Provenance (Provenance.off() for none), got {type(provenance).__name__}")
+    options: dict[str, object] = {"lossless": True, "loop": 0, "duration": int(frame_ms)}
+    if provenance.enabled:
+        options["xmp"] = provenance.xmp()
+    pictures = [to_pil(frame) for frame in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="WEBP", save_all=True, append_images=pictures[1:], **options)
+    return buffer.getvalue()
+
+
 def image_bytes(image: np.ndarray, suffix: str, provenance: Provenance) -> bytes:
     """Encode uint8 HWC in the format a file suffix names (.png, .jpg/.jpeg, .webp, .bmp), with provenance."""
     return encode_image(image, suffix, provenance)

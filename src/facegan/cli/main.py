@@ -30,6 +30,7 @@ examples:
   facegan repair train --data data/lfw32 --out runs/repair32 --steps 5000         # inpainting + restoration network
   facegan edit runs/rf32 --seeds 0-7 --attribute Smiling --strength -3..3 --out smiling.png
   facegan attack dlib --data data/lfw --pairs pairs.txt --attack pgd --eps 2/255,4/255,8/255 --out results/dlib-pgd   # adversarial robustness
+  facegan fingerprint train --data data/lfw32 --bits 48 --out fp/lfw32           # learned key in pixels; then `facegan detect IMAGES --fingerprint fp/lfw32`
   facegan provenance grid.png --trust root.pem                                    # XMP record + C2PA state of images
 """
 
@@ -42,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facegan.cli import attack, audit, data, edit, eval, federated, project, provenance, recog, repair, report, sample, synth, train
+    from facegan.cli import attack, audit, data, edit, eval, federated, fingerprint, project, provenance, recog, repair, report, sample, serve, synth, train
 
     parser = _Parser(
         prog="facegan",
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (data, train, federated, sample, eval, report, audit, recog, synth, project, repair, edit, attack, provenance):
+    for module in (data, train, federated, sample, eval, report, audit, recog, synth, project, repair, edit, attack, provenance, fingerprint, serve):
         module.register(commands)
     return parser
 
