@@ -74,3 +74,36 @@ def test_keys_round_trip_and_wrong_lengths_are_refused():
         parse_key("zz", 8)
     with pytest.raises(FaceganError, match="more than 3 bits"):
         parse_key("9", 3)
+
+
+def test_the_measured_null_raises_the_threshold_only_when_the_decoder_leans():
+    """A decoder that matches its key on unmarked images more often than chance would flag them above the stated rate:
+    the threshold is then the measured null's (the smallest m at most fpr of the samples reach), never below the binomial."""
+    from scipy.stats import binom as scipy_binom
+
+    from facegan.fingerprint.detection import calibrated_threshold
+
+    assert calibrated_threshold(48, 0.01, None) is None and calibrated_threshold(48, 0.01, {"histogram": [1, 2]}) is None
+    fair = [int(round(scipy_binom.pmf(m, 48, 0.5) * 1e6)) for m in range(49)]  # a huge, exactly binomial null
+    assert calibrated_threshold(48, 0.01, {"histogram": fair}) == detection_threshold(48, 0.01)[0] == 33
+    leaning = [int(round(scipy_binom.pmf(m, 48, 0.55) * 1e6)) for m in range(49)]  # each bit matches with 0.55
+    expected = next(m for m in range(49) if sum(leaning[m:]) / sum(leaning) <= 0.01)
+    assert calibrated_threshold(48, 0.01, {"histogram": leaning}) == expected > 33
+    everything = [0] * 48 + [10]  # every unmarked sample matched all bits: nothing can be called marked
+    assert calibrated_threshold(48, 0.01, {"histogram": everything}) == 49
+
+
+def test_detect_uses_the_fingerprints_null_and_says_so(tiny_fingerprint, faces16_images):
+    from facegan.fingerprint.detection import detect
+
+    null = tiny_fingerprint.metadata["null"]
+    assert null["num_images"] == 100 and null["num_samples"] == 100 * len(null["transforms"]) == sum(null["histogram"])
+    assert abs(null["mean_matches"] - tiny_fingerprint.bits / 2) < 3  # an unmarked face matches about half the bits
+    encoded = tiny_fingerprint.encode(faces16_images[:8])
+    plain = detect(encoded, tiny_fingerprint)
+    leaning = type(tiny_fingerprint).__new__(type(tiny_fingerprint))
+    leaning.__dict__.update(tiny_fingerprint.__dict__)
+    leaning.metadata = {**tiny_fingerprint.metadata, "null": {"histogram": [0] * 15 + [98, 2]}}  # 16 bits: 2 % of unmarked samples match all 16
+    strict = detect(encoded, leaning)
+    assert strict.threshold == 17 and strict.summary()["binomial_threshold"] == plain.binomial_threshold == 14
+    assert not strict.detected.any()  # 16 bits cannot reach 17

@@ -187,6 +187,18 @@ def measure(fingerprint: Fingerprint, images: np.ndarray) -> dict[str, float]:
     }
 
 
+def null_statistics(fingerprint: Fingerprint, images: np.ndarray) -> dict[str, Any]:
+    """Matching bits on images that were never encoded, clean and under every evaluation transform:
+    the measured null distribution `detect` calibrates its threshold with."""
+    from facegan.fingerprint.distortions import EVAL_TRANSFORMS, apply_transform
+
+    counts = np.concatenate([(fingerprint.decode_bits(apply_transform(images, name) if name != "clean" else images)
+                              == fingerprint.key[None]).sum(axis=1) for name in EVAL_TRANSFORMS])
+    return {"num_images": int(len(images)), "transforms": list(EVAL_TRANSFORMS), "num_samples": int(len(counts)),
+            "mean_matches": float(counts.mean()), "sd_matches": float(counts.std(ddof=1)) if len(counts) > 1 else 0.0,
+            "histogram": [int(value) for value in np.bincount(counts, minlength=fingerprint.bits + 1)]}
+
+
 def fingerprint_digest(encoder: nn.Module, decoder: nn.Module, key: np.ndarray) -> str:
     """The fingerprint's id: sha256 of both networks' weights (names, dtypes, shapes, bytes, in name order) and the key.
 

@@ -26,7 +26,8 @@ from facegan.fingerprint.codec import Decoder, Encoder, FingerprintConfig
 from facegan.fingerprint.distortions import random_distortion, round_straight_through
 from facegan.fingerprint.fingerprint import (
     CONFIG_NAME, DECODER_NAME, ENCODER_NAME, FORMAT_MARKER, FORMAT_VERSION, Fingerprint,
-    check_fingerprint_output, fingerprint_digest, key_from_seed, key_to_hex, load_fingerprint, measure, parse_key, weights_bytes,
+    check_fingerprint_output, fingerprint_digest, key_from_seed, key_to_hex, load_fingerprint, measure, null_statistics, parse_key,
+    weights_bytes,
 )
 
 logger = logging.getLogger("facegan.fingerprint")
@@ -159,6 +160,7 @@ def train_fingerprint(dataset: Any, out: str | os.PathLike, config: FingerprintC
     fingerprint = Fingerprint(encoder, decoder, bits, config, metadata={})
     measured_on = "holdout" if num_holdout else "train"
     measured = measure(fingerprint, holdout_images if num_holdout else train_images)
+    null = null_statistics(fingerprint, images)  # every image of the dataset as it is: none of them was encoded
     encoder_bytes, decoder_bytes = weights_bytes(encoder, bits), weights_bytes(decoder)
     fingerprint_id = fingerprint_digest(encoder, decoder, bits)
     metadata = {
@@ -177,6 +179,7 @@ def train_fingerprint(dataset: Any, out: str | os.PathLike, config: FingerprintC
         "dataset": {"hash": dataset.content_hash, "path": None if dataset.path is None else str(dataset.path),
                     "num_images": len(images), "num_train": len(train_images), "num_holdout": num_holdout},
         "measured": {"on": measured_on, "num_images": int(len(holdout_images) if num_holdout else len(train_images)), **measured},
+        "null": null,
         "final_training": stats,
     }
     _write_folder(folder, {ENCODER_NAME: encoder_bytes, DECODER_NAME: decoder_bytes}, metadata)
