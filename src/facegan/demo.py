@@ -111,6 +111,14 @@ def ensure_fingerprint(folder: Path, train_set, steps: int | None, progress: boo
             bar.close()
 
 
+def ensure_marked_training_set(folder: Path, train_set, fingerprint_steps: int | None = None, progress: bool = True):
+    """(fingerprint, fingerprinted training faces): what the demo's default GAN trains on (`make demo-repair` reuses it)."""
+    from facegan.fingerprint.apply import ensure_fingerprinted
+
+    fingerprint = ensure_fingerprint(folder / "fingerprint", train_set, fingerprint_steps, progress)
+    return fingerprint, ensure_fingerprinted(train_set, fingerprint)
+
+
 def detect_fingerprints(folder: Path, fingerprint, generator, control, marked_train, real, num: int) -> dict:
     """`facegan detect` on the demo's images: the fingerprinted GAN's faces (clean and after JPEG 75), the
     DP GAN's (never fingerprinted: a negative control), real faces never encoded, and the encoded training faces."""
@@ -292,7 +300,6 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     DP, `dp_kimg`) on a public half of the training faces, fine-tuned with DP-SGD on the other,
     private half (`--init-from`; the halves share no image). Its epsilon covers the private half only.
     """
-    from facegan.fingerprint.apply import ensure_fingerprinted
     from facegan.images import make_grid, save_png, upscale_nearest
     from facegan.metrics import evaluate
     from facegan.models.export import load_generator
@@ -312,8 +319,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     public_set, private_set = ensure_split(train_set, Path(f"{data}-public"), Path(f"{data}-private"), holdout=0.5)
     members = {"default": train_set, "dp": private_set}
     print(f"[2/{STEPS}] a learned fingerprint (Yu et al. 2021): an encoder writes a key into every training face, a decoder reads it back")
-    fingerprint = ensure_fingerprint(folder / "fingerprint", train_set, fingerprint_steps, progress)
-    marked_train = ensure_fingerprinted(train_set, fingerprint)
+    fingerprint, marked_train = ensure_marked_training_set(folder, train_set, fingerprint_steps, progress)
     measured = fingerprint.metadata.get("measured", {})
     print(f"      {fingerprint.bits} bits; on held-out faces: bit accuracy {measured.get('clean_bit_accuracy', float('nan')):.3f} clean, "
           f"{measured.get('jpeg75_bit_accuracy', float('nan')):.3f} after JPEG 75, PSNR {measured.get('psnr', float('nan')):.1f} dB; "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegan.demo import ensure_builtin_dataset, ensure_split, ensure_trained, ensure_trained_steps, write_summary
+from facegan.demo import ensure_builtin_dataset, ensure_marked_training_set, ensure_split, ensure_trained, ensure_trained_steps, write_summary
 from facegan.errors import FaceganError
 
 STEPS = 5
@@ -36,6 +36,7 @@ class RepairPlan:
     repair_steps: int = 600
     repair_batch_size: int = 16
     gan_kimg: float = 50.0  # the default GAN of `make demo`: reused when that demo ran
+    fingerprint_steps: int | None = None  # its training faces carry `make demo`'s learned fingerprint (made when missing)
     projection_steps: int = 150
     projection_starts: int = 2
     edit_identities: int = 150
@@ -203,7 +204,8 @@ def run_repair_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", si
 
     gan_run = Run(folder / "default")
     print(f"[4/{STEPS}] repair by masked GAN inversion with the default GAN ({gan_run.path}; trained for {plan.gan_kimg:g} kimg when missing)")
-    ensure_trained(resolve_config("default", {"data": str(train_set.path), "out": str(gan_run.path), "kimg": plan.gan_kimg,
+    _, marked_train = ensure_marked_training_set(folder, train_set, plan.fingerprint_steps, progress)
+    ensure_trained(resolve_config("default", {"data": str(marked_train.path), "out": str(gan_run.path), "kimg": plan.gan_kimg,
                                               "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)
     strip_path, strip_scores = projection_strip(gan_run, repair_run, holdout_set, plan, folder, progress)
 
