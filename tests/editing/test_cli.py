@@ -59,4 +59,4 @@ def test_edit_from_projected_latents(tmp_path, monkeypatch, capsys):
     assert report["faces"]["count"] == 2 and "identity_drift" not in report["measurements"]["per_strength"][0]
     from facegan.provenance.inspect import read_provenance
 
-    assert read_provenance(out)["xmp"]["digital_source_type"] == "compositeWithTrainedAlgorithmicMedia"  # projected real photos, edited
+    assert read_provenance(out)["xmp"]["digital_source_type"] == "trainedAlgorithmicMedia"  # G(z) of projected photos: generated pixels

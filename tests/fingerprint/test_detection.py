@@ -107,3 +107,8 @@ def test_detect_uses_the_fingerprints_null_and_says_so(tiny_fingerprint, faces16
     strict = detect(encoded, leaning)
     assert strict.threshold == 17 and strict.summary()["binomial_threshold"] == plain.binomial_threshold == 14
     assert not strict.detected.any()  # 16 bits cannot reach 17
+    # The stated rate and the p-values are never the binomial's alone when the measured null is heavier.
+    assert strict.exact_fpr == 0.0 and strict.p_values.min() >= 0.02 - 1e-12  # 2 % of the null reach even 16
+    assert np.array_equal(plain.p_values <= plain.fpr, plain.detected)
+    marked = detect(tiny_fingerprint.encode(faces16_images), tiny_fingerprint)
+    assert np.array_equal(marked.p_values <= marked.fpr, marked.detected) and marked.detected.mean() > 0.5

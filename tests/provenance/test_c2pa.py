@@ -102,4 +102,55 @@ def test_real_content_is_not_signed(tmp_path, signer):
     """A C2PA "created" claim on a real photo would be false: real faces get the XMP record only."""
     path = save_image(FACE, tmp_path / "real.png", Provenance(source_type=None, action="train", signer=signer))
     read = read_provenance(path)
-    assert read["c2pa"] is None and read["xmp"]["content"] == "real"
+    assert read["c2pa"] is None and read["xmp"]["content"] == "reencoded"
+
+
+def test_reading_never_fetches_a_remote_manifest_the_image_names():
+    """An image can point C2PA at a remote manifest (XMP dcterms:provenance); reading it must not send that GET
+    (a tracking pixel, or a probe of internal hosts): facegan reads offline."""
+    import http.server
+    import io
+    import socketserver
+    import threading
+
+    from PIL import Image, PngImagePlugin
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}/tracking/manifest.c2pa"
+        packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                  f'<rdf:Description rdf:about="" xmlns:dcterms="http://purl.org/dc/terms/" dcterms:provenance="{url}"/></rdf:RDF></x:xmpmeta>')
+        for image_format in ("PNG", "JPEG"):
+            buffer = io.BytesIO()
+            image = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+            if image_format == "PNG":
+                info = PngImagePlugin.PngInfo()
+                info.add_itxt("XML:com.adobe.xmp", packet)
+                image.save(buffer, format="PNG", pnginfo=info)
+            else:
+                image.save(buffer, format="JPEG", xmp=packet.encode())
+            read_credentials(buffer.getvalue(), image_format)
+        server.shutdown()
+    assert hits == []
+
+
+def test_require_c2pa_with_trust_needs_the_signer_to_chain_to_it(tmp_path, tmp_path_factory, pki, signer, capsys):
+    from facegan.cli.main import main
+
+    other = make_test_pki(tmp_path_factory.mktemp("stranger"))
+    save_image(FACE, tmp_path / "signed.png", Provenance(source_type=TRAINED, action="sample", signer=signer))
+    assert main(["provenance", str(tmp_path / "signed.png"), "--require-c2pa"]) == 0  # valid, no anchors asked for
+    assert main(["provenance", str(tmp_path / "signed.png"), "--require-c2pa", "--trust", str(pki.root)]) == 0
+    assert main(["provenance", str(tmp_path / "signed.png"), "--require-c2pa", "--trust", str(other.root)]) == 1
+    assert "lack trusted C2PA credentials" in capsys.readouterr().err

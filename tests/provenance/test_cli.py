@@ -61,7 +61,7 @@ def test_training_snapshots_and_report_figures_are_marked(run):
     assert fakes
     assert read_provenance(fakes[-1])["xmp"]["digital_source_type"] == TRAINED
     reals = read_provenance(Run(run).reals_grid_path)["xmp"]
-    assert reals["content"] == "real" and "digital_source_type" not in reals
+    assert reals["content"] == "reencoded" and "digital_source_type" not in reals
     assert main(["report", str(run)]) == 0
     html = (run / "report.html").read_text()
     import base64

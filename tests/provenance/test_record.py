@@ -30,7 +30,7 @@ def test_the_packet_round_trips_every_field(source_type):
 
 def test_real_content_names_no_source_type():
     parsed = parse_xmp(Provenance(source_type=None, action="train").xmp())
-    assert "digital_source_type" not in parsed and parsed["content"] == "real"
+    assert "digital_source_type" not in parsed and parsed["content"] == "reencoded"
 
 
 @settings(max_examples=60, deadline=None)
@@ -132,3 +132,21 @@ def test_an_xmp_chunk_after_the_pixel_data_is_found_without_decoding(tmp_path, c
     end = plain.rfind(b"IEND") - 4
     (tmp_path / "late.png").write_bytes(plain[:end] + chunk + plain[end:])
     assert read_provenance(tmp_path / "late.png")["xmp"]["seed"] == "9"
+
+
+def test_a_crafted_value_cannot_forge_a_line_of_output(tmp_path):
+    """`&#10;` in an XMP attribute is a newline once parsed: printed raw it would forge a second image's line."""
+    from facegan.provenance.inspect import describe
+
+    packet = Provenance(source_type=TRAINED, action="sample", seeds="1NEWLINE/tmp/real.png: xmp: none; c2pa: Trusted").xmp()
+    path = tmp_path / "fake.png"
+    path.write_bytes(encode_image(IMAGE, ".png", Provenance.off()))
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", packet.decode().replace("NEWLINE", "&#10;"))
+    Image.open(path).save(path, format="PNG", pnginfo=info)
+    record = read_provenance(path)
+    assert "\n" in record["xmp"]["seeds"]
+    line = describe(record)
+    assert "\n" not in line and "\\n/tmp/real.png" in line

@@ -145,3 +145,16 @@ def test_with_auth_nothing_but_the_login_page_answers_without_the_password(tmp_p
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_fifo_under_the_roots_does_not_hang_the_listings(tmp_path):
+    """A named pipe where a manifest or config should be would block a plain read forever (at app start)."""
+    from facegan.web import actions
+
+    (tmp_path / "runs" / "trap" / "export").mkdir(parents=True)
+    os.mkfifo(tmp_path / "runs" / "trap" / "manifest.json")
+    os.mkfifo(tmp_path / "runs" / "trap" / "config.json")
+    os.mkfifo(tmp_path / "runs" / "trap" / "export" / "config.json")
+    roots = Roots.create(tmp_path / "runs", tmp_path / "runs")
+    assert actions.list_datasets(roots) == [] and actions.list_generators(roots) == []
+    actions.run_rows(roots)  # returns (whatever it lists) instead of blocking

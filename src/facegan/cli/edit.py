@@ -154,10 +154,12 @@ def run_edit(args: argparse.Namespace) -> int:
     _check_not_inside(out, [args.data, *_model_inputs(args.model)])
     from facegan.cli.provenance import provenance_from_args
     from facegan.images import check_image_path
-    from facegan.provenance.record import COMPOSITE, TRAINED
+    from facegan.config import load_json_optional
+    from facegan.provenance.record import TRAINED
 
-    # Edited seeds are generated faces through and through; latents from `facegan project` are real photos' reconstructions.
-    provenance = provenance_from_args(args, TRAINED if seeds is not None else COMPOSITE, "edit")
+    # Every pixel of an edit strip is G(z), for seeds and for latents projected from photos alike (as `project` marks
+    # its reconstructions); the person may be real, the image is generated.
+    provenance = provenance_from_args(args, TRAINED, "edit")
     check_image_path(out, "--out", provenance)
 
     bars: dict[str, object] = {}
@@ -180,9 +182,11 @@ def run_edit(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
-    from facegan.models.export import export_hash
+    from facegan.models.export import export_hash, resolve_export_path
 
-    provenance = provenance.about(export_hash(args.model), None, seeds=args.seeds)
+    recorded = load_json_optional(resolve_export_path(args.model) / "config.json") or {}
+    fingerprint = (recorded.get("fingerprint") or {}).get("id") if isinstance(recorded.get("fingerprint"), dict) else None
+    provenance = provenance.about(export_hash(args.model), fingerprint, seeds=args.seeds)
     save_image(strip_image(result.images), out, provenance)
     report = {**result.report, "strip": str(out.resolve()), "provenance": provenance.summary()}
     save_json(report, json_path)

@@ -66,7 +66,8 @@ def register(commands) -> None:
                                  epilog=EXAMPLES, formatter_class=ExamplesFormatter)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
     parser.add_argument("--trust", metavar="ROOTS.pem", help="C2PA trust anchors (PEM) to validate signers against")
-    parser.add_argument("--require-c2pa", action="store_true", help="exit 1 unless every image has a valid (or trusted) C2PA manifest")
+    parser.add_argument("--require-c2pa", action="store_true", help="exit 1 unless every image has a valid C2PA manifest "
+                        "(with --trust: one whose signer chains to those anchors)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.set_defaults(handler=run_provenance)
 
@@ -85,14 +86,18 @@ def run_provenance(args: argparse.Namespace) -> int:
             raise FaceganError(f"--trust {args.trust} holds no PEM certificate")
     files = expand_image_paths(args.images)
     missing = []
+    # With trust anchors, "Valid" (any CA-issued signer, an attacker's included) is not enough: the signer must chain to them.
+    accepted = ("Trusted",) if trust else ("Valid", "Trusted")
     for path in files:
         record = read_provenance(path, trust)
         print(json.dumps(record, sort_keys=True) if args.json else f"{path}: {describe(record)}")
-        if args.require_c2pa and (record["c2pa"] is None or record["c2pa"].get("state") not in ("Valid", "Trusted")):
+        if args.require_c2pa and (record["c2pa"] is None or record["c2pa"].get("state") not in accepted):
             missing.append(path)
     if missing:
         sys.stdout.flush()
-        state = "no C2PA manifest" if read_provenance(missing[0], trust)["c2pa"] is None else "an invalid C2PA manifest"
-        print(f"error: {len(missing)} of {len(files)} images lack valid C2PA credentials ({missing[0]} has {state})", file=sys.stderr)
+        first = read_provenance(missing[0], trust)["c2pa"]
+        state = "no C2PA manifest" if first is None else f"a C2PA manifest in state {first.get('state')}"
+        print(f"error: {len(missing)} of {len(files)} images lack {'trusted' if trust else 'valid'} C2PA credentials "
+              f"({missing[0]} has {state})", file=sys.stderr)
         return 1
     return 0

@@ -378,7 +378,9 @@ def _write_apply_outputs(out: Path, originals: np.ndarray, damaged: np.ndarray, 
         # The damaged input is a real photo changed by facegan's damage model, no trained model involved.
         save_png(damaged_image, out / "damaged" / file, provenance.with_source(EDITED if settings["damage"] else None))
     if masks is not None:
-        write_masks(out / "masks", masks, provenance.with_source(ALGORITHMIC) if provenance.enabled else provenance)
+        # Masks facegan drew are algorithmic media; the user's own (--mask) are only re-encoded.
+        mask_source = ALGORITHMIC if settings["damage"].get("mask_kind") else None
+        write_masks(out / "masks", masks, provenance.with_source(mask_source) if provenance.enabled else provenance)
     rows = min(MAX_STRIP_IMAGES, len(originals))
     strip = make_grid(np.concatenate([originals[:rows], shown[:rows], repaired[:rows]]), num_columns=rows)
     save_png(upscale_nearest(strip, 384), out / "strip.png", provenance)

@@ -27,13 +27,17 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegan.errors import FaceganError
     from facegan.web.paths import Roots
     from facegan.web.server import ServeSettings, check_settings, serve
 
     settings = ServeSettings(runs=args.runs, data=args.data, host=args.host, port=args.port, auth=args.auth)
     check_settings(settings)  # before gradio and torch are imported
     if args.runs == DEFAULT_RUNS and not os.path.exists(DEFAULT_RUNS):
-        os.makedirs(DEFAULT_RUNS)  # a fresh clone: the UI can train into it and list what it trains
+        try:
+            os.makedirs(DEFAULT_RUNS)  # a fresh clone: the UI can train into it and list what it trains
+        except OSError as error:  # e.g. a dangling link named runs
+            raise FaceganError(f"cannot create {DEFAULT_RUNS}/ ({error.strerror}); give --runs DIR") from None
     Roots.create(settings.runs, settings.data)
     print(f"facegan serve: http://{args.host}:{args.port}/ (runs under {args.runs}; Ctrl-C stops)", flush=True)
     serve(settings)

@@ -11,6 +11,7 @@ import os
 import struct
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -53,6 +54,8 @@ _MAGIC_PREFIXES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GI
 # The 16-bit modes Pillow produces for greyscale PNGs (and "I" for older Pillow / other writers).
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
+
+_PROCESS_STATE_LOCK = threading.RLock()
 
 class SkippedImage(Exception):
     """A file that cannot become a training image; `reason` is a key of SKIP_REASONS."""
@@ -129,7 +132,9 @@ def decode_image_bytes_with_damage(
     if not data:
         raise SkippedImage("zero_byte")
     _check_riff_length(data)
-    with _pixel_limit(max_pixels):
+    # One decode at a time per process: the pixel limit, the warnings filter and the stderr capture are
+    # process-wide, and `facegan serve` decodes uploads in several threads (preparing uses processes).
+    with _PROCESS_STATE_LOCK, _pixel_limit(max_pixels):
         image = _open(data, max_pixels)
         if min(image.size) < min_side:
             raise SkippedImage("too_small", f"{image.size[0]}x{image.size[1]} < {min_side} px")

@@ -37,7 +37,10 @@ def c2pa_settings(trust_anchors_pem: str | None = None) -> dict[str, Any]:
     trust: dict[str, Any] = {"trust_config": "\n".join(SIGNER_EKUS) + "\n"}
     if trust_anchors_pem:
         trust["trust_anchors"] = trust_anchors_pem
-    return {"trust": trust, "verify": {"verify_trust": True}, "builder": {"thumbnail": {"enabled": False}}}
+    # Never fetch: an image can name a remote manifest URL (a tracking pixel, or a probe of internal hosts) and
+    # c2pa-rs would GET it while reading; OCSP lookups would phone the CA. Both off: reading stays offline.
+    verify = {"verify_trust": True, "remote_manifest_fetch": False, "ocsp_fetch": False}
+    return {"trust": trust, "verify": verify, "builder": {"thumbnail": {"enabled": False}}}
 
 
 def _read_pem(path: str | os.PathLike, what: str, option: str) -> bytes:

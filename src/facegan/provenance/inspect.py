@@ -93,12 +93,23 @@ def _png_xmp_chunk(payload: bytes) -> bytes | None:
     return None
 
 
+def _printable(value: Any) -> str:
+    """A value from a file, safe to print on one line: control characters (a newline in an XMP attribute would
+    forge a second line of output) shown as escapes."""
+    text = str(value)
+    return "".join(character if character.isprintable() else character.encode("unicode_escape").decode("ascii") for character in text)
+
+
 def describe(record: dict[str, Any]) -> str:
-    """One line for a person: what the file says it is."""
+    """One line for a person: what the file says it is (every string from the file escaped)."""
+    record = {key: ({name: _printable(item) if isinstance(item, str) else item for name, item in value.items()}
+                    if isinstance(value, dict) else value) for key, value in record.items()}
+    if isinstance(record.get("c2pa"), dict) and isinstance(record["c2pa"].get("failures"), list):
+        record["c2pa"]["failures"] = [_printable(code) for code in record["c2pa"]["failures"]]
     parts = []
     xmp = record.get("xmp")
     if xmp:
-        kind = xmp.get("digital_source_type") or ("real, not generated" if xmp.get("content") == "real" else "no source type")
+        kind = xmp.get("digital_source_type") or ("re-encoded by facegan, nothing generated; origin not recorded" if xmp.get("content") == "reencoded" else "no source type")
         details = ", ".join(f"{key} {xmp[key]}" for key in ("action", "model", "seed", "seeds", "fingerprint") if xmp.get(key))
         parts.append(f"xmp: {kind} ({xmp.get('tool', 'unknown tool')}{', ' + details if details else ''})")
     elif record.get("xmp_error"):

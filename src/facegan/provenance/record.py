@@ -27,9 +27,10 @@ COMPOSITE = "compositeWithTrainedAlgorithmicMedia"  # a real photo changed by a 
 ALGORITHMIC = "algorithmicMedia"  # made by an algorithm with no training data (a random repair mask)
 EDITED = "composite"  # a real photo changed by facegan with no trained model (damage, OpenCV inpainting or denoising)
 SOURCE_TYPES = (TRAINED, COMPOSITE, ALGORITHMIC, EDITED)
-# Written on real faces facegan re-encodes (a grid of training images, a damaged photo): what made the
-# pixels is not known to facegan, so it names no IPTC type and says only that nothing was generated.
-REAL_CONTENT = "real"
+# Written on images facegan re-encodes without generating or changing them (a grid of training faces, an
+# upload shown back): facegan does not know what made those pixels (a camera, or another generator), so it
+# names no IPTC type and claims nothing about their origin, only that it generated nothing in them.
+REAL_CONTENT = "reencoded"
 
 NS_X = "adobe:ns:meta/"
 NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"

@@ -68,9 +68,19 @@ class Session:
 
 
 # ---- listings -----------------------------------------------------------------------------------------
+def _read_small(path: Path) -> bytes:
+    """A small JSON file under the roots, never blocking on a FIFO or reading a device (ReadRefused is an OSError here)."""
+    from facegan.files import ReadRefused, read_regular_file
+
+    try:
+        return read_regular_file(path, 16 * 2**20)
+    except ReadRefused as refused:
+        raise OSError(str(refused)) from None
+
+
 def _export_format(folder: Path) -> str | None:
     try:
-        config = json.loads((folder / "config.json").read_text())
+        config = json.loads(_read_small(folder / "config.json"))
     except (OSError, ValueError, RecursionError):
         return None
     return config.get("format") if isinstance(config, dict) else None
@@ -101,7 +111,7 @@ def list_datasets(roots: Roots) -> list[str]:
 
     def keep(path: Path) -> bool:
         try:
-            return is_dataset_manifest(json.loads((path / MANIFEST_NAME).read_text()))
+            return is_dataset_manifest(json.loads(_read_small(path / MANIFEST_NAME)))
         except (OSError, ValueError, RecursionError):
             return False
 
@@ -214,7 +224,7 @@ def run_rows(roots: Roots) -> list[list[str]]:
         run = Run(path)
         export = _model_export(path)
         try:
-            export_config = json.loads((export / "config.json").read_text()) if export else {}
+            export_config = json.loads(_read_small(export / "config.json")) if export else {}
         except (OSError, ValueError, RecursionError):
             export_config = {}
         summary = (run.read_summary() if run.is_run() else None) or {}
@@ -357,7 +367,7 @@ def run_dataset(session: Session, run: str | None) -> str | None:
         return None
     config_path = located.run.config_path if located.run is not None else None
     try:
-        data = json.loads(config_path.read_text()).get("data") if config_path else None
+        data = json.loads(_read_small(config_path)).get("data") if config_path else None
     except (OSError, ValueError, RecursionError, AttributeError):
         return None
     if not isinstance(data, str):
