@@ -161,7 +161,7 @@ def _membership_tab(session: Session, generators: list[str], first: str | None) 
 
     gr.Markdown("Upload a photo of yourself: facegan finds and aligns the face as `data prepare --align dlib` does, then shows the "
                 "closest training faces (pixels and dlib's face space) and the closest generated faces — the identity-leakage audit "
-                "for one person. Nothing is stored.")
+                "for one person. The photo and its aligned face stay in the server's temporary folder until the server stops.")
     datasets = actions.list_datasets(session.roots)
     with gr.Row():
         picker = gr.Dropdown(generators, value=first, label="model (run or export)", elem_id="membership-run", scale=3, allow_custom_value=True)
