@@ -92,6 +92,14 @@ def launch_kwargs(settings: ServeSettings, credentials: tuple[str, str] | None) 
 def serve(settings: ServeSettings, block: bool = True):
     """Start the UI; with block=True it serves until Ctrl-C."""
     credentials = check_settings(settings)
+    from PIL import Image
+
+    from facegan.web.uploads import MAX_UPLOAD_PIXELS
+
+    # Gradio decodes the Repair tab's paint-editor layers itself, outside facegan.data.decode: with Pillow's
+    # process-wide limit at the upload cap, a decompression bomb there fails (above 2x the cap) instead of
+    # filling memory. facegan's own decodes set their limit per call and restore this one.
+    Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
     app, _session = create_app(settings)
     try:
         app.launch(prevent_thread_lock=not block, **launch_kwargs(settings, credentials))
