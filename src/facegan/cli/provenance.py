@@ -92,12 +92,12 @@ def run_provenance(args: argparse.Namespace) -> int:
         record = read_provenance(path, trust)
         print(json.dumps(record, sort_keys=True) if args.json else f"{path}: {describe(record)}")
         if args.require_c2pa and (record["c2pa"] is None or record["c2pa"].get("state") not in accepted):
-            missing.append(path)
+            missing.append((path, record["c2pa"]))
     if missing:
         sys.stdout.flush()
-        first = read_provenance(missing[0], trust)["c2pa"]
+        first = missing[0][1]  # the record already read: the file is not opened and validated twice
         state = "no C2PA manifest" if first is None else f"a C2PA manifest in state {first.get('state')}"
         print(f"error: {len(missing)} of {len(files)} images lack {'trusted' if trust else 'valid'} C2PA credentials "
-              f"({missing[0]} has {state})", file=sys.stderr)
+              f"({missing[0][0]} has {state})", file=sys.stderr)
         return 1
     return 0
