@@ -4,10 +4,11 @@ and dlib embedding throughput through facegan vs dlib's own API.
 Training. Reference: what a typical PyTorch face-recognition script does — an ImageFolder-style
 dataset that opens and decodes every PNG with PIL on every epoch (RandomHorizontalFlip, ToTensor,
 Normalize), a DataLoader with 2 workers, fp32, contiguous tensors, the default (foreach) AdamW, and
-`loss.item()` logged every step. It trains the same backbone (`EmbeddingNet`) and head (ArcFace) at
-the same batch and image size. facegan: `data prepare --layout identity-folders` once (decoded and
+`loss.item()` logged every step. It trains the same backbone (`EmbeddingNet`, with `torch.nn.PReLU` as
+InsightFace's iresnet.py writes it) and head (ArcFace) at the same batch and image size and seed. facegan: `data prepare --layout identity-folders` once (decoded and
 cached as uint8), then `train_recogniser`: preloaded uint8 batches gathered, flipped and shifted in
-one op, channels_last, fused AdamW, no host sync between log ticks.
+one op, channels_last, fused AdamW, bf16 autocast on avx512_bf16 CPUs (its default `runtime.amp`), PReLU as
+relu(x) - a*relu(-x) (the same function; torch's PReLU backward is slow on CPU), no host sync between log ticks.
 Embedding. facegan's `dlib-resnet` recogniser (the PyTorch port, batched) vs
 `dlib.face_recognition_model_v1.compute_face_descriptor` on the same 150x150 chips.
 
@@ -71,6 +72,19 @@ class ReferenceImageFolder(torch.utils.data.Dataset):
         return (tensor - 0.5) / 0.5, self.labels[index]
 
 
+def plain_prelu(net: torch.nn.Module) -> torch.nn.Module:
+    """The same network with every activation a plain torch.nn.PReLU (same weights): what a typical script builds."""
+    from facegan.recognition.backbone import PReLU
+
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, PReLU):
+                plain = torch.nn.PReLU(child.num_parameters)
+                plain.weight = child.weight
+                setattr(module, name, plain)
+    return net
+
+
 def run_reference(folder: Path, size: int, batch_size: int, steps: int, warmup: int) -> float:
     """The plain loop; returns images per second over `steps` steps after `warmup` steps."""
     import torch.nn.functional as F
@@ -80,7 +94,7 @@ def run_reference(folder: Path, size: int, batch_size: int, steps: int, warmup: 
 
     dataset = ReferenceImageFolder(folder)
     torch.manual_seed(0)
-    net, head = EmbeddingNet(size, 3, 128), MarginHead(128, dataset.num_classes, "arcface")
+    net, head = plain_prelu(EmbeddingNet(size, 3, 128)), MarginHead(128, dataset.num_classes, "arcface")
     optimizer = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=2e-3, weight_decay=5e-4)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True,
                                          persistent_workers=True)

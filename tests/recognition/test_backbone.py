@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from facegan.errors import FaceganError
-from facegan.recognition.backbone import EmbeddingNet, final_size
+from facegan.recognition.backbone import EmbeddingNet, PReLU, final_size
 
 
 @pytest.mark.parametrize(("resolution", "channels", "side"), [(32, 3, 2), (48, 1, 3), (112, 3, 7), (37, 3, 3)])
@@ -14,6 +16,45 @@ def test_embeddings_have_the_requested_size_at_every_resolution(resolution, chan
     net = EmbeddingNet(resolution, channels, embedding_size=24, width=4, blocks=(1, 1, 1, 1)).eval()
     x = torch.rand(3, channels, resolution, resolution) * 2 - 1
     assert net(x).shape == (3, 24)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), channels=st.integers(1, 6), dims=st.sampled_from([2, 3, 4]),
+       zeros=st.booleans())
+def test_prelu_is_torch_prelu_forward_bit_for_bit_and_backward_to_rounding(seed, channels, dims, zeros):
+    generator = torch.Generator().manual_seed(seed)
+    shape = (3, channels, 5, 4)[:dims]
+    x = torch.randn(shape, generator=generator) * 10 ** torch.randint(-3, 4, (), generator=generator).item()
+    if zeros:
+        x = torch.where(torch.rand(shape, generator=generator) < 0.2, 0.0, x)
+    grad = torch.randn(shape, generator=generator)
+    ours, theirs = PReLU(channels), torch.nn.PReLU(channels)
+    with torch.no_grad():
+        ours.weight.uniform_(-2, 2, generator=generator)
+        theirs.weight.copy_(ours.weight)
+    x_ours, x_theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y_ours, y_theirs = ours(x_ours), theirs(x_theirs)
+    assert torch.equal(y_ours, y_theirs)
+    y_ours.backward(grad)
+    y_theirs.backward(grad)
+    nonzero = x != 0  # at exactly 0 torch.nn.PReLU passes a*g, this form 0 (a subgradient either way)
+    assert torch.equal(x_ours.grad[nonzero], x_theirs.grad[nonzero])
+    assert torch.equal(x_ours.grad[~nonzero], torch.zeros_like(x_ours.grad[~nonzero]))
+    assert torch.allclose(ours.weight.grad, theirs.weight.grad, rtol=1e-5, atol=1e-5 * float(x.abs().max()) * len(x))
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight"]
+
+
+def test_prelu_under_bf16_autocast_matches_torch_prelu_in_bf16():
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 6, 6)
+    ours, theirs = PReLU(8), torch.nn.PReLU(8)
+    with torch.no_grad():
+        ours.weight.uniform_(-1, 1)
+        theirs.weight.copy_(ours.weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ours(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, theirs.bfloat16()(x.bfloat16()))
 
 
 def test_same_seed_same_network_and_output():

@@ -202,12 +202,13 @@ def test_resume_refuses_a_changed_head(shapes, tmp_path):
         train_recogniser(config_for(shapes, tmp_path / "run", steps=2, head={"kind": "cosface"}), resume=True)
 
 
-def test_bf16_autocast_is_opt_in_and_trains(shapes):
-    from facegan.training.loop import use_bf16
-
-    config = config_for(shapes, "unused")
+def test_bf16_autocast_is_on_where_native_can_be_turned_off_and_trains(shapes, monkeypatch):
+    config = config_for(shapes, "unused", runtime={"device": "cpu", "tensorboard": False})
+    assert config.runtime.amp is True
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        trainer = RecogTrainer(config, load_identity_data(config), torch.device("cpu"))
+        assert trainer.bf16 is native
+        assert all(torch.isfinite(value).item() for value in trainer.step().values())
+    config = config_for(shapes, "unused", runtime={"amp": False, "device": "cpu", "tensorboard": False})
     assert RecogTrainer(config, load_identity_data(config), torch.device("cpu")).bf16 is False
-    config = config_for(shapes, "unused", runtime={"amp": True, "device": "cpu", "tensorboard": False})
-    trainer = RecogTrainer(config, load_identity_data(config), torch.device("cpu"))
-    assert trainer.bf16 == use_bf16(config, torch.device("cpu"))
-    assert all(torch.isfinite(value).item() for value in trainer.step().values())

@@ -10,9 +10,25 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from facegan.recognition.config import NUM_STAGES, check_architecture
+
+class PReLU(nn.PReLU):
+    """nn.PReLU computed as relu(x) - a * relu(-x): the same function, parameter and state-dict key, faster to train.
+
+    The forward pass is bit-identical to nn.PReLU for finite slopes (x - a*0 = x, 0 - a*(-x) = a*x exactly). The input
+    gradient is too, except at inputs exactly 0 (0 here, a there); the slope's gradient is the same sum in another
+    order. Why: torch's CPU PReLU backward kernel is slow — in `benchmarks/recog_throughput.py` profiles it was about
+    30 % of a training step of this network at 32 px; this form's backward is elementwise ops and one reduction
+    (about 2x faster in channels_last fp32, 3x in bf16, 1 thread).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if x.dim() < 2 else self.weight.view((1, -1) + (1,) * (x.dim() - 2))
+        return F.relu(x) - weight.to(x.dtype) * F.relu(-x)
+
 
 def final_size(resolution: int) -> int:
     """Side of the last feature map: each stage is a stride-2 3x3 conv with padding 1 (ceil(s / 2))."""
@@ -30,7 +46,7 @@ class ResidualBlock(nn.Module):
             nn.BatchNorm2d(in_channels),
             nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False),
             nn.BatchNorm2d(out_channels),
-            nn.PReLU(out_channels),
+            PReLU(out_channels),
             nn.Conv2d(out_channels, out_channels, 3, stride, 1, bias=False),
             nn.BatchNorm2d(out_channels),
         )
@@ -50,7 +66,7 @@ class EmbeddingNet(nn.Module):
         super().__init__()
         check_architecture(resolution, channels, embedding_size, width, blocks)
         self.resolution, self.channels, self.embedding_size = resolution, channels, embedding_size
-        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.PReLU(width))
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), PReLU(width))
         stages: list[nn.Module] = []
         in_channels = width
         for stage, num_blocks in enumerate(blocks):
