@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -145,6 +146,33 @@ def test_with_auth_nothing_but_the_login_page_answers_without_the_password(tmp_p
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_sigterm_stops_the_server_cleanly_and_removes_its_work_folder(tmp_path):
+    """kill/systemd/docker stop send SIGTERM: the server closes as on Ctrl-C and leaves no facegan-serve-* folder."""
+    import urllib.request
+
+    from tests.web.conftest import free_port
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "facegan", "serve", "--runs", str(tmp_path), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert len(list(temp.glob("facegan-serve-*"))) == 1
+    finally:
+        server.terminate()
+        code = server.wait(timeout=30)
+    assert code == 0
+    assert list(temp.glob("facegan-serve-*")) == []
 
 
 def test_a_fifo_under_the_roots_does_not_hang_the_listings(tmp_path):

@@ -11,6 +11,8 @@ import atexit
 import ipaddress
 import os
 import shutil
+import signal
+import threading
 from dataclasses import dataclass
 
 from facegan.errors import FaceganError
@@ -89,6 +91,10 @@ def launch_kwargs(settings: ServeSettings, credentials: tuple[str, str] | None) 
                 enable_monitoring=False, quiet=True)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(settings: ServeSettings, block: bool = True):
     """Start the UI; with block=True it serves until Ctrl-C."""
     credentials = check_settings(settings)
@@ -101,6 +107,10 @@ def serve(settings: ServeSettings, block: bool = True):
     # filling memory. facegan's own decodes set their limit per call and restore this one.
     Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
     app, _session = create_app(settings)
+    if block and threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, systemd, a container stop) closes the server as Ctrl-C does, so the exit handlers run and
+        # the work folder of downloads is removed instead of left in the temp folder.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         app.launch(prevent_thread_lock=not block, **launch_kwargs(settings, credentials))
     except OSError as error:
