@@ -183,3 +183,70 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
         detail = f"more than {max_bytes} bytes"
         raise ReadRefused(f"cannot read {path}: {detail}", "too_large", detail)
     return data
+
+
+# ---- hidden staging folders, and those a killed process left ---------------------------------------------
+# Folders are written whole into a hidden sibling and renamed into place. A process killed with SIGKILL (or a
+# power cut) cannot remove its sibling; the next write of the same target removes those of dead processes.
+# The name carries the host, so a live writer on another machine sharing the disk is never taken for dead.
+def _host_tag() -> str:
+    import socket
+
+    return "".join(character for character in socket.gethostname() if character.isalnum())[:16] or "host"
+
+
+def staging_sibling(target: str | os.PathLike, kind: str) -> Path:
+    """A fresh hidden sibling name for `target`: `.NAME.KIND-HOST-PID-HEX` (not created)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{kind}-{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists (another user's) or not a pid: never treat as dead
+    return True
+
+
+def stale_siblings(target: str | os.PathLike, kind: str) -> list[Path]:
+    """Hidden siblings of `target` of this kind that processes of this host left and no longer run.
+
+    Only folders named by `staging_sibling` count; links and files of the same name are never listed.
+    """
+    import re
+
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.{re.escape(kind)}-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d{{1,10}})-[0-9a-f]{{8}}")
+    host, found = _host_tag(), []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or match["host"] != host or int(match["pid"]) == os.getpid():
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        if not _process_alive(int(match["pid"])):
+            found.append(Path(entry.path))
+    return sorted(found)
+
+
+def remove_stale_siblings(target: str | os.PathLike, *kinds: str) -> list[Path]:
+    """Remove what `stale_siblings` lists for each kind; returns what was removed (best effort, never raises)."""
+    import shutil
+
+    removed = []
+    for kind in kinds:
+        for folder in stale_siblings(target, kind):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not os.path.lexists(folder):
+                removed.append(folder)
+    return removed

@@ -3,6 +3,7 @@ and the key in what the generator makes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,9 @@ import pytest
 from facegan.cli.main import main
 from facegan.data.dataset import FaceDataset
 from facegan.errors import FaceganError
+from facegan import files
 from facegan.fingerprint.apply import ensure_fingerprinted, fingerprinted_path
+from tests.hostile.test_killed_writers import killed_staging, live_writer  # noqa: F401 (a fixture)
 
 TINY = ["--batch-size", "8", "--no-progress", "--set", "model.g_channels=16", "--set", "model.d_channels=16", "--set", "model.min_channels=8",
         "--set", "schedule.log_kimg=0.016", "--set", "schedule.checkpoint_kimg=0.032", "--set", "schedule.snapshot_kimg=0.032",
@@ -80,3 +83,15 @@ def test_bad_fingerprint_options_are_one_line(argv, message, tiny_fingerprint_pa
     lines = process.stderr.strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1 and message in lines[0], process.stderr
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out-unmarked-*"))
+
+
+def test_prepare_with_a_fingerprint_after_a_killed_one_removes_its_unmarked_copy(tiny_fingerprint_path, tmp_path, live_writer):
+    out = tmp_path / "data" / "lfw16fp"
+    out.parent.mkdir()
+    left = killed_staging(out, "unmarked")
+    running = out.with_name(f".lfw16fp.unmarked-{files._host_tag()}-{live_writer}-0123abcd")  # a second prepare still at work
+    os.mkdir(running)
+    assert main(["data", "prepare", "builtin:lfw-subset", str(out), "--size", "16", "--fingerprint", str(tiny_fingerprint_path),
+                 "--no-progress"]) == 0
+    assert sorted(os.listdir(out.parent)) == sorted(["lfw16fp", running.name])
+    assert not os.path.exists(left)

@@ -149,7 +149,7 @@ def test_with_auth_nothing_but_the_login_page_answers_without_the_password(tmp_p
 
 
 def test_sigterm_stops_the_server_cleanly_and_removes_its_work_folder(tmp_path):
-    """kill/systemd/docker stop send SIGTERM: the server closes as on Ctrl-C and leaves no facegan-serve-* folder."""
+    """kill/systemd/docker stop send SIGTERM: the server closes as on Ctrl-C and leaves no work folder."""
     import urllib.request
 
     from tests.web.conftest import free_port
@@ -167,12 +167,12 @@ def test_sigterm_stops_the_server_cleanly_and_removes_its_work_folder(tmp_path):
                 break
             except OSError:
                 time.sleep(0.3)
-        assert len(list(temp.glob("facegan-serve-*"))) == 1
+        assert len(list(temp.glob(".facegan-serve.work-*"))) == 1
     finally:
         server.terminate()
         code = server.wait(timeout=30)
     assert code == 0
-    assert list(temp.glob("facegan-serve-*")) == []
+    assert list(temp.glob(".facegan-serve.work-*")) == []
 
 
 def test_a_fifo_under_the_roots_does_not_hang_the_listings(tmp_path):

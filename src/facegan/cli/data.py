@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from facegan.cli.common import ExamplesFormatter
@@ -125,9 +126,8 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def _fingerprint_plan(args: argparse.Namespace):
     """Check `--fingerprint` against the preparation before any work; returns (fingerprint, staging folder, channels)."""
-    import tempfile
-
     from facegan.data.dataset import check_output_folder
+    from facegan.files import remove_stale_siblings, staging_sibling
     from facegan.fingerprint.fingerprint import load_fingerprint
 
     fingerprint = load_fingerprint(args.fingerprint)
@@ -138,8 +138,14 @@ def _fingerprint_plan(args: argparse.Namespace):
         raise FaceganError(f"--channels {args.channels}, but the fingerprint writes {fingerprint.channels}-channel images; drop --channels")
     final = check_output_folder(args.out)
     final.parent.mkdir(parents=True, exist_ok=True)
-    # The unmarked images are staged beside OUT (same disk) and removed after the encoded copy is written.
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-unmarked-", dir=final.parent))
+    # The unmarked images are staged beside OUT (same disk) and removed after the encoded copy is written;
+    # those of an earlier run killed before it could remove them go first.
+    remove_stale_siblings(final, "unmarked")
+    staging = staging_sibling(final, "unmarked")
+    try:
+        os.mkdir(staging, 0o700)
+    except OSError as error:
+        raise FaceganError(f"cannot write beside {final}: {error.strerror or error}") from None
     return fingerprint, staging / "dataset", fingerprint.channels
 
 

@@ -14,7 +14,6 @@ import hashlib
 import json
 import numbers
 import os
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from facegan.errors import FaceganError
-from facegan.files import FOLDER_MODE, ReadRefused, check_writable_folder, read_regular_file
+from facegan.files import FOLDER_MODE, ReadRefused, check_writable_folder, read_regular_file, remove_stale_siblings, staging_sibling
 
 MANIFEST_NAME = "manifest.json"
 IMAGES_NAME = "images.npy"
@@ -339,8 +338,10 @@ class FaceDataset:
             channels=self.channels,
             content_hash=compute_content_hash(self.images),
         )
+        # What a killed earlier save of this folder left (SIGKILL, power cut): its half-written copy goes first.
+        remove_stale_siblings(folder, "tmp")
         # os.mkdir (not mkdtemp, which is always 0700) so the dataset folder gets the user's umask.
-        staging = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        staging = staging_sibling(folder, "tmp")
         try:
             os.mkdir(staging, FOLDER_MODE)
         except OSError as error:
@@ -364,7 +365,7 @@ class FaceDataset:
             (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             if folder.exists():
                 # Replace an older dataset of the same name: move it aside first so a crash loses neither.
-                backup = folder.with_name(f".{folder.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+                backup = staging_sibling(folder, "old")
                 os.replace(folder, backup)
                 os.replace(staging, folder)
                 shutil.rmtree(backup, ignore_errors=True)
@@ -380,6 +381,8 @@ class FaceDataset:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        # A save killed between its two renames left the dataset it replaced aside: this save replaced it too.
+        remove_stale_siblings(folder, "old")
         self.manifest = manifest
         self.path = folder
         return folder

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -190,13 +189,14 @@ def _write_folder(folder: Path, weights: dict[str, bytes], metadata: dict[str, A
     """Stage the three files in a hidden sibling folder, then rename it to `folder` (never over other files)."""
     import json
 
-    from facegan.files import FOLDER_MODE
+    from facegan.files import FOLDER_MODE, remove_stale_siblings, staging_sibling
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FaceganError(f"cannot create {folder.parent}: {error.strerror}") from None
-    staging = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    remove_stale_siblings(folder, "tmp")  # what a killed earlier write of this folder left
+    staging = staging_sibling(folder, "tmp")
     try:
         os.mkdir(staging, FOLDER_MODE)
         for name, payload in weights.items():

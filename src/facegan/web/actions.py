@@ -32,13 +32,25 @@ SEED_MODES = ("single", "range", "random")
 MAX_SEED = 2**31 - 1
 
 
+def new_work_dir() -> Path:
+    """A private folder for one server's downloads in the temp folder; those of servers killed with SIGKILL (which
+    cannot remove theirs) go first."""
+    from facegan.files import remove_stale_siblings, staging_sibling
+
+    anchor = Path(tempfile.gettempdir()) / "facegan-serve"
+    remove_stale_siblings(anchor, "work")
+    folder = staging_sibling(anchor, "work")
+    folder.mkdir(mode=0o700)
+    return folder
+
+
 @dataclass
 class Session:
     """What a running `facegan serve` shares between requests: its roots, a work folder for downloads,
     loaded generators and the one training job."""
 
     roots: Roots
-    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="facegan-serve-")))
+    work_dir: Path = field(default_factory=lambda: new_work_dir())
     _generators: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
