@@ -25,6 +25,27 @@ def session(faces16, tmp_path_factory):
     return Session(Roots.create(base / "runs", base / "data"), work_dir=base / "work")
 
 
+def test_membership_prepares_the_photo_as_the_training_set_was_prepared(session, tmp_path):
+    """A centre-cropped training set gets a centre-cropped photo (no face detector involved); built-in crops fall back
+    to dlib alignment, which finds no face in a photo without one: one line."""
+    from facegan.data.dataset import FaceDataset
+    from facegan.data.pipeline import prepare_image
+    from facegan.web.actions import membership
+
+    faces = FaceDataset.load(session.roots.resolve("data", "faces16"))
+    centred = FaceDataset(np.asarray(faces.images), {**{k: v for k, v in faces.manifest.items() if k != "content_hash"},
+                                                     "alignment": "center-crop"})
+    centred.save(session.roots.resolve("data", ".") / "faces16-center")
+    photo = tmp_path / "no-face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(photo)
+    result = membership(session, "tiny", "faces16-center", str(photo), 4)
+    expected = prepare_image(photo, 16, align="center", channels=1)
+    np.testing.assert_array_equal(np.asarray(Image.open(result.face)).reshape(expected.shape), expected)
+    assert "aligned with dlib" not in result.reading
+    with pytest.raises(FaceganError, match="finds no face"):
+        membership(session, "tiny", "faces16", str(photo), 4)
+
+
 def test_generate_writes_the_sampled_bytes_with_the_seed_in_each_file(session):
     from facegan.models.export import load_generator
     from facegan.provenance.inspect import read_provenance

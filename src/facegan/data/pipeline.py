@@ -494,8 +494,18 @@ def _allocate_images(shape: tuple[int, int, int, int], out: Path, cleanup: conte
     return images
 
 
+ALIGNMENT_NAMES = {"dlib": "dlib-5point", "center": "center-crop", "none": "resize"}
+
+
 def _alignment_name(align: AlignMode) -> str:
-    return {"dlib": "dlib-5point", "center": "center-crop", "none": "resize"}[align]
+    return ALIGNMENT_NAMES[align]
+
+
+def alignment_of(manifest: dict) -> str | None:
+    """The `--align` mode that prepared a dataset (dlib/center/none), or None for built-in crops and drawn faces:
+    a new photo prepared with it is framed as the dataset's faces are."""
+    recorded = manifest.get("alignment")
+    return next((mode for mode, name in ALIGNMENT_NAMES.items() if name == recorded), None)
 
 
 def _encode_identities(names: list[str | None]) -> tuple[np.ndarray, list[str]]:

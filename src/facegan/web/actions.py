@@ -400,11 +400,13 @@ class Membership:
 
 
 def membership(session: Session, run: str, dataset: str, photo: Any, num_samples: Any) -> Membership:
-    """One person's identity-leakage check: the photo is found and aligned as `data prepare --align dlib`, then
-    compared with the training faces and the model's samples (facegan.privacy.person.check_person)."""
+    """One person's identity-leakage check: the photo is prepared as the training set was (`data prepare --align`
+    dlib, center or none; dlib for built-in crops and drawn faces, which have no such mode), then compared with the
+    training faces and the model's samples (facegan.privacy.person.check_person)."""
     import numpy as np
 
     from facegan.data.dataset import FaceDataset
+    from facegan.data.pipeline import alignment_of
     from facegan.images import save_image
     from facegan.privacy.person import MAX_NUM_SAMPLES, check_person
     from facegan.provenance.record import Provenance
@@ -414,8 +416,13 @@ def membership(session: Session, run: str, dataset: str, photo: Any, num_samples
     generator = session.generator(run)
     train = FaceDataset.load(session.roots.resolve("data", dataset))
     size, channels = int(train.images.shape[1]), int(train.images.shape[3])
-    face = prepare_upload(photo, size, channels)
+    align = alignment_of(train.manifest)
+    face = prepare_upload(photo, size, channels, align=align or "dlib")
     check = check_person(face, train, generator, num_samples=count)
+    reading = check.reading
+    if align is None:
+        reading += (f" The training faces are {train.manifest.get('alignment') or 'of unknown framing'}, not a `data prepare --align` "
+                    "mode; your photo was aligned with dlib, so pixel distances compare differently framed faces (face space is the fairer one).")
     folder = session.output_folder()
     real = Provenance(source_type=None, action="serve")  # training photos and the upload: re-encoded, nothing generated
     face_path = save_image(check.face, folder / "your-face.png", real)
@@ -433,7 +440,7 @@ def membership(session: Session, run: str, dataset: str, photo: Any, num_samples
     if check.generated:
         table.append([f"closest generated face (of {check.num_generated_faces} dlib finds in {check.num_samples})", f"seed {check.generated[0][0]}",
                       f"{check.generated[0][1]:.4f}", f"{check.threshold:g}", "match" if check.generated_match else "no match"])
-    return Membership(face_path, training(check.pixel, "pixel"), training(check.face_space, "face"), generated, table, check.reading)
+    return Membership(face_path, training(check.pixel, "pixel"), training(check.face_space, "face"), generated, table, reading)
 
 
 # ---- Verify -------------------------------------------------------------------------------------------
