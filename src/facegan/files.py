@@ -250,3 +250,17 @@ def remove_stale_siblings(target: str | os.PathLike, *kinds: str) -> list[Path]:
             if not os.path.lexists(folder):
                 removed.append(folder)
     return removed
+
+
+def check_format_version(record: dict, config_path: str | os.PathLike, folder: str | os.PathLike, kind: str, current: int,
+                         redo: str) -> int:
+    """The `format_version` of a saved facegan folder's JSON record, or one FaceganError line: missing or not a whole
+    number >= 1 (`redo` says how to make it again), or newer than this facegan reads (upgrade facegan)."""
+    version = record.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise FaceganError(f"{config_path} has no valid format_version ({version!r:.40}); {redo}")
+    if version > current:
+        made_by = record.get("facegan_version")
+        by = f", facegan {made_by:.40}" if isinstance(made_by, str) else ""
+        raise FaceganError(f"{folder} was made by a newer facegan ({kind} format {version}{by}); upgrade facegan (this one reads format {current})")
+    return version

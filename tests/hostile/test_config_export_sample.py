@@ -63,7 +63,7 @@ def test_sample_refuses_export_whose_weights_are_nan(capsys, tmp_path, export):
 def test_sample_refuses_export_from_a_newer_format(capsys, tmp_path, export):
     config = json.loads((export / "config.json").read_text())
     (export / "config.json").write_text(json.dumps({**config, "format_version": 2}))
-    assert "made by a newer facegan (format 2" in _refused(["sample", str(export), "--grid", str(tmp_path / "g.png")], capsys)
+    assert "made by a newer facegan (generator format 2" in _refused(["sample", str(export), "--grid", str(tmp_path / "g.png")], capsys)
 
 
 @pytest.mark.parametrize("model", [None, {"resolution": 0, "channels": 3}, {"resolution": 16, "channels": 5}, {"resolution": 16, "channels": 3, "g_channels": 1e6}])

@@ -113,7 +113,7 @@ def _rewrite_config(export_dir, **changes):
 
 def test_newer_format_version_refused_in_one_line(export_dir):
     _rewrite_config(export_dir, format_version=2)
-    with pytest.raises(FaceganError, match=r"made by a newer facegan \(format 2.*\); upgrade facegan"):
+    with pytest.raises(FaceganError, match=r"made by a newer facegan \(generator format 2.*\); upgrade facegan"):
         load_generator(export_dir)
     _rewrite_config(export_dir, format_version="one")
     with pytest.raises(FaceganError, match="no valid format_version"):

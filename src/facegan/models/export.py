@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
+from facegan.files import check_format_version
 
 EXPORT_FORMAT = "facegan-generator"
 EXPORT_VERSION = 1
@@ -347,15 +348,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         raise FaceganError(f"cannot read {config_path} ({error.strerror})") from None
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise FaceganError(f"{config_path} is not a facegan generator export (format {config.get('format') if isinstance(config, dict) else None!r})")
-    version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise FaceganError(f"{config_path} has no valid format_version ({version!r:.40}); export the model again")
-    if version > EXPORT_VERSION:
-        made_by = config.get("facegan_version")
-        raise FaceganError(
-            f"{folder} was made by a newer facegan (format {version}{f', facegan {made_by}' if isinstance(made_by, str) else ''}); "
-            f"upgrade facegan (this one reads format {EXPORT_VERSION})"
-        )
+    check_format_version(config, config_path, folder, "generator", EXPORT_VERSION, "export the model again")
     model_config = _export_model_config(config, config_path, from_dict, ModelConfig)
     module = _build_export_module(config, config_path, model_config, build_generator)
     try:

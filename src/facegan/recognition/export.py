@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from facegan.errors import FaceganError
+from facegan.files import check_format_version
 from facegan.faces.match import MatchRule
 from facegan.faces.recognisers import MatchRuleRecogniser
 from facegan.recognition.config import RECOGNISER_KIND
@@ -182,11 +183,7 @@ def load_recogniser_export(path: str | os.PathLike, device: str | torch.device =
                            "or a registered recogniser name")
     if kind != EXPORT_FORMAT:
         raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} is not a facegan recogniser export (format {kind!r:.40})")
-    version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} has no valid format_version ({version!r:.40}); export the recogniser again")
-    if version > EXPORT_VERSION:
-        raise FaceganError(f"{folder} was made by a newer facegan (recogniser format {version}); upgrade facegan")
+    check_format_version(config, folder / EXPORT_CONFIG_NAME, folder, "recogniser", EXPORT_VERSION, "export the recogniser again")
     try:
         backbone = config["backbone"]
         net = EmbeddingNet(int(backbone["resolution"]), int(backbone["channels"]), int(backbone["embedding_size"]),

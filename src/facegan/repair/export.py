@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from facegan.errors import FaceganError
+from facegan.files import check_format_version
 from facegan.repair.config import REPAIR_KIND
 from facegan.run import EXPORT_CONFIG_NAME, EXPORT_WEIGHTS_NAME, Run, is_export_folder
 
@@ -184,11 +185,7 @@ def load_repairer(path: str | os.PathLike, device: str | torch.device = "cpu") -
         raise FaceganError(f"{path} is {OTHER_FORMATS[kind]}, not a repair model; pass a run of `facegan repair train`")
     if kind != EXPORT_FORMAT:
         raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} is not a facegan repair export (format {kind!r:.40})")
-    version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise FaceganError(f"{folder / EXPORT_CONFIG_NAME} has no valid format_version ({version!r:.40}); export the model again")
-    if version > EXPORT_VERSION:
-        raise FaceganError(f"{folder} was made by a newer facegan (repair format {version}); upgrade facegan")
+    check_format_version(config, folder / EXPORT_CONFIG_NAME, folder, "repair", EXPORT_VERSION, "export the model again")
     try:
         model = config["model"]
         net = RepairNet(int(model["resolution"]), int(model["channels"]), int(model["width"]))
