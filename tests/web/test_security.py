@@ -53,9 +53,9 @@ def test_a_reachable_host_needs_a_password():
 
     assert check_settings(ServeSettings()) is None
     assert check_settings(ServeSettings(host="::1")) is None
-    with pytest.raises(FaceganError, match="--auth USER:PASS"):
+    with pytest.raises(FaceganError, match="give a login too"):
         check_settings(ServeSettings(host="0.0.0.0"))
-    with pytest.raises(FaceganError, match="--auth must be USER:PASS"):
+    with pytest.raises(FaceganError, match="must be USER:PASS"):
         check_settings(ServeSettings(host="0.0.0.0", auth="alice"))
     assert check_settings(ServeSettings(host="0.0.0.0", auth="alice:pass")) == ("alice", "pass")
     with pytest.raises(FaceganError, match="--port"):
@@ -66,8 +66,39 @@ def test_serve_on_a_public_address_without_auth_exits_with_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "facegan", "serve", "--runs", str(tmp_path), "--host", "0.0.0.0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "pass --auth USER:PASS" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "--auth-file FILE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_login_comes_from_auth_auth_file_or_the_environment_never_echoed(tmp_path, capsys):
+    from facegan.cli.serve import resolve_auth
+
+    assert resolve_auth(None, None, {}) is None
+    assert resolve_auth(None, None, {"FACEGAN_SERVE_AUTH": "bob:env-pass"}) == "bob:env-pass"
+    assert resolve_auth("alice:argv-pass", None, {"FACEGAN_SERVE_AUTH": "bob:env-pass"}) == "alice:argv-pass"
+    assert "can be read by other users" in capsys.readouterr().err
+    login = tmp_path / "login"
+    login.write_text("carol:file pass:with colon\nignored second line\n")
+    assert resolve_auth(None, str(login), {"FACEGAN_SERVE_AUTH": "bob:env-pass"}) == "carol:file pass:with colon"
+    assert capsys.readouterr().err == ""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "binary").write_bytes(b"\xff\xfe:")
+    (tmp_path / "huge").write_bytes(b"a:b" + b"x" * 10_000)
+    for name, message in (("fifo", "FIFO"), ("empty", "is empty"), ("binary", "not UTF-8"), ("huge", "limit"),
+                          ("missing", "cannot read")):
+        with pytest.raises(FaceganError, match=message):
+            resolve_auth(None, str(tmp_path / name), {})
+
+
+def test_serve_refuses_auth_and_auth_file_together_and_a_bad_file_in_one_line(tmp_path):
+    (tmp_path / "login").write_text("no-colon-secret\n")
+    for extra, message in ((["--auth", "a:b", "--auth-file", str(tmp_path / "login")], "not allowed with argument"),
+                           (["--host", "0.0.0.0", "--auth-file", str(tmp_path / "login")], "must be USER:PASS")):
+        result = subprocess.run([sys.executable, "-m", "facegan", "serve", "--runs", str(tmp_path), *extra],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert "no-colon-secret" not in result.stderr  # the file's content is never echoed
 
 
 def test_the_cli_help_does_not_import_gradio():
@@ -125,7 +156,8 @@ def test_with_auth_nothing_but_the_login_page_answers_without_the_password(tmp_p
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "facegan", "serve", "--runs", str(tmp_path), "--port", str(port), "--auth", "alice:a-pass"],
+    (tmp_path / "login").write_text("alice:a-pass\n")  # through --auth-file: the password never appears in ps
+    server = subprocess.Popen([sys.executable, "-m", "facegan", "serve", "--runs", str(tmp_path), "--port", str(port), "--auth-file", str(tmp_path / "login")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         for _ in range(200):

@@ -45,7 +45,8 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
         return None
     user, colon, password = auth.partition(":")
     if not colon or not user or not password:
-        raise FaceganError("--auth must be USER:PASS (both non-empty), e.g. --auth alice:a-long-passphrase")
+        raise FaceganError("the login (--auth, --auth-file or $FACEGAN_SERVE_AUTH) must be USER:PASS, both non-empty, "
+                           "e.g. alice:a-long-passphrase")
     return user, password
 
 
@@ -53,8 +54,8 @@ def check_settings(settings: ServeSettings) -> tuple[str, str] | None:
     """Refuse, before anything starts, a reachable address without a password and an impossible port."""
     credentials = parse_auth(settings.auth)
     if not is_loopback(settings.host) and credentials is None:
-        raise FaceganError(f"--host {settings.host} makes the UI reachable from other machines; pass --auth USER:PASS too "
-                           "(or keep the default --host 127.0.0.1)")
+        raise FaceganError(f"--host {settings.host} makes the UI reachable from other machines; give a login too, "
+                           "--auth-file FILE (first line USER:PASS) or $FACEGAN_SERVE_AUTH (or keep the default --host 127.0.0.1)")
     if not isinstance(settings.port, int) or not 1 <= settings.port <= 65535:
         raise FaceganError(f"--port must be from 1 to 65535, got {settings.port}")
     return credentials
@@ -115,4 +116,7 @@ def serve(settings: ServeSettings, block: bool = True):
         app.launch(prevent_thread_lock=not block, **launch_kwargs(settings, credentials))
     except OSError as error:
         raise FaceganError(f"cannot listen on {settings.host}:{settings.port} ({error.strerror or error}); pick another --port") from None
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM while gradio was still starting (its own wait handles them once it serves): stop the same way.
+        app.close()
     return app
