@@ -70,6 +70,22 @@ def test_pairs_writes_and_replaces_its_own_file(tmp_path, capsys):
     assert "identities disjoint across folds" in capsys.readouterr().out
 
 
+def test_pairs_never_replaces_a_pairs_file_it_did_not_write_or_one_changed_since(tmp_path, capsys):
+    """LFW's own pairs.txt parses as a pairs file too: only the file this command wrote, unchanged, is replaced."""
+    data = _dataset(tmp_path / "d", 20, 4)
+    theirs = tmp_path / "lfw-pairs.txt"
+    theirs.write_text("1\t1\nAbel_Pacheco\t1\t4\nAbdullah\t1\tAbdullah_Gul\t2\n")
+    line = refused(["data", "pairs", str(data), "--pairs-per-fold", "2", "--out", str(theirs)], capsys)
+    assert "did not write" in line and theirs.read_text().startswith("1\t1\nAbel_Pacheco")
+    ours = tmp_path / "pairs.txt"
+    assert main(["data", "pairs", str(data), "--pairs-per-fold", "2", "--out", str(ours)]) == 0
+    lines = ours.read_text().splitlines(keepends=True)
+    ours.write_text("".join([lines[0], lines[2], lines[1], *lines[3:]]))  # the user edited it by hand (still a pairs file)
+    edited = ours.read_text()
+    assert "did not write" in refused(["data", "pairs", str(data), "--pairs-per-fold", "2", "--out", str(ours)], capsys)
+    assert ours.read_text() == edited
+
+
 def _png(path: Path, seed: int = 0) -> None:
     from PIL import Image
 

@@ -189,20 +189,45 @@ def run_pairs(args: argparse.Namespace) -> int:
     folder, home = Path(os.path.realpath(out.parent)), Path(os.path.realpath(dataset.path))
     if folder == home or home in folder.parents:  # a dataset folder holds only its own files
         raise FaceganError(f"--out {args.out} lies inside the dataset {args.dataset}; write pairs.txt beside it, not in it")
-    if out.is_file():
-        # Replace only an earlier pairs file, never some other file the user keeps there.
+    # A hidden note beside the file holds the sha256 of what this command wrote: it replaces only that file, unchanged,
+    # never some other file the user keeps there (LFW's own pairs.txt is a pairs file too).
+    note = out.with_name(f".{out.name}.facegan")
+    if os.path.lexists(out):
         try:
             read_pairs_txt(out)
         except FaceganError:
             raise FaceganError(f"--out {args.out} exists and is not a pairs.txt; choose another path (it would be replaced)") from None
+        if _sha256_of(out) != _read_note(note):
+            raise FaceganError(f"--out {args.out} is a pairs file `facegan data pairs` did not write (or it changed since); "
+                               "choose another path, or delete it first to replace it")
     pairs = make_pairs(dataset, folds=args.folds, pairs_per_fold=args.pairs_per_fold, seed=args.seed)
     write_pairs_txt(out, pairs)
+    from facegan.files import write_bytes_atomic
+
+    write_bytes_atomic(note, (_sha256_of(out) + "\n").encode())
     names = {ref.name for pair in pairs for ref in (pair.left, pair.right)}
     layout = "identities disjoint across folds" if pairs.identities_disjoint else (
         "too few identities to keep folds disjoint: identities repeat across folds")
     print(f"wrote {args.out}: {pairs.num_folds} folds x ({pairs.pairs_per_fold} same + {pairs.pairs_per_fold} different) "
           f"= {len(pairs)} pairs over {len(names)} identities ({layout})")
     return 0
+
+
+def _sha256_of(path) -> str:
+    import hashlib
+
+    from facegan.files import read_regular_file
+
+    return hashlib.sha256(read_regular_file(path, 1 << 30)).hexdigest()
+
+
+def _read_note(path) -> str | None:
+    from facegan.files import ReadRefused, read_regular_file
+
+    try:
+        return read_regular_file(path, 1024).decode("ascii", "replace").strip()
+    except ReadRefused:
+        return None
 
 
 def run_partition(args: argparse.Namespace) -> int:
