@@ -116,8 +116,14 @@ def ensure_synthetic(run: Path, real, path: Path, args: argparse.Namespace):
 def ensure_recogniser(name: str, datasets: list[Path], run: Path, args: argparse.Namespace) -> Path:
     """The same recogniser recipe (steps, head, embedding size, seed) on the given data; --mix with two sets."""
     from facegan.recognition.export import is_recogniser_export
+    from facegan.run import Run
 
-    if not is_recogniser_export(run):
+    summary = Run(run).read_summary() if is_recogniser_export(run) else None
+    if summary is not None and (summary.get("interrupted") or summary.get("num_steps") != args.steps):
+        # An interrupted run (Ctrl-C, a killed benchmark) exports too: finish it, never count it as done.
+        facegan_cli(["recog", "train", "--out", str(run), "--resume", "--steps", str(args.steps), "--no-progress"])
+        print(f"finished recogniser {name} ({args.steps} steps) in {run}", flush=True)
+    elif summary is None:
         # Only the flags PLAN8 agreed for `recog train`; its default seed is the same for all three rows.
         argv = ["recog", "train", "--out", str(run), "--steps", str(args.steps), "--head", args.head,
                 "--embedding-size", str(args.embedding_size), "--batch-size", str(args.batch_size), "--no-progress"]
