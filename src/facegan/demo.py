@@ -95,6 +95,10 @@ def ensure_fingerprint(folder: Path, train_set, steps: int | None, progress: boo
         fingerprint = load_fingerprint(folder)
         if fingerprint.metadata.get("dataset", {}).get("hash") != train_set.content_hash:
             raise FaceganError(f"{folder} was trained on other faces (an earlier demo's); remove the demo's runs (`make clean`)")
+        if fingerprint.config.pattern_grid != FingerprintConfig().pattern_grid:
+            # Format 1's codec (an image-dependent residual) still reads, but a GAN does not carry its key: make it anew.
+            raise FaceganError(f"{folder} holds a fingerprint of an earlier facegan's demo (pattern grid {fingerprint.config.pattern_grid}, "
+                               f"now {FingerprintConfig().pattern_grid}); remove the demo's runs (`make clean`) so the demo trains the current one")
         print(f"reusing the fingerprint {folder} ({fingerprint.bits} bits)")
         return fingerprint
     config = FingerprintConfig() if steps is None else FingerprintConfig(steps=steps)

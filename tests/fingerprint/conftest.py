@@ -6,7 +6,7 @@ import pytest
 # Small enough to train in a few seconds on one core, large enough to read its bits well above chance;
 # with the null loss and weakened residuals on, so those branches of the training are exercised too.
 TINY_CODEC = {"bits": 16, "encoder_width": 16, "decoder_width": 16, "key_channels": 4, "steps": 300, "batch_size": 32,
-              "lr": 0.003, "target_psnr": 26.0, "null_weight": 1.0, "min_strength": 0.3, "log_every": 50}
+              "lr": 0.003, "target_psnr": 26.0, "null_weight": 1.0, "min_strength": 0.3, "log_every": 50, "pattern_grid": 8}
 
 
 @pytest.fixture(scope="session")

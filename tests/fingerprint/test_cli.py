@@ -55,7 +55,8 @@ def test_train_apply_detect_end_to_end(cli_fingerprint, faces16, tmp_path, capsy
     assert report["format"] == "facegan-detect" and report["fingerprint"] == str(cli_fingerprint)
     summary = report["summary"]
     assert (summary["num_images"], summary["bits"], summary["fpr"], summary["threshold"]) == (12, 16, 0.05, 12)
-    assert summary["exact_fpr"] == pytest.approx(0.0384063720703125)
+    # The stated rate is the binomial tail at 12 of 16 bits or the codec's measured null tail, whichever is larger.
+    assert 0.0384063720703125 - 1e-12 <= summary["exact_fpr"] <= 0.05
     assert summary["fingerprint_id"] == metadata["id"]
     assert summary["mean_bit_accuracy"] > 0.75 and summary["detection_rate"] > 0.5
     rows = report["images"]

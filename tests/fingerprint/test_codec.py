@@ -17,7 +17,7 @@ def test_fingerprint_folder_and_metadata(tiny_fingerprint_path, tiny_fingerprint
 
     assert sorted(path.name for path in tiny_fingerprint_path.iterdir()) == sorted([CONFIG_NAME, ENCODER_NAME, DECODER_NAME])
     metadata = json.loads((tiny_fingerprint_path / CONFIG_NAME).read_text())
-    assert metadata["format"] == "facegan-fingerprint" and metadata["format_version"] == 1
+    assert metadata["format"] == "facegan-fingerprint" and metadata["format_version"] == 2
     assert (metadata["bits"], metadata["resolution"], metadata["channels"], metadata["steps"]) == (16, 16, 1, 300)
     assert metadata["key"] == key_to_hex(tiny_fingerprint.key) and len(metadata["key"]) == 4
     assert metadata["dataset"]["hash"] == FaceDataset.load(faces16).content_hash

@@ -13,15 +13,17 @@ from facegan.errors import FaceganError
 TRAIN_EXAMPLES = """\
 examples:
   facegan data prepare builtin:lfw-subset data/lfw32 --size 32
-  facegan fingerprint train --data data/lfw32 --bits 48 --out fp/lfw32            # ~2 min on 2 CPU cores
+  facegan fingerprint train --data data/lfw32 --bits 32 --out fp/lfw32            # under 2 min on 2 CPU cores
   facegan fingerprint train --data data/lfw32 --bits 32 --out fp/k32 --key 0badc0de --steps 3000
   facegan fingerprint train --data data/lfw32 --out fp/quiet --set target_psnr=36       # fainter residual (less robust)
+  facegan fingerprint train --data data/lfw32 --out fp/v1 --set pattern_grid=0          # format 1's image-dependent residual
   facegan fingerprint apply data/lfw32 --fingerprint fp/lfw32 --out data/lfw32-fp   # the dataset, every image encoded
   facegan train --data data/lfw32-fp --out runs/fp32 --kimg 50                        # a GAN that inherits the key
   facegan sample runs/fp32 --seeds 0-99 --out-dir out/fp32 && facegan detect out/fp32 --fingerprint fp/lfw32
 
-The codec is trained with a fresh random key per image (so the decoder truly reads bits) under
-differentiable JPEG (quality 50-95), resizing, cropping, blur, noise and grey conversion; the saved
+The residual is one smooth pattern per key (an 8x8 grid upsampled; --set pattern_grid=N), the same
+in every image, which a GAN trained on the marked images reproduces in part. The codec is trained
+with a fresh random key per image (so the decoder truly reads bits) under differentiable JPEG (quality 50-95), resizing, cropping, blur, noise and grey conversion; the saved
 fingerprint holds ONE key (from --seed, or --key). FP/fingerprint.json records the id (sha256 of the
 weights and key), the key, the training dataset's hash and the bit accuracy measured on held-out images.
 """
@@ -55,7 +57,7 @@ def register(commands) -> None:
                                formatter_class=ExamplesFormatter)
     train.add_argument("--data", required=True, metavar="DATASET", help="prepared dataset folder (its resolution and channels are the codec's)")
     train.add_argument("--out", required=True, metavar="FP", help="fingerprint folder to write (new or empty; never replaced)")
-    train.add_argument("--bits", default=None, metavar="K", help=f"key length, 1 to {MAX_BITS} (default: 48)")
+    train.add_argument("--bits", default=None, metavar="K", help=f"key length, 1 to {MAX_BITS} (default: 32)")
     train.add_argument("--steps", default=None, metavar="N", help="optimiser steps (default: the codec config's, ~2 min on 2 cores at 32 px)")
     train.add_argument("--seed", default="0", metavar="S", help="seed of the training and of the key (when --key is not given)")
     train.add_argument("--key", default=None, metavar="HEX", help="the fixed key as ceil(K/4) hex digits (default: random from --seed)")

@@ -1,6 +1,8 @@
 """The fingerprint codec (after Yu et al., "Artificial Fingerprinting for Generative Models", ICCV 2021).
 
 An `Encoder` adds to an image a residual that carries k key bits; a `Decoder` reads k logits back.
+By default (format 2) the residual depends on the key alone: a smooth pattern that a generator trained
+on the marked images learns to reproduce, as Yu et al. rely on (one fixed key across the training set).
 The residual's energy is fixed by construction (its RMS is set from `FingerprintConfig.target_psnr`),
 so the networks trade nothing for imperceptibility: training only has to make the bits readable
 under the distortions of `distortions.py`.
@@ -23,18 +25,29 @@ MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
 class FingerprintConfig:
     """Architecture and training of a fingerprint codec (saved in fingerprint.json)."""
 
-    bits: int = 48
-    """Key length k: bits written into every image."""
+    bits: int = 32
+    """Key length k: bits written into every image (32: an 8x8 pattern grid holds 32 far better than 48, see README)."""
     resolution: int = 32
     """Side in pixels of the images the codec works on (a power of two of at least 16)."""
     channels: int = 1
     """1 (grey) or 3 (RGB); taken from the training dataset."""
     encoder_width: int = 32
-    """Feature channels of the encoder's convolutions."""
+    """Feature channels of the encoder's convolutions (its image-conditioned network: pattern_grid 0 or image_fraction > 0)."""
     decoder_width: int = 32
     """Feature channels of the decoder's first convolution (doubled at each halving)."""
     key_channels: int = 8
-    """Channels of the key plane the encoder sees beside the image (the key enters through a linear map to it)."""
+    """Channels of the key plane the image-conditioned network sees beside the image (the key enters through a linear map to it)."""
+    pattern_grid: int = 8
+    """Side of the coarse grid the key-only pattern is drawn on before it is upsampled (bicubic) to the resolution
+    (8 at 32 px: spatial frequencies up to about 1/8 cycle per pixel). The residual is then one smooth pattern per
+    key, the same in every image, which a GAN trained on the marked images reproduces (in part, see README). Finer grids read better on
+    encoded images but the codec then moves the pattern's energy up to where faces have little, and a generator
+    reproduces little of that: at 32 px, grid 16 put 97 % of its energy where an 8x8 grid has none, and a 50 kimg
+    GAN carried the key no better than format 1's codec (benchmarks/fingerprint.py; README "The learned fingerprint").
+    0: no key-only pattern, the image-conditioned network alone makes the residual (format 1's codec)."""
+    image_fraction: float = 0.0
+    """Share of the residual's energy drawn from the image-conditioned network beside the key-only pattern
+    (0: the key alone sets the residual; only used when pattern_grid > 0)."""
     target_psnr: float = 32.0
     """PSNR in dB of the encoded image against the original, before clipping and rounding to uint8."""
     steps: int = 1400
@@ -71,10 +84,12 @@ class FingerprintConfig:
         whole("encoder_width", self.encoder_width, 1, 1024)
         whole("decoder_width", self.decoder_width, 1, 1024)
         whole("key_channels", self.key_channels, 1, 256)
+        whole("pattern_grid", self.pattern_grid, 0, self.resolution)
         whole("steps", self.steps, 1, 10_000_000)
         whole("batch_size", self.batch_size, 1, 65536)
         whole("log_every", self.log_every, 1, 10_000_000)
         for name, value, low, high in (("target_psnr", self.target_psnr, 10.0, 80.0), ("lr", self.lr, 1e-7, 1.0), ("null_weight", self.null_weight, 0.0, 100.0), ("min_strength", self.min_strength, 0.0, 1.0),
+                                       ("image_fraction", self.image_fraction, 0.0, 1.0),
                                        ("holdout", self.holdout, 0.0, 0.9)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
                 raise FaceganError(f"fingerprint {name} must be a number from {low:g} to {high:g}, got {value!r:.40}")
@@ -89,33 +104,62 @@ class FingerprintConfig:
 class Encoder(nn.Module):
     """(image (N, C, R, R) in [-1, 1], bits (N, k) in {0, 1}) -> encoded image (N, C, R, R).
 
-    The key goes through a linear map to a (key_channels, R/4, R/4) plane, upsampled and concatenated
-    with the image's features; a few convolutions make a residual whose RMS is fixed per image.
+    With `pattern_grid` g > 0 the residual is a key-only pattern: a linear map of the key's signs to a
+    (C, g, g) grid, upsampled (bicubic) to R x R, so the same key writes the same smooth pattern into every
+    image; a share `image_fraction` of its energy may come from the image-conditioned network below.
+    With g = 0 (format 1) that network alone makes it: the key through a linear map to a (key_channels,
+    R/4, R/4) plane, upsampled and concatenated with the image's features, then a few convolutions.
+    Either way the residual's RMS is fixed per image.
     """
 
     def __init__(self, config: FingerprintConfig) -> None:
         super().__init__()
         self.config = config
         width, resolution = config.encoder_width, config.resolution
-        self.plane_side = resolution // 4
-        self.key_to_plane = nn.Linear(config.bits, config.key_channels * self.plane_side**2)
-        self.image_in = nn.Sequential(nn.Conv2d(config.channels, width, 3, padding=1), nn.LeakyReLU(0.2))
-        self.body = nn.Sequential(
-            nn.Conv2d(width + config.key_channels, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, config.channels, 1),
-        )
-        self.upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
+        if config.pattern_grid:
+            self.key_to_pattern = nn.Linear(config.bits, config.channels * config.pattern_grid**2, bias=False)
+        if not config.pattern_grid or config.image_fraction > 0:
+            self.plane_side = resolution // 4
+            self.key_to_plane = nn.Linear(config.bits, config.key_channels * self.plane_side**2)
+            self.image_in = nn.Sequential(nn.Conv2d(config.channels, width, 3, padding=1), nn.LeakyReLU(0.2))
+            self.body = nn.Sequential(
+                nn.Conv2d(width + config.key_channels, width, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(width, config.channels, 1),
+            )
+            self.upsample = nn.Upsample(scale_factor=4, mode="bilinear", align_corners=False)
+
+    @staticmethod
+    def _unit_rms(values: torch.Tensor) -> torch.Tensor:
+        return values / values.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-8).sqrt()
+
+    def key_pattern(self, bits: torch.Tensor) -> torch.Tensor:
+        """The key-only pattern (N, C, R, R) of unit RMS (pattern_grid > 0 only)."""
+        config = self.config
+        signs = bits.float() * 2.0 - 1.0  # {0, 1} -> {-1, +1}: a zero key still writes something
+        grid = self.key_to_pattern(signs).view(len(bits), config.channels, config.pattern_grid, config.pattern_grid)
+        pattern = nn.functional.interpolate(grid, size=(config.resolution, config.resolution), mode="bicubic", align_corners=False)
+        return self._unit_rms(pattern)
+
+    def _image_part(self, images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        batch = images.shape[0]
+        signs = bits.float() * 2.0 - 1.0
+        plane = self.key_to_plane(signs).view(batch, self.config.key_channels, self.plane_side, self.plane_side)
+        features = torch.cat([self.image_in(images), self.upsample(plane)], dim=1)
+        return self.body(features)  # (N, C, R, R), of any RMS
 
     def residual(self, images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """The residual (N, C, R, R) of RMS `config.residual_rms` each."""
-        batch = images.shape[0]
-        signs = bits.float() * 2.0 - 1.0  # {0, 1} -> {-1, +1}: a zero key still writes something
-        plane = self.key_to_plane(signs).view(batch, self.config.key_channels, self.plane_side, self.plane_side)
-        features = torch.cat([self.image_in(images), self.upsample(plane)], dim=1)
-        raw = self.body(features)  # (N, C, R, R)
+        config = self.config
+        if not config.pattern_grid:
+            raw = self._image_part(images, bits)
+        else:
+            raw = self.key_pattern(bits).expand(images.shape[0], -1, -1, -1)
+            if config.image_fraction > 0:
+                image_part = self._unit_rms(self._image_part(images, bits))
+                raw = (1.0 - config.image_fraction) ** 0.5 * raw + config.image_fraction**0.5 * image_part
         rms = raw.pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-8).sqrt()
-        return raw * (self.config.residual_rms / rms)
+        return raw * (config.residual_rms / rms)
 
     def forward(self, images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         return images + self.residual(images, bits)

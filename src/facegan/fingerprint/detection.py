@@ -10,7 +10,8 @@ lean toward its key on them (a mean above k/2, measured: 3 of 100 never-encoded 
 0.66 %). So `fingerprint train` also records the match counts on its never-encoded training images
 (clean and under every evaluation transform, `null` in fingerprint.json), and the threshold is never
 below the measured null's own: the smallest m that at most a fraction fpr of those counts reach
-(measured for the benchmark's codec: 2.0 % of 1,300 unmarked samples reach the binomial 33 of 48, 0.85 % reach 34;
+(measured for format 1's 48-bit benchmark codec: 2.0 % of 1,300 unmarked samples reach the binomial 33 of 48, 0.85 % reach 34;
+for format 2's 32-bit one: 0.38 % reach the binomial 24 of 32, which it keeps;
 the null is in-sample: it is measured on the codec's own training images as they were before encoding).
 benchmarks/fingerprint.py measures the resulting false-positive rate on never-encoded faces.
 """

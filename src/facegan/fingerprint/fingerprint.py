@@ -24,7 +24,10 @@ from facegan.errors import FaceganError
 from facegan.fingerprint.codec import MAX_BITS, MIN_BITS, Decoder, Encoder, FingerprintConfig
 
 FORMAT_MARKER = "facegan-fingerprint"
-FORMAT_VERSION = 1
+# 2: the key-only pattern (FingerprintConfig.pattern_grid, image_fraction). A format-1 folder still loads: its
+# config lacks those keys and describes the image-conditioned codec, i.e. pattern_grid 0.
+FORMAT_VERSION = 2
+FORMAT_1_DEFAULTS = {"pattern_grid": 0, "image_fraction": 0.0}
 CONFIG_NAME = "fingerprint.json"
 ENCODER_NAME = "encoder.safetensors"
 DECODER_NAME = "decoder.safetensors"
@@ -274,6 +277,10 @@ def _config_from(metadata: dict[str, Any], path: Path) -> FingerprintConfig:
     stored = metadata.get("config")
     if not isinstance(stored, dict):
         raise FaceganError(f"{path} has no codec description ('config'); {RETRAIN_HINT}")
+    if metadata.get("format_version") == 1:
+        if set(FORMAT_1_DEFAULTS) & set(stored):
+            raise FaceganError(f"{path} says format 1 but its config has format-2 keys; the fingerprint is inconsistent, {RETRAIN_HINT}")
+        stored = {**stored, **FORMAT_1_DEFAULTS}
     known = {field.name for field in fields(FingerprintConfig)}
     unknown = sorted(set(stored) - known)
     if unknown:
