@@ -27,6 +27,8 @@ examples:
   facegan repair train --data data/lfw32-train --out runs/repair32 --steps 5000
   facegan repair train --data data/lfw32-train --out runs/fast --steps 500 --set loss.identity=0   # no face-space loss (faster)
   facegan repair train --out runs/repair32 --resume --steps 10000     # continue exactly where it stopped
+  facegan repair train --data data/rendered32-train --out runs/rrec --steps 2000 --set damage.anchors=rendered --set loss.identity_recogniser=runs/recog
+      # occluders where rendered faces have eyes and mouth; identity loss in a facegan recogniser's space (train it on the same people)
 
 The network learns to fill holes (boxes, free-form strokes, a sunglasses band, a lower-face mask; 5-60% of the
 pixels) and to undo Gaussian noise, blur and low-quality JPEG (25% of the images); see --dry-run for every setting.

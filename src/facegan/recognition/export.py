@@ -110,8 +110,21 @@ class TrainedRecogniser(MatchRuleRecogniser):
         self.match = match
         self.metadata = metadata
 
+    def embed_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        """Float (N, C, S, S) in [-1, 1] -> L2-normalised (N, dim); gradients flow back to the images (as dlib's port).
 
-
+        The computation of `embed` on floats: channel conversion, resize to the model's side, the net. On images
+        that are uint8 values mapped to [-1, 1] it matches `embed` to float rounding.
+        """
+        if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[2] != images.shape[3]:
+            raise FaceganError(f"the face recogniser expects square (N, C, S, S) float chips with 1 or 3 channels, got {tuple(images.shape)}")
+        x = images.to(self.device)
+        if x.shape[1] != self.channels:
+            x = x.expand(-1, 3, -1, -1) if self.channels == 3 else (
+                x * torch.tensor([0.299, 0.587, 0.114], device=self.device, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        if x.shape[-1] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False, antialias=True)
+        return F.normalize(self.net(x.contiguous(memory_format=torch.channels_last)).float())
 
     def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 (N, H, W, C) (or (N, H, W) grey) square chips of any size -> L2-normalised float32 (N, dim)."""

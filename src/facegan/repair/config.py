@@ -15,6 +15,11 @@ REPAIR_KIND = "repair"
 # so that validating a config imports neither numpy-heavy module.
 MASK_KINDS = ("box", "strokes", "eyes", "mouth")
 DEGRADATIONS = ("noise", "blur", "jpeg")
+ANCHOR_NAMES = ("aligned", "rendered")  # repair.masks.ALIGNED_ANCHORS / RENDERED_ANCHORS
+# Training severity ranges (repair.degrade's TRAINING_*; a test checks they agree).
+TRAINING_NOISE_SIGMA = (5.0, 50.0)
+TRAINING_BLUR_FACTOR = (0.5, 2.0)
+TRAINING_JPEG_QUALITY = (5, 40)
 # Fields that define what is being learned: a resumed run must agree with the saved one on all of them
 # ("data" is compared by the dataset's content hash, not by how its path was spelled).
 RESUME_LOCKED_FIELDS = ("kind", "batch_size", "seed", "model", "loss", "damage", "optimizer")
@@ -50,6 +55,10 @@ class RepairLossConfig:
     """Distance of the repaired face to the clean face in dlib's 128-D face space (differentiable port)."""
     identity_every: int = 4
     """Compute the identity term every this many steps, weighted by as much (dlib's ResNet costs ~10x the repair net)."""
+    identity_recogniser: str = "dlib"
+    """Face space of the identity term: "dlib" (the differentiable port), or a `facegan recog train` run/export, whose
+    L2-normalised descriptors are compared instead (Euclidean distance on the unit sphere: monotone in its cosine rule).
+    Train it on the repair net's own training people, never on the people it will be evaluated on."""
 
     def validate(self) -> None:
         for name in ("l1", "damaged_l1", "adversarial", "identity"):
@@ -57,6 +66,8 @@ class RepairLossConfig:
         if self.l1 + self.damaged_l1 == 0:
             raise FaceganError("loss.l1 and loss.damaged_l1 are both 0: the network would get no reconstruction signal; keep one above 0")
         check_range("loss.identity_every", self.identity_every, 1, 10**6)
+        if not isinstance(self.identity_recogniser, str) or not self.identity_recogniser:
+            raise FaceganError("loss.identity_recogniser is empty; use \"dlib\" or a `facegan recog train` run/export")
 
 
 @dataclass
@@ -72,13 +83,38 @@ class RepairDamageConfig:
     degradation_probability: float = 0.25
     """Share of training images that get a degradation (and no hole) instead of a mask."""
     degradations: list[str] = field(default_factory=lambda: list(DEGRADATIONS))
-    """Degradations drawn uniformly: noise (Gaussian), blur (Gaussian), jpeg (low quality)."""
+    """Degradations drawn uniformly (or by degradation_weights): noise (Gaussian), blur (Gaussian), jpeg (low quality)."""
+    degradation_weights: list[float] = field(default_factory=list)
+    """Relative frequencies of the listed degradations, one per name (empty = uniform), e.g. [1, 1, 3] to show the
+    network three times as much JPEG, the damage it learns slowest."""
     flip: bool = True
     """Random horizontal flips of the clean images."""
+    anchors: Literal["aligned", "rendered"] = "aligned"
+    """Where eye bands and lower-face masks go (repair.masks): "aligned" for dlib-aligned photo chips and builtin:lfw-subset
+    (eye line 0.37 of the height), "rendered" for builtin:rendered-faces (eye line 0.49)."""
+    noise_sigma: list[float] = field(default_factory=lambda: list(TRAINING_NOISE_SIGMA))
+    """Range [low, high] of the Gaussian noise sigma (0..255 scale), drawn uniformly per image."""
+    blur_factor: list[float] = field(default_factory=lambda: list(TRAINING_BLUR_FACTOR))
+    """Range [low, high] of the blur sigma as a multiple of the default (1.5 px at 64 px, scaled with the side)."""
+    jpeg_quality: list[int] = field(default_factory=lambda: list(TRAINING_JPEG_QUALITY))
+    """Range [low, high] of the JPEG quality (whole numbers, both ends included)."""
 
     def validate(self) -> None:
         _check_names("damage.mask_kinds", self.mask_kinds, MASK_KINDS)
         _check_names("damage.degradations", self.degradations, DEGRADATIONS)
+        if self.anchors not in ANCHOR_NAMES:  # from_dict checks the Literal; a dataclass built in Python does not pass there
+            raise FaceganError(f"damage.anchors: {self.anchors!r} is not one of {', '.join(ANCHOR_NAMES)}")
+        if self.degradation_weights:
+            if len(self.degradation_weights) != len(self.degradations):
+                raise FaceganError(f"damage.degradation_weights has {len(self.degradation_weights)} numbers for {len(self.degradations)} "
+                                   "damage.degradations; give one per degradation, or none for uniform draws")
+            for weight in self.degradation_weights:
+                check_range("damage.degradation_weights", weight, 0, 1e6)
+            if sum(self.degradation_weights) <= 0:
+                raise FaceganError("damage.degradation_weights are all 0; give at least one positive weight")
+        _check_range_pair("damage.noise_sigma", self.noise_sigma, 0, 255, min_open=True)
+        _check_range_pair("damage.blur_factor", self.blur_factor, 0, 64, min_open=True)
+        _check_range_pair("damage.jpeg_quality", self.jpeg_quality, 1, 95, whole=True)
         check_range("damage.min_hole_ratio", self.min_hole_ratio, 0.01, 0.95)
         check_range("damage.max_hole_ratio", self.max_hole_ratio, 0.01, 0.95)
         if self.min_hole_ratio > self.max_hole_ratio:
@@ -88,6 +124,17 @@ class RepairDamageConfig:
             raise FaceganError("damage.degradations is empty but damage.degradation_probability is above 0; list some or set the probability to 0")
         if self.degradation_probability < 1 and not self.mask_kinds:
             raise FaceganError("damage.mask_kinds is empty but damage.degradation_probability is below 1; list some kinds or set the probability to 1")
+
+
+def _check_range_pair(key: str, pair: list, low: float, high: float, min_open: bool = False, whole: bool = False) -> None:
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise FaceganError(f"{key} is a range [low, high], got {pair!r}")
+    for value in pair:
+        if whole and (isinstance(value, bool) or not isinstance(value, int)):
+            raise FaceganError(f"{key} takes whole numbers, got {value!r}")
+        check_range(key, value, low, high, min_open=min_open)
+    if pair[0] > pair[1]:
+        raise FaceganError(f"{key} is [low, high] but {pair[0]:g} > {pair[1]:g}; swap them")
 
 
 def _check_names(key: str, names: list[str], allowed: tuple[str, ...]) -> None:

@@ -12,6 +12,7 @@ the batch. `random_degradation` draws kind and severity per image for training.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -109,25 +110,36 @@ def degrade(images: np.ndarray, kind: str, seed: int = 0, severity: float | None
     return out
 
 
-def random_severity(kind: str, size: int, rng: np.random.Generator) -> float:
-    """A severity drawn from the training range of `kind`."""
-    if kind == "noise":
-        return float(rng.uniform(*TRAINING_NOISE_SIGMA))
-    if kind == "blur":
-        return float(rng.uniform(*TRAINING_BLUR_FACTOR)) * default_severity("blur", size)
+# The training ranges by kind: noise sigma, blur as a multiple of the default sigma, JPEG quality (both ends included).
+TRAINING_RANGES: dict[str, tuple[float, float]] = {"noise": TRAINING_NOISE_SIGMA, "blur": TRAINING_BLUR_FACTOR, "jpeg": TRAINING_JPEG_QUALITY}
+
+
+def random_severity(kind: str, size: int, rng: np.random.Generator, ranges: Mapping[str, Sequence[float]] | None = None) -> float:
+    """A severity drawn from the training range of `kind` (`ranges` overrides TRAINING_RANGES per kind)."""
     check_kind(kind)
-    return float(rng.integers(TRAINING_JPEG_QUALITY[0], TRAINING_JPEG_QUALITY[1] + 1))
+    low, high = (ranges or {}).get(kind, TRAINING_RANGES[kind])
+    if kind == "noise":
+        return float(rng.uniform(low, high))
+    if kind == "blur":
+        return float(rng.uniform(low, high)) * default_severity("blur", size)
+    return float(rng.integers(int(low), int(high) + 1))
 
 
-def random_degradation(images: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...] = DEGRADATIONS) -> np.ndarray:
-    """Training damage: each image gets a kind drawn from `kinds` and a severity from that kind's training range."""
+def random_degradation(images: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...] = DEGRADATIONS,
+                       ranges: Mapping[str, Sequence[float]] | None = None, weights: Sequence[float] | None = None) -> np.ndarray:
+    """Training damage: each image gets a kind drawn from `kinds` (uniformly, or in proportion to `weights`) and a
+    severity from that kind's training range."""
     images = _check_images(images)
     for kind in kinds:
         check_kind(kind)
     if not kinds:
         raise FaceganError("random degradation needs at least one kind")
+    if weights is not None and (len(weights) != len(kinds) or min(weights) < 0 or sum(weights) <= 0):
+        raise FaceganError(f"degradation weights must be one non-negative number per kind ({len(kinds)}), not all 0; got {list(weights)}")
+    shares = None if weights is None else np.asarray(weights, dtype=np.float64) / float(sum(weights))
     out = np.empty_like(images)
     for index, image in enumerate(images):
-        kind = kinds[int(rng.integers(len(kinds)))]
-        out[index] = degrade_one(image, kind, random_severity(kind, images.shape[1], rng), rng)
+        # Uniform draws keep their original RNG call, so runs without weights are drawn exactly as before.
+        kind = kinds[int(rng.integers(len(kinds)))] if shares is None else kinds[int(rng.choice(len(kinds), p=shares))]
+        out[index] = degrade_one(image, kind, random_severity(kind, images.shape[1], rng, ranges), rng)
     return out

@@ -6,7 +6,8 @@ stats.jsonl, TensorBoard, an atomic resume state, Ctrl-C = checkpoint and return
 preloaded once as uint8; each step gathers a batch, damages it on the host (holes of every kind from
 `repair.masks`, or a degradation from `repair.degrade` with no hole, so the one model learns to inpaint
 and to restore) and trains the gated-convolution completion network against an SN-PatchGAN critic with
-L1, hinge-adversarial and dlib face-space identity losses.
+L1, hinge-adversarial and identity losses (in dlib's face space, or a `facegan recog train` recogniser's:
+`loss.identity_recogniser`).
 
 Every random choice of step s (data order, flips, masks, degradations) is drawn from
 `numpy.random.default_rng([seed, purpose, s])`, so a resumed run replays exactly what an uninterrupted
@@ -69,7 +70,7 @@ def damage_batch(clean: np.ndarray, config: RepairConfig, rng: np.random.Generat
     drawn from [min_hole_ratio, max_hole_ratio].
     """
     from facegan.repair.degrade import random_degradation
-    from facegan.repair.masks import training_masks
+    from facegan.repair.masks import ALIGNED_ANCHORS, RENDERED_ANCHORS, training_masks
 
     damage = config.damage
     count, size = len(clean), clean.shape[1]
@@ -78,10 +79,12 @@ def damage_batch(clean: np.ndarray, config: RepairConfig, rng: np.random.Generat
     damaged = clean.copy()
     rows = np.flatnonzero(~degraded)
     if len(rows):
-        masks[rows] = training_masks(len(rows), size, rng, damage.mask_kinds, (damage.min_hole_ratio, damage.max_hole_ratio))
+        anchors = RENDERED_ANCHORS if damage.anchors == "rendered" else ALIGNED_ANCHORS
+        masks[rows] = training_masks(len(rows), size, rng, damage.mask_kinds, (damage.min_hole_ratio, damage.max_hole_ratio), anchors)
     rows = np.flatnonzero(degraded)
     if len(rows):
-        damaged[rows] = random_degradation(clean[rows], rng, tuple(damage.degradations))
+        ranges = {"noise": damage.noise_sigma, "blur": damage.blur_factor, "jpeg": damage.jpeg_quality}
+        damaged[rows] = random_degradation(clean[rows], rng, tuple(damage.degradations), ranges, damage.degradation_weights or None)
     # The hole's content is never seen by the network (it reads image * (1 - mask)); zero it anyway for clarity.
     damaged[masks] = 0
     return damaged, masks
@@ -103,11 +106,7 @@ class RepairTrainer:
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=optim.discriminator_lr, betas=(optim.beta1, optim.beta2),
                                                  fused=fused)
         self.images = images  # uint8 (N, H, W, C), preloaded: a batch is one gather, never a decode
-        self.face_space = None
-        if config.loss.identity > 0:
-            from facegan.faces.dlib_resnet import DlibResNetRecogniser
-
-            self.face_space = DlibResNetRecogniser(device=device)
+        self.face_space = load_face_space(config.loss.identity_recogniser, device) if config.loss.identity > 0 else None
         self.num_steps = 0
         self.num_images_seen = 0
 
@@ -209,6 +208,26 @@ class RepairTrainer:
         self.num_steps, self.num_images_seen = num_steps, num_images_seen
 
 
+DLIB_NAMES = ("dlib", "dlib-resnet")
+
+
+def load_face_space(spec: str, device: torch.device):
+    """The identity loss's face space: dlib's differentiable port, or a `facegan recog train` export (frozen).
+
+    Either has `embed_tensor(float (B, C, H, W) in [-1, 1]) -> (B, D)`, differentiable in the images.
+    """
+    if spec in DLIB_NAMES:
+        from facegan.faces.dlib_resnet import DlibResNetRecogniser
+
+        return DlibResNetRecogniser(device=device)
+    from facegan.recognition.export import load_recogniser_export
+
+    if not Path(spec).expanduser().exists():
+        raise FaceganError(f"loss.identity_recogniser {spec!r} is neither dlib nor an existing `facegan recog train` run/export; "
+                           "train one first (on the repair data's people) or set loss.identity_recogniser=dlib")
+    return load_recogniser_export(Path(spec).expanduser(), device=device)
+
+
 def load_repair_state(path: Path) -> dict[str, Any]:
     """The resume state, read weights-only (no code is unpickled); a foreign or damaged file is one line."""
     try:
@@ -305,6 +324,9 @@ def _train_locked(run: Run, config: RepairConfig, resume: bool, progress: Progre
     from facegan.repair.export import save_repair_export
 
     state, expected_hash, resumed_from_scratch = None, None, False
+    if config.loss.identity > 0 and config.loss.identity_recogniser not in DLIB_NAMES:
+        # Saved resolved, so a resume from another folder names the same recogniser.
+        config.loss.identity_recogniser = str(Path(config.loss.identity_recogniser).expanduser().resolve())
     if resume:
         saved = load_repair_run_config(run.path)
         _check_resume_compatible(saved, config)
@@ -336,6 +358,8 @@ def _train_locked(run: Run, config: RepairConfig, resume: bool, progress: Progre
         "kind": REPAIR_KIND, "facegan_version": __version__, "torch_version": torch.__version__, "device": str(device),
         "num_threads": torch.get_num_threads(), "dataset_path": config.data, "dataset_hash": dataset_hash,
         "dataset_images": len(images), "resolution": trainer.resolution, "channels": trainer.channels,
+        **({"identity_recogniser": {"name": trainer.face_space.name, "version": trainer.face_space.version}}
+           if trainer.face_space is not None and config.loss.identity_recogniser not in DLIB_NAMES else {}),
     })
     if resume:
         run.truncate_stats(trainer.num_steps * config.batch_size / 1000)
