@@ -4,7 +4,13 @@ Rows (each defence attacked end to end: BPDA through JPEG, median blur and purif
 purification's random starts; the non-adaptive purification row shows what skipping that would claim):
 
     facegan CNN, none | jpeg | blur | purify (BPDA+EOT) | purify (non-adaptive) ; facegan CNN PGD-AT, none ;
+    facegan CNN PGD-AT fine-tuned (`recog train --init` from the plain CNN, TRADES-cosine by default), none ;
     dlib (LFW faces, mirror pairs, 150 px chips), none
+
+For an adversarially trained network plain PGD with a random start is the adaptive attack. Against gradient masking,
+the plain and the fine-tuned CNN are also attacked at the middle budget with PGD of `--check-steps` steps and
+`--check-restarts` random starts (a pair survives only if every start fails) and with the gradient-free Square attack
+(`--check-queries`); `--rows` runs a subset of the rows (the undefended CNN always).
 
 Columns: clean verification accuracy (10-fold protocol, through the defence), robust accuracy under PGD
 L-inf at 2, 4, 8 (0..255 scale; dodging on same pairs, impersonation on different pairs, over the pairs of
@@ -20,7 +26,7 @@ Cross-check: facegan's PGD and FGSM against IBM ART 1.20.1 on the plain CNN, sam
 success rates and the time; prints `ratio = X` (ART's time / facegan's for PGD; above 1 = facegan faster).
 
     PYTHONPATH=src .venv/bin/python benchmarks/robustness.py [--work runs/bench-robustness] \
-        [--generator runs/demo/edit-gan] [--json out/robustness.json]
+        [--generator runs/demo/edit-gan] [--json out/robustness.json] [--rows none,jpeg,blur,ft] [--threads 1]
 
 Targets (issue 10): real-dlib transfer within 5 points of the port's; one defence raises robust accuracy
 at 4/255 by >= 20 points under the adaptive attack at a clean-accuracy cost of at most 5 points.
@@ -31,6 +37,10 @@ ART and facegan equal (PGD 22.6 %, FGSM 19.7 %), ratio = 2.08. Robust accuracy a
 modes, undefended CNN 62.7 % at 87.3 % clean: median blur +10.0 points (clean -0.7), JPEG +7.7,
 purification -5.2 at 19 points clean cost, PGD-AT eps 8 -1.3 at 22 points clean cost: the defence
 target is not met.
+
+Rerun 2026-12-03 with --recog-steps 800 --rows none,jpeg,blur,ft --threads 1 (a new plain CNN, 1200 fine-tuning
+steps, TRADES-cosine eps 4, 3 steps, beta 100): undefended 60.0 % at 87.7 % clean; PGD-AT fine-tuned +14.7 points
+at +1.3 clean, median blur +12.3, JPEG +8.3: still not met. The masking checks leave the figures unchanged (README).
 """
 from __future__ import annotations
 
@@ -58,6 +68,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--at-eps", default="8", help="PGD-AT budget (0..255)")
     parser.add_argument("--at-steps", type=int, default=3)
+    parser.add_argument("--ft-train-steps", type=int, default=1200, help="fine-tuning steps of the PGD-AT fine-tuned row (0 skips it)")
+    parser.add_argument("--ft-eps", default="4", help="its training budget (0..255)")
+    parser.add_argument("--ft-steps", type=int, default=3, help="its PGD steps per training batch")
+    parser.add_argument("--ft-loss", default="trades", choices=["madry", "trades"], help="its loss (recog train --adversarial-loss)")
+    parser.add_argument("--ft-beta", type=float, default=100.0, help="TRADES drift weight")
+    parser.add_argument("--ft-clean-weight", type=float, default=0.0, help="madry: weight of the clean loss")
+    parser.add_argument("--ft-lr", type=float, default=5e-4, help="its learning rate (no warm-up)")
+    parser.add_argument("--check-steps", type=int, default=50, help="gradient-masking check: PGD steps of the stronger attack")
+    parser.add_argument("--check-restarts", type=int, default=3, help="gradient-masking check: random restarts (a pair falls if any does)")
+    parser.add_argument("--check-queries", type=int, default=1000, help="gradient-masking check: Square attack queries")
+    parser.add_argument("--checks", default="plain,ft", help="recognisers to check (plain, ft; '' skips the checks)")
+    parser.add_argument("--rows", default="none,jpeg,blur,purify,at,ft,dlib,art",
+                        help="rows to run (none = the undefended CNN, always run; art = the ART cross-check)")
     parser.add_argument("--budgets", default="2,4,8")
     parser.add_argument("--attack-steps", type=int, default=10)
     parser.add_argument("--minimal-max", type=float, default=16.0, help="binary search range of the minimal perturbation")
@@ -67,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--purify-attack-steps", type=int, default=5)
     parser.add_argument("--dlib-pairs", type=int, default=40, help="attacked pairs per mode for dlib (0 skips the row)")
     parser.add_argument("--dlib-steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for training and attacks (0 = all cores)")
     parser.add_argument("--json")
     return parser.parse_args(argv)
 
@@ -82,16 +106,21 @@ def ensure_dataset(path: Path, identities: int, per_identity: int, size: int, se
     return prepare_dataset(RENDERED, path, size=size, identities=identities, per_identity=per_identity, seed=seed, progress=False)
 
 
-def ensure_recogniser(out: Path, data: Path, args: argparse.Namespace, adversarial: dict | None) -> Path:
+def ensure_recogniser(out: Path, data: Path, args: argparse.Namespace, adversarial: dict | None, *, init: Path | None = None,
+                      steps: int | None = None, optimizer: dict | None = None) -> Path:
     from facegan.config import from_dict
     from facegan.demo import ensure_trained_steps
     from facegan.recognition.config import RecogConfig
     from facegan.recognition.training import train_recogniser
 
-    settings = {"data": [str(data)], "out": str(out), "steps": args.recog_steps, "batch_size": 64, "head": {"kind": "cosface"},
-                "backbone": {"width": args.width}}
+    settings = {"data": [str(data)], "out": str(out), "steps": steps or args.recog_steps, "batch_size": 64, "head": {"kind": "cosface"},
+                "backbone": {"width": args.width}, "runtime": {"num_threads": args.threads}}
     if adversarial:
         settings["adversarial"] = adversarial
+    if init is not None:
+        settings["init"] = str(init)  # fine-tuning: `facegan recog train --init RECOGNISER`
+    if optimizer:
+        settings["optimizer"] = optimizer
     ensure_trained_steps(from_dict(RecogConfig, settings), train_recogniser, f"recogniser {out.name}", progress=False)
     return out
 
@@ -149,6 +178,33 @@ def attack_row(recogniser, dataset, pairs, out: Path, budgets: list[float], args
     return row
 
 
+def masking_check(recogniser, dataset, pairs, out: Path, eps: float, args: argparse.Namespace) -> dict:
+    """Robust accuracy at one budget under stronger attacks than the table's, per mode: PGD with `--check-steps` steps and
+    `--check-restarts` random starts (a pair counts as robust only if every restart fails), and the score-based Square
+    attack (no gradients, so it cannot be masked). If the table's figures came from masked gradients, these would be
+    clearly lower (and Square would beat PGD)."""
+    import csv
+
+    from facegan.robustness.evaluate import attack_pairs
+
+    result: dict = {"eps": eps, "pgd_steps": args.check_steps, "restarts": args.check_restarts, "square_queries": args.check_queries}
+    for mode in ("dodging", "impersonation"):
+        fooled: set[int] = set()
+        for restart in range(args.check_restarts):
+            record = attack_pairs(recogniser, dataset, pairs, out / f"pgd{args.check_steps}-{mode}-seed{restart}", mode=mode, attack="pgd",
+                                  norm="linf", eps=eps, steps=args.check_steps, seed=restart)
+            with open(out / f"pgd{args.check_steps}-{mode}-seed{restart}" / "pairs.csv", newline="") as file:
+                fooled |= {int(row["pair"]) for row in csv.DictReader(file) if row["success"] == "1"}
+        # Over the pairs of this kind: the right-when-clean ones that no restart fooled.
+            if restart == 0:
+                result[f"pgd one start {mode}"] = record["robust_accuracy"]
+        result[f"pgd {mode}"] = (record["num_attacked"] - len(fooled)) / record["num_pairs"]
+        square = attack_pairs(recogniser, dataset, pairs, out / f"square-{mode}", mode=mode, attack="square", norm="linf", eps=eps,
+                              steps=args.check_queries)
+        result[f"square {mode}"] = square["robust_accuracy"]
+    return result
+
+
 def art_cross_check(recogniser_path: Path, dataset, pairs_path: Path, work: Path, eps: float, steps: int) -> dict:
     """facegan's PGD/FGSM vs ART's (attack_pairs engine "art") on the same recogniser, pairs, budget and steps: rates and times."""
     from facegan.robustness.evaluate import attack_pairs
@@ -178,7 +234,12 @@ def _minimal(value, search_max: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import torch
+
     from facegan.attacks.budget import parse_budget
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from facegan.data.pairs import make_pairs, write_pairs_txt
 
     work = Path(args.work)
@@ -192,11 +253,28 @@ def main(argv: list[str] | None = None) -> int:
         write_pairs_txt(pairs_path, make_pairs(test, folds=10, pairs_per_fold=args.pairs_per_fold, seed=0))
     print(f"data: {len(train)} training faces ({args.train_identities} people), {len(test)} test faces ({args.test_identities} others), "
           f"{20 * args.pairs_per_fold} pairs", flush=True)
+    rows_wanted = set(args.rows.split(","))
+    unknown = rows_wanted - {"none", "jpeg", "blur", "purify", "at", "ft", "dlib", "art"}
+    if unknown:
+        raise SystemExit(f"error: unknown --rows {sorted(unknown)}; choose from none,jpeg,blur,purify,at,ft,dlib,art")
     plain = ensure_recogniser(work / "recog-plain", train.path, args, None)
-    robust = ensure_recogniser(work / "recog-pgd-at", train.path, args,
-                               {"eps": parse_budget(args.at_eps, "--at-eps"), "steps": args.at_steps, "norm": "linf"})
-    print(f"recognisers trained ({args.recog_steps} steps; PGD-AT eps {args.at_eps}, {args.at_steps} steps) after "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    robust = None
+    if "at" in rows_wanted:
+        robust = ensure_recogniser(work / "recog-pgd-at", train.path, args,
+                                   {"eps": parse_budget(args.at_eps, "--at-eps"), "steps": args.at_steps, "norm": "linf"})
+    tuned = None
+    if "ft" in rows_wanted and args.ft_train_steps:
+        # PGD-AT fine-tuned from the plain CNN (`recog train --init`): same data, the plain run's export as the start.
+        adversarial = {"eps": parse_budget(args.ft_eps, "--ft-eps"), "steps": args.ft_steps, "norm": "linf", "loss": args.ft_loss}
+        adversarial.update(beta=args.ft_beta) if args.ft_loss == "trades" else adversarial.update(clean_weight=args.ft_clean_weight)
+        # The folder names every setting: a finished run is reused, so other settings must not find this one.
+        setting = f"b{args.ft_beta:g}" if args.ft_loss == "trades" else f"w{args.ft_clean_weight:g}"
+        folder = f"recog-ft-{args.ft_loss}-eps{adversarial['eps']:g}-k{args.ft_steps}-{setting}-lr{args.ft_lr:g}-n{args.ft_train_steps}"
+        tuned = ensure_recogniser(work / folder, train.path, args, adversarial, init=plain / "export",
+                                  steps=args.ft_train_steps, optimizer={"lr": args.ft_lr, "warmup_steps": 0})
+    print(f"recognisers trained ({args.recog_steps} steps; PGD-AT eps {args.at_eps}, {args.at_steps} steps; fine-tuned "
+          f"{args.ft_train_steps} steps, {args.ft_loss} eps {args.ft_eps}, {args.ft_steps} steps) after {time.perf_counter() - started:.0f} s",
+          flush=True)
 
     rows: list[tuple[str, str, dict]] = []
     steps = args.attack_steps
@@ -209,10 +287,14 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['seconds']:.0f} s)", flush=True)
 
     run("facegan CNN", "none", str(plain), test, str(pairs_path), "plain-none")
-    run("facegan CNN", "JPEG q75 (BPDA)", str(plain), test, str(pairs_path), "plain-jpeg", defence="jpeg")
-    run("facegan CNN", "median 3x3 (BPDA)", str(plain), test, str(pairs_path), "plain-blur", defence="blur")
+    if "jpeg" in rows_wanted:
+        run("facegan CNN", "JPEG q75 (BPDA)", str(plain), test, str(pairs_path), "plain-jpeg", defence="jpeg")
+    if "blur" in rows_wanted:
+        run("facegan CNN", "median 3x3 (BPDA)", str(plain), test, str(pairs_path), "plain-blur", defence="blur")
     generator = Path(args.generator) if args.generator else None
-    if generator is not None and generator.exists():
+    if "purify" not in rows_wanted:
+        pass
+    elif generator is not None and generator.exists():
         purify = {"defence": "purify", "defence_options": {"generator": str(generator), "steps": args.purify_steps},
                   "max_pairs": args.purify_pairs, "steps": args.purify_attack_steps}
         run("facegan CNN", f"purify (BPDA+EOT {args.eot})", str(plain), test, str(pairs_path), "plain-purify", minimal=False, eot=args.eot, **purify)
@@ -220,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
             adaptive=False, **purify)
     else:
         print(f"  purification skipped: no generator at {args.generator!r} (train one on {RENDERED}, e.g. `make demo-repair`'s edit-gan)")
-    run("facegan CNN PGD-AT", "none", str(robust), test, str(pairs_path), "at-none")
-    if args.dlib_pairs:
+    if robust is not None:
+        run("facegan CNN PGD-AT", "none", str(robust), test, str(pairs_path), "at-none")
+    if tuned is not None:
+        run("facegan CNN PGD-AT fine-tuned", "none", str(tuned), test, str(pairs_path), f"{tuned.name}-none")
+    if "dlib" in rows_wanted and args.dlib_pairs:
         lfw, lfw_pairs = lfw_mirror_dataset(work / "lfw-mirror150")
         run("dlib (LFW mirror)", "none", "dlib", lfw, lfw_pairs, "dlib-none", steps=args.dlib_steps, max_pairs=args.dlib_pairs, minimal=False)
 
@@ -239,11 +324,23 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(", ".join(f"{mode[:4]}. {_percent(entry['real'])} ({_percent(entry['port'])})" for mode, entry in real.items()) if real else "-")
         print("| " + " | ".join(cells) + " |")
 
-    art = art_cross_check(plain, test, pairs_path, work / "attacks" / "art-check", budgets[1], steps)
-    print(f"\nART cross-check (facegan CNN, dodging, {art['pairs']} pairs, L-inf {art['eps']:g}, {art['steps']} steps): success "
-          f"PGD facegan {_percent(art['facegan pgd'])} % vs ART {_percent(art['art pgd'])} %, FGSM facegan {_percent(art['facegan fgsm'])} % "
-          f"vs ART {_percent(art['art fgsm'])} %; PGD time (with embedding and files) facegan {art['seconds']['facegan pgd']:.2f} s, "
-          f"ART {art['seconds']['art pgd']:.2f} s")
+    art = None
+    if "art" in rows_wanted:
+        art = art_cross_check(plain, test, pairs_path, work / "attacks" / "art-check", budgets[1], steps)
+        print(f"\nART cross-check (facegan CNN, dodging, {art['pairs']} pairs, L-inf {art['eps']:g}, {art['steps']} steps): success "
+              f"PGD facegan {_percent(art['facegan pgd'])} % vs ART {_percent(art['art pgd'])} %, FGSM facegan {_percent(art['facegan fgsm'])} % "
+              f"vs ART {_percent(art['art fgsm'])} %; PGD time (with embedding and files) facegan {art['seconds']['facegan pgd']:.2f} s, "
+              f"ART {art['seconds']['art pgd']:.2f} s")
+    checks = {}
+    for key, name, recogniser in (("plain", "facegan CNN", plain), ("ft", "facegan CNN PGD-AT fine-tuned", tuned)):
+        if recogniser is None or key not in args.checks.split(","):
+            continue
+        check = masking_check(str(recogniser), test, str(pairs_path), work / "attacks" / f"check-{Path(recogniser).name}", budgets[1], args)
+        checks[name] = check
+        print(f"gradient-masking check, {name}, robust accuracy at {budgets[1]:g} (dodging / impersonation): "
+              f"PGD {args.check_steps} steps 1 start {_percent(check['pgd one start dodging'])} / {_percent(check['pgd one start impersonation'])} %, "
+              f"{args.check_restarts} restarts {_percent(check['pgd dodging'])} / {_percent(check['pgd impersonation'])} %, "
+              f"Square {args.check_queries} queries {_percent(check['square dodging'])} / {_percent(check['square impersonation'])} %", flush=True)
     plain_row = rows[0][2]
     key = f"{budgets[1]:g}"
     for label, defence_label, row in rows[1:]:
@@ -253,10 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         cost = plain_row["clean_accuracy"] - row["clean_accuracy"]
         print(f"{label}, {defence_label}: robust accuracy at {key} {100 * gain:+.1f} points (mean of the modes), clean cost {100 * cost:+.1f} points")
     print(f"total {time.perf_counter() - started:.0f} s")
-    print(f"ratio = {art['ratio']:.2f}")
+    if art is not None:
+        print(f"ratio = {art['ratio']:.2f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"rows": [{"recogniser": a, "defence": b, **c} for a, b, c in rows], "art": art}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"rows": [{"recogniser": a, "defence": b, **c} for a, b, c in rows], "art": art,
+                                               "masking_checks": checks}, indent=2, default=str) + "\n")
     return 0
 
 

@@ -158,7 +158,8 @@ def test_recog_train_with_adversarial_options_trains_and_records_them(shapes, tm
 
     out = tmp_path / "run"
     assert main(_train([shapes], out, "--adversarial-eps", "4/255", "--adversarial-steps", "2", "--adversarial-norm", "linf")) == 0
-    assert Run(out).read_config()["adversarial"] == {"eps": 4.0, "steps": 2, "norm": "linf", "step_size": None}
+    assert Run(out).read_config()["adversarial"] == {"eps": 4.0, "steps": 2, "norm": "linf", "step_size": None, "loss": "madry",
+                                                     "clean_weight": 0.0, "beta": 6.0}
     assert json.loads((Run(out).export_dir / "config.json").read_text())["adversarial_training"]["description"] == \
         "PGD-AT linf eps 4 (0..255), 2 steps"
 
@@ -235,7 +236,9 @@ def test_recog_train_stores_a_minus_zero_adversarial_eps_as_zero(shapes, tmp_pat
     assert '"eps": 0.0' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("option, value", [("--adversarial-steps", "5"), ("--adversarial-step-size", "1/255"), ("--adversarial-norm", "l2")])
+@pytest.mark.parametrize("option, value", [("--adversarial-steps", "5"), ("--adversarial-step-size", "1/255"), ("--adversarial-norm", "l2"),
+                                           ("--adversarial-loss", "trades"), ("--adversarial-clean-weight", "0.5"),
+                                           ("--adversarial-beta", "6")])
 def test_recog_train_refuses_adversarial_options_without_a_budget(shapes, tmp_path, capsys, option, value):
     line = refused(_train([shapes], tmp_path / "run", option, value), capsys)
     assert f"{option} is an option of adversarial training, which is off (no --adversarial-eps)" in line
@@ -245,3 +248,49 @@ def test_recog_train_refuses_adversarial_options_without_a_budget(shapes, tmp_pa
 def test_recog_train_resume_refuses_adversarial_options_of_a_plain_run(recog_run, capsys):
     line = refused(["recog", "train", "--out", str(recog_run), "--resume", "--steps", "2", "--adversarial-steps", "5"], capsys)
     assert "--adversarial-steps is an option of adversarial training, which is off" in line
+
+
+def test_recog_train_refuses_an_unknown_adversarial_loss(shapes, tmp_path, capsys):
+    line = refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4", "--adversarial-loss", "free"), capsys)
+    assert "unknown loss 'free' for --adversarial-loss; choose madry or trades" in line
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--adversarial-clean-weight", "1"], "--adversarial-clean-weight must be below 1"),
+    (["--adversarial-clean-weight", "nan"], "adversarial.clean_weight': nan is not a finite number"),
+    (["--adversarial-beta", "-1"], "--adversarial-beta must be positive"),
+    (["--adversarial-loss", "trades", "--adversarial-clean-weight", "0.5"], "TRADES always trains on the clean loss"),
+])
+def test_recog_train_refuses_impossible_adversarial_loss_options(shapes, tmp_path, capsys, extra, message):
+    line = refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4", *extra), capsys)
+    assert message in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_recog_train_init_fine_tunes_a_run_and_records_it(shapes, recog_run, tmp_path, capsys):
+    from facegan.cli.main import main
+
+    out = tmp_path / "tuned"
+    assert main(_train([shapes], out, "--init", str(recog_run), "--adversarial-eps", "4", "--adversarial-loss", "trades")) == 0
+    export = json.loads((Run(out).export_dir / "config.json").read_text())
+    assert export["init"]["path"] == str(Run(recog_run).export_dir.resolve())
+    assert export["adversarial_training"]["method"] == "trades-cosine"
+
+
+@pytest.mark.parametrize("what", ["missing", "dataset", "wide"])
+def test_recog_train_refuses_a_bad_init_in_one_line(shapes, recog_run, tmp_path, capsys, what):
+    init = {"missing": str(tmp_path / "nowhere"), "dataset": str(shapes), "wide": str(recog_run)}[what]
+    extra = ["--set", "backbone.width=8"] if what == "wide" else []
+    line = refused(_train([shapes], tmp_path / "run", "--init", init, *extra), capsys)
+    expected = {"missing": "nowhere", "dataset": "is not a recogniser", "wide": "another backbone than this run (width 4 vs 8"}[what]
+    assert expected in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_recog_train_refuses_a_generator_as_init(shapes, tmp_path, capsys):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export/config.json").write_text(json.dumps({"format": "facegan-generator", "format_version": 1}))
+    (tmp_path / "export/model.safetensors").write_bytes(b"\0" * 16)
+    line = refused(_train([shapes], tmp_path / "run", "--init", str(tmp_path / "export")), capsys)
+    assert "is a generator" in line
+    assert not (tmp_path / "run").exists()

@@ -17,6 +17,8 @@ examples:
   facegan recog train --data data/rendered32 --out runs/cos --epochs 5 --head cosface --embedding-size 256
   facegan recog train --data data/real --data data/synth --mix 0.5 --out runs/mixed --steps 3000   # half of each batch synthetic
   facegan recog train --data data/rendered32 --out runs/robust --steps 2000 --adversarial-eps 4/255 --adversarial-steps 3   # PGD-AT
+  facegan recog train --data data/rendered32 --out runs/robust-ft --init runs/recog --steps 1500 --adversarial-eps 4/255 \
+      --adversarial-steps 3 --adversarial-loss trades --set optimizer.lr=5e-4   # fine-tune a trained recogniser with TRADES
   facegan recog train --out runs/recog --resume --steps 4000        # continue exactly where it stopped
   facegan recog eval runs/recog --data data/lfw --pairs pairs.txt  # the LFW protocol on the export
 """
@@ -36,6 +38,8 @@ def register(verbs) -> None:
     parser.add_argument("--embedding-size", type=int, default=None, help="descriptor length (default: 128)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per step (default: 128)")
     parser.add_argument("--seed", type=int, default=None, help="seed for weights, data order, augmentation and the calibration split")
+    parser.add_argument("--init", default=None, metavar="RECOGNISER",
+                        help="start from this recogniser run/export's weights (same backbone), e.g. to fine-tune it adversarially")
     adversarial = parser.add_argument_group("adversarial training (PGD-AT, Madry et al.; budgets on the 0..255 scale)")
     adversarial.add_argument("--adversarial-eps", default=None, metavar="EPS",
                              help="train on PGD-perturbed batches within this budget, e.g. 4/255 or 4 (default: 0 = off)")
@@ -44,6 +48,12 @@ def register(verbs) -> None:
     adversarial.add_argument("--adversarial-norm", default=None, metavar="linf|l2", help="threat model (default: linf)")
     adversarial.add_argument("--adversarial-step-size", default=None, metavar="STEP",
                              help="PGD step on the 0..255 scale, e.g. 1/255 (default: 2.5 * eps / steps)")
+    adversarial.add_argument("--adversarial-loss", default=None, metavar="madry|trades",
+                             help="madry: train on the perturbed batch (default); trades: clean loss + beta * embedding drift")
+    adversarial.add_argument("--adversarial-clean-weight", type=float, default=None, metavar="W",
+                             help="madry: weight of the clean loss in the update, 0..1 (default: 0)")
+    adversarial.add_argument("--adversarial-beta", type=float, default=None, metavar="BETA",
+                             help="trades: weight of the drift term 1 - cos(clean, perturbed embedding) (default: 6)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set optimizer.kind=sgd --set optimizer.lr=0.1 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -60,7 +70,7 @@ def build_recog_config(args: argparse.Namespace):
 
     updates: dict = {"out": args.out}
     for key, value in (("data", args.data), ("mix", args.mix), ("steps", args.steps), ("epochs", args.epochs),
-                       ("batch_size", args.batch_size), ("seed", args.seed)):
+                       ("batch_size", args.batch_size), ("seed", args.seed), ("init", args.init)):
         if value is not None:
             updates[key] = value
     if args.steps is not None:
@@ -84,7 +94,8 @@ def build_recog_config(args: argparse.Namespace):
     if not config.adversarial.enabled:
         # Without a budget PGD-AT is off and these would be silently ignored (as `facegan attack` refuses --quality without jpeg).
         for option, value in (("--adversarial-steps", args.adversarial_steps), ("--adversarial-step-size", args.adversarial_step_size),
-                              ("--adversarial-norm", args.adversarial_norm)):
+                              ("--adversarial-norm", args.adversarial_norm), ("--adversarial-loss", args.adversarial_loss),
+                              ("--adversarial-clean-weight", args.adversarial_clean_weight), ("--adversarial-beta", args.adversarial_beta)):
             if value is not None:
                 raise FaceganError(f"{option} is an option of adversarial training, which is off (no --adversarial-eps); "
                                    f"give --adversarial-eps, e.g. 4/255, or drop {option}")
@@ -102,6 +113,15 @@ def _adversarial_updates(args: argparse.Namespace) -> dict:
         if args.adversarial_norm not in ADVERSARIAL_NORMS:
             raise FaceganError(f"unknown norm {args.adversarial_norm!r:.40} for --adversarial-norm; choose linf or l2")
         updates["norm"] = args.adversarial_norm
+    if args.adversarial_loss is not None:
+        from facegan.recognition.config import ADVERSARIAL_LOSSES
+
+        if args.adversarial_loss not in ADVERSARIAL_LOSSES:
+            raise FaceganError(f"unknown loss {args.adversarial_loss!r:.40} for --adversarial-loss; choose madry or trades")
+        updates["loss"] = args.adversarial_loss
+    for key, value in (("clean_weight", args.adversarial_clean_weight), ("beta", args.adversarial_beta)):
+        if value is not None:
+            updates[key] = value
     if args.adversarial_eps is not None or args.adversarial_step_size is not None:
         from facegan.attacks.budget import parse_budget  # imports torch: only when a budget is given
 

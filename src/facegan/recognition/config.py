@@ -19,6 +19,7 @@ MIN_RESOLUTION, MAX_RESOLUTION = 32, 112
 NUM_STAGES = 4
 MAX_SEED = 2**32  # RNG seeds are derived as seed * 1_000_003 + k, which must stay within 64 bits
 ADVERSARIAL_NORMS = ("linf", "l2")  # facegan.attacks.budget.NORMS, spelled here so that validating a config imports no torch
+ADVERSARIAL_LOSSES = ("madry", "trades")
 MAX_PIXEL = 255.0
 
 
@@ -104,6 +105,15 @@ class AdversarialConfig:
     """Threat model: `linf` (per-pixel bound) or `l2` (bound on the whole perturbation)."""
     step_size: float | None = None
     """PGD step on the 0..255 scale (default: 2.5 * eps / steps, as Madry et al.)."""
+    loss: Literal["madry", "trades"] = "madry"
+    """`madry`: the attack raises the margin-head loss and the update minimises it on the perturbed batch (mixed with
+    the clean loss by `clean_weight`); `trades`: TRADES's split (Zhang et al. 2019) on what verification thresholds,
+    the attack moves each embedding away from its clean one (raising 1 - cos) and the update minimises the clean
+    margin-head loss + beta * (1 - cos(clean embedding, perturbed embedding))."""
+    clean_weight: float = 0.0
+    """`madry` only: the update minimises clean_weight * clean loss + (1 - clean_weight) * perturbed loss (0 = Madry's)."""
+    beta: float = 6.0
+    """`trades` only: weight of the embedding-drift term (Zhang et al.: 6 on CIFAR-10)."""
 
     @property
     def enabled(self) -> bool:
@@ -116,13 +126,23 @@ class AdversarialConfig:
         check_range("--adversarial-steps", self.steps, 1, 1000)
         if self.step_size is not None:
             check_range("--adversarial-step-size", self.step_size, 0, MAX_PIXEL, min_open=True, hint="a step on the 0..255 pixel scale")
+        if self.loss not in ADVERSARIAL_LOSSES:
+            raise FaceganError(f"unknown loss {self.loss!r:.40} for --adversarial-loss; choose madry or trades")
+        check_range("--adversarial-clean-weight", self.clean_weight, 0, 1, max_open=True,
+                    hint="the share of the clean loss in the update, e.g. 0.5")
+        check_range("--adversarial-beta", self.beta, 0, 1000, min_open=True, hint="the weight of TRADES's drift term, e.g. 6")
+        if self.loss == "trades" and self.clean_weight:
+            raise FaceganError("--adversarial-clean-weight mixes the clean loss into Madry's; TRADES always trains on the clean loss "
+                               "(weigh its drift term with --adversarial-beta), so drop one of them")
 
     def describe(self) -> str:
         """'PGD-AT linf eps 4 (0..255), 3 steps' for reports and logs ('none' when off)."""
         if not self.enabled:
             return "none"
         step = "" if self.step_size is None else f", step {self.step_size:g}"
-        return f"PGD-AT {self.norm} eps {self.eps:g} (0..255), {self.steps} steps{step}"
+        method = f"TRADES-cosine (beta {self.beta:g})" if self.loss == "trades" else "PGD-AT"
+        mixed = f", clean weight {self.clean_weight:g}" if self.loss == "madry" and self.clean_weight else ""
+        return f"{method} {self.norm} eps {self.eps:g} (0..255), {self.steps} steps{step}{mixed}"
 
 
 @dataclass
@@ -181,6 +201,10 @@ class RecogConfig:
     """Training length in passes over the training images (used when steps is 0)."""
     batch_size: int = 128
     """Images per step."""
+    init: str = ""
+    """A recogniser export or run folder whose embedding-network weights (and BatchNorm statistics) start training,
+    e.g. to fine-tune it with adversarial training; the head's class centres are imprinted from its embeddings of the
+    training images. Its backbone must be this run's. '' = random initialisation."""
     seed: int = 0
     """Seed for weights, data order, augmentation and the calibration split."""
     calibration_images: int = 256

@@ -78,6 +78,8 @@ def save_recogniser_export(folder: str | os.PathLike, trainer: "RecogTrainer", c
         "datasets": [{"path": path, "hash": digest} for path, digest in zip(config.data, data.hashes)],
         "num_classes": data.num_classes,
         "num_steps": trainer.num_steps,
+        # Only with --init: where the weights started (plain exports keep their exact former layout).
+        **({"init": trainer.init_record} if getattr(trainer, "init_record", None) is not None else {}),
     }, folder / EXPORT_CONFIG_NAME)
     return folder
 
@@ -88,8 +90,13 @@ def adversarial_training_metadata(config: "RecogConfig") -> dict[str, Any] | Non
     if not adversarial.enabled:
         return None
     step_size = adversarial.step_size if adversarial.step_size is not None else 2.5 * adversarial.eps / adversarial.steps
-    return {"method": "pgd-at", "norm": adversarial.norm, "eps": adversarial.eps, "steps": adversarial.steps,
-            "step_size": step_size, "random_start": True, "scale": "0..255", "description": adversarial.describe()}
+    record = {"method": "pgd-at", "norm": adversarial.norm, "eps": adversarial.eps, "steps": adversarial.steps,
+              "step_size": step_size, "random_start": True, "scale": "0..255", "description": adversarial.describe()}
+    if adversarial.loss == "trades":
+        record.update(method="trades-cosine", beta=adversarial.beta)
+    elif adversarial.clean_weight:
+        record["clean_weight"] = adversarial.clean_weight
+    return record
 
 
 class TrainedRecogniser(MatchRuleRecogniser):

@@ -10,11 +10,15 @@ With `adversarial.eps > 0` (`--adversarial-eps`) each batch is first moved by PG
 margin-head loss, and the update is made on it (Madry et al.'s PGD adversarial training; see
 `RecogTrainer.adversarial_batch`). A step then costs about steps + 0.7 plain steps (CPU, 1 thread, 32 px: 2.1x with
 1 PGD step, 3.6-3.8x with 3, 7.2-7.3x with 7, at widths 8 and 32); eps 0 trains bit for bit as without it.
+`adversarial.clean_weight` mixes the clean loss in, `adversarial.loss = "trades"` trains on the clean loss plus beta times
+the embedding drift the attack maximises. `init` (`--init`) starts from a recogniser export's weights (fine-tuning; see
+`RecogTrainer.initialise_from`); a resume takes them from the checkpoint instead.
 """
 from __future__ import annotations
 
 import copy
 import errno
+import json
 import logging
 import math
 import os
@@ -196,6 +200,8 @@ class RecogTrainer:
         self.grid = torch.arange(size)
         self.num_steps = 0
         self.num_images_seen = 0
+        self.init_record: dict[str, Any] | None = None
+        """With --init: what the run started from (`initialise_from`'s record), kept in the state and the export."""
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
@@ -248,29 +254,61 @@ class RecogTrainer:
         """One optimizer step; returns detached 0-d tensors (read at log time: no host sync here).
 
         With adversarial training on, `loss`/`accuracy` are those of the perturbed batch the update is made on, and
-        `clean_loss`/`clean_accuracy` those of the same batch before the attack.
+        `clean_loss`/`clean_accuracy` those of the same batch before the attack. With `adversarial.clean_weight` the
+        update is on the weighted sum of both (`loss` is that sum); with `adversarial.loss` "trades" `loss` is the
+        clean margin loss + beta * `drift`, the mean 1 - cos(clean embedding, perturbed embedding).
         """
         x, classes = self.next_batch()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.net.train()
         extra: dict[str, torch.Tensor] = {}
-        if self.config.adversarial.enabled:
-            x, extra = self.adversarial_batch(x, classes)
-        with self.autocast():
-            embeddings = self.net(x)
-        logits = self.head(embeddings.float(), classes)  # margins in fp32
-        loss = F.cross_entropy(logits, classes)
+        adversarial = self.config.adversarial
+        if adversarial.enabled and (adversarial.loss == "trades" or adversarial.clean_weight > 0):
+            loss, accuracy, extra = self._clean_and_adversarial_loss(x, classes)
+        else:
+            if adversarial.enabled:
+                x, extra = self.adversarial_batch(x, classes)
+            with self.autocast():
+                embeddings = self.net(x)
+            logits = self.head(embeddings.float(), classes)  # margins in fp32
+            loss = F.cross_entropy(logits, classes)
+            accuracy = (logits.detach().argmax(1) == classes).float().mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.num_steps += 1
         self.num_images_seen += len(classes)
-        accuracy = (logits.detach().argmax(1) == classes).float().mean()
         return {"loss": loss.detach(), "accuracy": accuracy, **extra}
 
+    def _clean_and_adversarial_loss(self, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The update's loss when it sees the clean batch too (Madry mixed with clean, or TRADES-cosine), and its stats.
+
+        Clean and perturbed batches go through the network in one pass, so BatchNorm normalises (and its running
+        statistics average) over both, the mixture the deployed network then meets.
+        """
+        adversarial = self.config.adversarial
+        x_adv, extra = self.adversarial_batch(x, classes)
+        with self.autocast():
+            embeddings = self.net(torch.cat([x, x_adv]).contiguous(memory_format=self.memory_format)).float()  # (2B, D)
+        clean, perturbed = embeddings.chunk(2)
+        clean_logits = self.head(clean, classes)
+        clean_loss = F.cross_entropy(clean_logits, classes)
+        if adversarial.loss == "trades":
+            drift = (1.0 - F.cosine_similarity(clean, perturbed, dim=1)).mean()
+            loss = clean_loss + adversarial.beta * drift
+            extra = {**extra, "drift": drift.detach()}
+            accuracy = (self.head(perturbed.detach(), classes).argmax(1) == classes).float().mean()
+        else:
+            perturbed_logits = self.head(perturbed, classes)
+            weight = adversarial.clean_weight
+            loss = weight * clean_loss + (1.0 - weight) * F.cross_entropy(perturbed_logits, classes)
+            accuracy = (perturbed_logits.detach().argmax(1) == classes).float().mean()
+        return loss, accuracy, extra
+
     def adversarial_batch(self, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Madry's PGD-AT inner maximisation: the batch ([-1, 1]) moved within the budget to raise its margin-head loss.
+        """Madry's PGD-AT inner maximisation: the batch ([-1, 1]) moved within the budget to raise its margin-head loss
+        (with `adversarial.loss` "trades": to raise 1 - cos between each image's embedding and its clean embedding).
 
         The attack works in 0..255 (the budget's scale) on the per-sample cross-entropy; facegan.attacks descends its
         objective, so the objective is minus the loss. BatchNorm stays in train mode (batch statistics) during the
@@ -288,20 +326,25 @@ class RecogTrainer:
         for parameter in parameters:
             parameter.requires_grad_(False)
         try:
-            def margin_logits(pixels: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in 0..255 -> (B, classes)
+            def embed(pixels: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in 0..255 -> (B, D) in fp32
                 images = (pixels / 127.5 - 1.0).contiguous(memory_format=self.memory_format)
                 with self.autocast():
-                    embeddings = self.net(images)
-                return self.head(embeddings.float(), classes)
-
-            def objective(pixels: torch.Tensor) -> torch.Tensor:  # (B,): descending it raises each sample's loss
-                return -F.cross_entropy(margin_logits(pixels), classes, reduction="none")
+                    return self.net(images).float()
 
             pixels = (x + 1.0) * 127.5  # (B, C, H, W): the uint8 values again, up to float rounding
             with torch.no_grad():
-                logits = margin_logits(pixels)
+                clean_embeddings = embed(pixels)
+                logits = self.head(clean_embeddings, classes)
                 clean_loss = F.cross_entropy(logits, classes)
                 clean_accuracy = (logits.argmax(1) == classes).float().mean()
+
+            if adversarial.loss == "trades":
+                def objective(pixels: torch.Tensor) -> torch.Tensor:  # (B,): descending it moves each embedding away
+                    return F.cosine_similarity(embed(pixels), clean_embeddings, dim=1)
+            else:
+                def objective(pixels: torch.Tensor) -> torch.Tensor:  # (B,): descending it raises each sample's loss
+                    return -F.cross_entropy(self.head(embed(pixels), classes), classes, reduction="none")
+
             perturbed = pgd(objective, pixels, norm=adversarial.norm, eps=adversarial.eps, steps=adversarial.steps,
                             step_size=adversarial.step_size, random_start=True, generator=self.adversarial_rng)
         finally:
@@ -311,6 +354,37 @@ class RecogTrainer:
                 module.track_running_stats = True
         x_adv = (perturbed.detach() / 127.5 - 1.0).contiguous(memory_format=self.memory_format)
         return x_adv, {"clean_loss": clean_loss, "clean_accuracy": clean_accuracy}
+
+    def initialise_from(self, source: str, data: IdentityData) -> dict[str, Any]:
+        """Start from a recogniser export's embedding network; imprint the head's class centres from its embeddings.
+
+        The head is dropped from exports, so each class centre becomes the normalised mean embedding of that class's
+        training images (weight imprinting, Qi et al. 2018): the margin loss starts near the exported network's own
+        optimum instead of at random centres, whose gradients would first scramble the features being fine-tuned.
+        Returns the record the run info and the export keep.
+        """
+        from facegan.recognition.export import load_recogniser_export
+
+        recogniser = load_recogniser_export(source)
+        wanted = {"resolution": data.resolution, "channels": data.channels, "embedding_size": self.config.backbone.embedding_size,
+                  "width": self.config.backbone.width, "blocks": list(self.config.backbone.blocks)}
+        saved = recogniser.metadata.get("backbone", {})
+        have = {key: (list(saved.get(key) or []) if key == "blocks" else saved.get(key)) for key in wanted}
+        if have != wanted:
+            differences = ", ".join(f"{key} {have[key]} vs {wanted[key]}" for key in wanted if have[key] != wanted[key])
+            raise FaceganError(f"--init {source} has another backbone than this run ({differences}; init vs run); train with its "
+                               f"backbone (--set backbone.width=... etc., the same --size) or pass a recogniser with this one")
+        self.net.load_state_dict(recogniser.net.state_dict())
+        # BatchNorm buffers come with the weights; the optimizer state starts fresh, as in any fine-tuning.
+        images = np.concatenate([images for images, _ in data.streams])
+        classes = torch.from_numpy(np.concatenate([classes for _, classes in data.streams]))
+        embeddings = torch.from_numpy(self.embed(images))  # (N, D), normalised, eval mode
+        centres = torch.zeros(data.num_classes, embeddings.shape[1]).index_add_(0, classes, embeddings)
+        with torch.no_grad():
+            self.head.weight.copy_(F.normalize(centres, dim=1).to(self.head.weight.device))
+        return {"path": recogniser.name.split(":", 1)[1], "version": recogniser.version,
+                "num_steps": recogniser.metadata.get("num_steps"), "adversarial_training": recogniser.metadata.get("adversarial_training"),
+                "head": "imprinted"}
 
     @torch.inference_mode()
     def embed(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -344,6 +418,8 @@ class RecogTrainer:
             "rng_adversarial": self.adversarial_rng.get_state(),
             "rng_torch": torch.get_rng_state(),
         }
+        if self.init_record is not None:
+            state["init"] = json.dumps(self.init_record)  # as JSON text: the record nests values of mixed types
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -363,6 +439,7 @@ class RecogTrainer:
             # adversarial settings are resume-locked), which never draw from it.
             rng_adversarial = state["rng_adversarial"] if self.config.adversarial.enabled else state.get("rng_adversarial")
             num_steps, num_images_seen = int(state["num_steps"]), int(state["num_images_seen"])
+            init_record = json.loads(state["init"]) if self.config.init else None
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise FaceganError(f"checkpoint {path} does not fit this run ({str(error).splitlines()[0][:160]}); "
                                "delete it to start over") from None
@@ -375,6 +452,7 @@ class RecogTrainer:
         if "rng_cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.num_steps, self.num_images_seen = num_steps, num_images_seen
+        self.init_record = init_record
 
 
 def load_recog_state(path: Path) -> dict[str, Any]:
@@ -411,6 +489,10 @@ def total_steps(config: RecogConfig, data: IdentityData) -> int:
     return max(1, math.ceil(config.epochs * data.num_images / config.batch_size))
 
 
+def _resolved(path: str) -> str:
+    return str(Path(path).expanduser().resolve()) if path else ""
+
+
 def _check_resume_compatible(saved: RecogConfig, requested: RecogConfig) -> None:
     saved_dict, requested_dict = to_dict(saved), to_dict(requested)
     for key in RESUME_LOCKED_FIELDS:
@@ -419,6 +501,10 @@ def _check_resume_compatible(saved: RecogConfig, requested: RecogConfig) -> None
             if isinstance(saved_dict[key], dict):
                 detail = next(f"{key}.{k}" for k in saved_dict[key] if saved_dict[key][k] != requested_dict[key].get(k))
             raise FaceganError(f"cannot resume: '{detail}' differs from the saved run; only steps/epochs, schedule and runtime may change on resume")
+    if _resolved(saved.init) != _resolved(requested.init):
+        # Compared as resolved paths, as the data are by content: a run started from a recogniser resumes only from it.
+        raise FaceganError(f"cannot resume: '--init' differs from the saved run ({saved.init or 'none'} vs {requested.init or 'none'}); "
+                           "only steps/epochs, schedule and runtime may change on resume")
     if len(saved.data) != len(requested.data):
         raise FaceganError(f"cannot resume: the run was trained on {len(saved.data)} dataset(s), not {len(requested.data)}; pass the same --data")
 
@@ -488,6 +574,7 @@ def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: Progres
 
     data = load_identity_data(config)
     config.data = [str(Path(path).expanduser().resolve()) for path in config.data]
+    config.init = _resolved(config.init)
     if expected_hashes is not None and list(expected_hashes) != data.hashes:
         raise FaceganError("cannot resume: the --data datasets are not the ones this run was trained on (content hash changed); "
                            "pass the original datasets, in the original order")
@@ -496,7 +583,13 @@ def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: Progres
         torch.set_num_threads(config.runtime.num_threads)
     trainer = RecogTrainer(config, data, device)
     if state is not None:
-        trainer.load_state_dict(state, run.state_path)
+        trainer.load_state_dict(state, run.state_path)  # with --init, the weights and its record come from the state
+    elif config.init:
+        trainer.init_record = trainer.initialise_from(config.init, data)
+        recorded = (run.read_run_info() or {}).get("init") if resume else None
+        if recorded is not None and recorded.get("version") != trainer.init_record["version"]:
+            raise FaceganError(f"cannot resume: --init {config.init} holds other weights (version {trainer.init_record['version']}) "
+                               f"than the run started from ({recorded.get('version')}); restore that recogniser or start a new run")
     elapsed_before = float(state.get("seconds", 0.0)) if state else 0.0
 
     run.write_config(to_dict(config))
@@ -507,6 +600,7 @@ def _train_locked(run: Run, config: RecogConfig, resume: bool, progress: Progres
         "bf16_autocast": trainer.bf16, "num_threads": torch.get_num_threads(), "dataset_paths": config.data,
         "dataset_hashes": data.hashes, "num_classes": data.num_classes, "training_images": data.num_images,
         "calibration_images": len(data.calibration_images),
+        **({"init": trainer.init_record} if trainer.init_record is not None else {}),
     })
     if resume:
         run.truncate_stats(trainer.num_steps * config.batch_size / 1000)
