@@ -30,15 +30,17 @@ def test_membership_prepares_the_photo_as_the_training_set_was_prepared(session,
     to dlib alignment, which finds no face in a photo without one: one line."""
     from facegan.data.dataset import FaceDataset
     from facegan.data.pipeline import prepare_image
-    from facegan.web.actions import membership
+    from facegan.web.actions import Session, membership
+    from facegan.web.paths import Roots
 
     faces = FaceDataset.load(session.roots.resolve("data", "faces16"))
     centred = FaceDataset(np.asarray(faces.images), {**{k: v for k, v in faces.manifest.items() if k != "content_hash"},
                                                      "alignment": "center-crop"})
-    centred.save(session.roots.resolve("data", ".") / "faces16-center")
+    centred.save(tmp_path / "data" / "faces16-center")  # a data root of its own: the shared session's listings stay as they are
+    own = Session(Roots.create(session.roots.runs, tmp_path / "data"), work_dir=tmp_path / "work")
     photo = tmp_path / "no-face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(photo)
-    result = membership(session, "tiny", "faces16-center", str(photo), 4)
+    result = membership(own, "tiny", "faces16-center", str(photo), 4)
     expected = prepare_image(photo, 16, align="center", channels=1)
     np.testing.assert_array_equal(np.asarray(Image.open(result.face)).reshape(expected.shape), expected)
     assert "aligned with dlib" not in result.reading
