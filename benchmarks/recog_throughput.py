@@ -12,7 +12,7 @@ relu(x) - a*relu(-x) (the same function; torch's PReLU backward is slow on CPU),
 Embedding. facegan's `dlib-resnet` recogniser (the PyTorch port, batched) vs
 `dlib.face_recognition_model_v1.compute_face_descriptor` on the same 150x150 chips.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/recog_throughput.py [--steps 20] [--size 32] [--batch 64] [--repeats 3]
+    PYTHONPATH=src .venv/bin/python benchmarks/recog_throughput.py [--steps 20] [--size 32] [--batch 64] [--repeats 5]
 
 Prints one table and a `ratio = X` line per comparison (facegan / reference).
 """
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--identities", type=int, default=100)
     parser.add_argument("--per-identity", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3, help="alternate the two sides this many times; the median is reported")
+    parser.add_argument("--repeats", type=int, default=5, help="alternate the two sides this many times; the median is reported")
     parser.add_argument("--chips", type=int, default=32, help="150x150 chips for the dlib embedding comparison (0 = skip)")
     args = parser.parse_args()
     args.warmup = max(1, args.warmup)

@@ -37,9 +37,7 @@ def test_prelu_is_torch_prelu_forward_bit_for_bit_and_backward_to_rounding(seed,
     assert torch.equal(y_ours, y_theirs)
     y_ours.backward(grad)
     y_theirs.backward(grad)
-    nonzero = x != 0  # at exactly 0 torch.nn.PReLU passes a*g, this form 0 (a subgradient either way)
-    assert torch.equal(x_ours.grad[nonzero], x_theirs.grad[nonzero])
-    assert torch.equal(x_ours.grad[~nonzero], torch.zeros_like(x_ours.grad[~nonzero]))
+    assert torch.equal(x_ours.grad, x_theirs.grad)  # zeros included: a * grad there, as torch's
     assert torch.allclose(ours.weight.grad, theirs.weight.grad, rtol=1e-5, atol=1e-5 * float(x.abs().max()) * len(x))
     assert list(ours.state_dict()) == list(theirs.state_dict()) == ["weight"]
 
@@ -55,6 +53,17 @@ def test_prelu_under_bf16_autocast_matches_torch_prelu_in_bf16():
         y = ours(x.bfloat16())
     assert y.dtype == torch.bfloat16
     assert torch.equal(y, theirs.bfloat16()(x.bfloat16()))
+
+
+def test_prelu_gradients_pass_gradcheck_and_a_second_derivative_is_refused():
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    prelu = PReLU(4).double()
+    with torch.no_grad():
+        prelu.weight.uniform_(-1, 1)
+    assert torch.autograd.gradcheck(prelu, (x,))
+    (grad,) = torch.autograd.grad(prelu(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="twice|does not require grad"):
+        grad.sum().backward()
 
 
 def test_same_seed_same_network_and_output():

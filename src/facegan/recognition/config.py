@@ -170,7 +170,7 @@ class RecogRuntimeConfig:
     """`auto` picks CUDA when present."""
     amp: bool = True
     """bfloat16 autocast where the hardware does it natively (CUDA, avx512_bf16 CPUs; elsewhere fp32). The margin head
-    and its loss stay fp32. On this project's 2-core avx512_bf16 CPU a 32 px step was ~1.4x faster (1 thread, quiet),
+    and its loss stay fp32. On this project's 2-core avx512_bf16 CPU a 32 px step was ~1.4x faster (quiet machine),
     and 400-step runs on rendered faces verified as well as fp32 (see README, "Recogniser throughput")."""
     channels_last: bool = True
     """NHWC memory layout for convolutions."""
