@@ -190,9 +190,18 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
 # power cut) cannot remove its sibling; the next write of the same target removes those of dead processes.
 # The name carries the host, so a live writer on another machine sharing the disk is never taken for dead.
 def _host_tag() -> str:
+    """12 hex digits naming this machine and PID namespace: the full host name, the boot id and the PID namespace
+    (containers sharing a host name and a disk see other PIDs). Anything unreadable counts as part of the name."""
+    import hashlib
     import socket
 
-    return "".join(character for character in socket.gethostname() if character.isalnum())[:16] or "host"
+    parts = [socket.gethostname()]
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(os.readlink(source) if source.endswith("/pid") else Path(source).read_text().strip())
+        except OSError:
+            parts.append("?")
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()[:12]
 
 
 def staging_sibling(target: str | os.PathLike, kind: str) -> Path:
@@ -219,7 +228,7 @@ def stale_siblings(target: str | os.PathLike, kind: str) -> list[Path]:
     import re
 
     target = Path(target)
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.{re.escape(kind)}-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d{{1,10}})-[0-9a-f]{{8}}")
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.{re.escape(kind)}-(?P<host>[0-9a-f]{{12}})-(?P<pid>\d{{1,10}})-[0-9a-f]{{8}}")
     host, found = _host_tag(), []
     try:
         entries = list(os.scandir(target.parent))

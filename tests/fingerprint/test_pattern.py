@@ -70,6 +70,11 @@ def test_pattern_and_image_parts_mix_at_the_stated_energy():
         FingerprintConfig(resolution=16, pattern_grid=17).validate()
     with pytest.raises(FaceganError, match="image_fraction"):
         FingerprintConfig(image_fraction=1.5).validate()
+    with pytest.raises(FaceganError, match="fewer than the key's 32 bits; raise pattern_grid"):
+        FingerprintConfig(bits=32, channels=1, pattern_grid=5).validate()  # 25 grid values cannot hold 32 bits
+    FingerprintConfig(bits=32, channels=3, pattern_grid=4).validate()  # 48 values can
+    with pytest.raises(FaceganError, match="drop image_fraction"):
+        FingerprintConfig(pattern_grid=0, image_fraction=0.5).validate()
 
 
 def test_a_format_1_fingerprint_still_loads_and_encodes_as_before(faces16, faces16_images, tmp_path):

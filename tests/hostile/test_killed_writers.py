@@ -39,7 +39,7 @@ def test_only_dead_writers_of_this_host_target_and_kind_are_stale(tmp_path, live
     dead = killed_staging(target, "tmp")
     live = target.with_name(f".faces.tmp-{files._host_tag()}-{live_writer}-0123abcd")
     mine = files.staging_sibling(target, "tmp")
-    other_host = target.with_name(f".faces.tmp-{files._host_tag()}x-999999-0123abcd")
+    other_host = target.with_name(f".faces.tmp-{'0' * 12 if files._host_tag() != '0' * 12 else '1' * 12}-999999-0123abcd")
     other_kind = killed_staging(target, "old")
     other_target = killed_staging(tmp_path / "faces2", "tmp")
     for folder in (live, mine, other_host):
@@ -54,6 +54,16 @@ def test_only_dead_writers_of_this_host_target_and_kind_are_stale(tmp_path, live
     assert not os.path.exists(dead)
     for kept in (live, mine, other_host, other_kind, other_target, as_file, as_link, tmp_path / "elsewhere"):
         assert os.path.lexists(kept), kept
+
+
+def test_hosts_whose_names_share_a_prefix_or_differ_in_punctuation_get_different_tags(monkeypatch):
+    import socket
+
+    tags = set()
+    for name in ("gpu-node-cluster-a01", "gpu-node-cluster-a02", "a.b", "ab"):
+        monkeypatch.setattr(socket, "gethostname", lambda name=name: name)
+        tags.add(files._host_tag())
+    assert len(tags) == 4
 
 
 def test_a_dataset_save_removes_what_a_killed_save_of_the_same_folder_left(tmp_path):

@@ -260,6 +260,8 @@ def test_recog_train_refuses_an_unknown_adversarial_loss(shapes, tmp_path, capsy
     (["--adversarial-clean-weight", "nan"], "adversarial.clean_weight': nan is not a finite number"),
     (["--adversarial-beta", "-1"], "--adversarial-beta must be positive"),
     (["--adversarial-loss", "trades", "--adversarial-clean-weight", "0.5"], "TRADES always trains on the clean loss"),
+    (["--adversarial-beta", "2"], "Madry's loss has none"),
+    (["--adversarial-loss", "madry", "--adversarial-beta", "100"], "Madry's loss has none"),
 ])
 def test_recog_train_refuses_impossible_adversarial_loss_options(shapes, tmp_path, capsys, extra, message):
     line = refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4", *extra), capsys)

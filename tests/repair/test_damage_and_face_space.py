@@ -150,6 +150,27 @@ def test_identity_loss_in_a_facegan_recognisers_space(identities, tmp_path):
     assert resumed.num_steps == 4
 
 
+def test_resume_refuses_an_identity_recogniser_replaced_since(identities, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    data, recogniser_run = identities
+    copy = tmp_path / "recogniser"
+    shutil.copytree(recogniser_run, copy)
+    config = tiny_config(data, tmp_path / "run", steps=2, loss={"identity": 1.0, "identity_every": 1, "identity_recogniser": str(copy)})
+    train_repair(config)
+    weights = copy / "export" / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(key for key, value in tensors.items() if value.is_floating_point())
+    tensors[name] = tensors[name] + 0.01  # someone retrained or replaced it
+    save_file(tensors, weights)
+    before = json.loads((tmp_path / "run" / "run.json").read_text())["identity_recogniser"]["version"]
+    with pytest.raises(FaceganError, match="not the one this run trained with"):
+        train_repair(tiny_config(data, tmp_path / "run", steps=4, loss=config.loss.__dict__), resume=True)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["identity_recogniser"]["version"] == before
+
+
 def test_identity_loss_without_the_recogniser_is_one_line(faces16, tmp_path):
     config = tiny_config(faces16, tmp_path / "run", steps=2, loss={"identity": 1.0, "identity_recogniser": str(tmp_path / "nothing")})
     with pytest.raises(FaceganError, match="neither dlib nor an existing `facegan recog train` run"):

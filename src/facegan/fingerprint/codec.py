@@ -93,6 +93,12 @@ class FingerprintConfig:
                                        ("holdout", self.holdout, 0.0, 0.9)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
                 raise FaceganError(f"fingerprint {name} must be a number from {low:g} to {high:g}, got {value!r:.40}")
+        if self.pattern_grid and self.channels * self.pattern_grid**2 < self.bits:
+            raise FaceganError(f"a {self.pattern_grid}x{self.pattern_grid} pattern grid of {self.channels} channel(s) holds "
+                               f"{self.channels * self.pattern_grid**2} values, fewer than the key's {self.bits} bits; raise pattern_grid")
+        if not self.pattern_grid and self.image_fraction:
+            raise FaceganError("image_fraction mixes the image-conditioned residual into the key pattern, but pattern_grid 0 "
+                               "has no key pattern (the whole residual is image-conditioned); drop image_fraction")
         return self
 
     @property

@@ -20,6 +20,7 @@ NUM_STAGES = 4
 MAX_SEED = 2**32  # RNG seeds are derived as seed * 1_000_003 + k, which must stay within 64 bits
 ADVERSARIAL_NORMS = ("linf", "l2")  # facegan.attacks.budget.NORMS, spelled here so that validating a config imports no torch
 ADVERSARIAL_LOSSES = ("madry", "trades")
+DEFAULT_TRADES_BETA = 6.0
 MAX_PIXEL = 255.0
 
 
@@ -112,7 +113,7 @@ class AdversarialConfig:
     margin-head loss + beta * (1 - cos(clean embedding, perturbed embedding))."""
     clean_weight: float = 0.0
     """`madry` only: the update minimises clean_weight * clean loss + (1 - clean_weight) * perturbed loss (0 = Madry's)."""
-    beta: float = 6.0
+    beta: float = DEFAULT_TRADES_BETA
     """`trades` only: weight of the embedding-drift term (Zhang et al.: 6 on CIFAR-10)."""
 
     @property
@@ -131,6 +132,9 @@ class AdversarialConfig:
         check_range("--adversarial-clean-weight", self.clean_weight, 0, 1, max_open=True,
                     hint="the share of the clean loss in the update, e.g. 0.5")
         check_range("--adversarial-beta", self.beta, 0, 1000, min_open=True, hint="the weight of TRADES's drift term, e.g. 6")
+        if self.loss == "madry" and self.beta != DEFAULT_TRADES_BETA:
+            raise FaceganError("--adversarial-beta weighs TRADES's drift term; Madry's loss has none "
+                               "(pass --adversarial-loss trades, or mix in the clean loss with --adversarial-clean-weight)")
         if self.loss == "trades" and self.clean_weight:
             raise FaceganError("--adversarial-clean-weight mixes the clean loss into Madry's; TRADES always trains on the clean loss "
                                "(weigh its drift term with --adversarial-beta), so drop one of them")

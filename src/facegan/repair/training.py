@@ -323,7 +323,7 @@ def _train_locked(run: Run, config: RepairConfig, resume: bool, progress: Progre
                   should_stop: StopCallback | None, setup_done: list[bool], stop: StopFlag) -> RepairTrainResult:
     from facegan.repair.export import save_repair_export
 
-    state, expected_hash, resumed_from_scratch = None, None, False
+    state, expected_hash, resumed_from_scratch, expected_recogniser = None, None, False, None
     if config.loss.identity > 0 and config.loss.identity_recogniser not in DLIB_NAMES:
         # Saved resolved, so a resume from another folder names the same recogniser.
         config.loss.identity_recogniser = str(Path(config.loss.identity_recogniser).expanduser().resolve())
@@ -336,6 +336,7 @@ def _train_locked(run: Run, config: RepairConfig, resume: bool, progress: Progre
             resumed_from_scratch = True
             logger.warning("%s has no checkpoint yet: starting it from the beginning with its saved config", run.path)
         expected_hash = (state or {}).get("dataset_hash") or (run.read_run_info() or {}).get("dataset_hash")
+        expected_recogniser = ((run.read_run_info() or {}).get("identity_recogniser") or {}).get("version")
     elif run.has_checkpoint() or run.has_config():
         raise FaceganError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
 
@@ -347,6 +348,10 @@ def _train_locked(run: Run, config: RepairConfig, resume: bool, progress: Progre
     if config.runtime.num_threads > 0:
         torch.set_num_threads(config.runtime.num_threads)
     trainer = RepairTrainer(config, images, device)
+    if (expected_recogniser is not None and trainer.face_space is not None
+            and config.loss.identity_recogniser not in DLIB_NAMES and trainer.face_space.version != expected_recogniser):
+        raise FaceganError(f"cannot resume: the identity recogniser {config.loss.identity_recogniser} is not the one this run trained with "
+                           f"(version {trainer.face_space.version}, the run's {str(expected_recogniser)[:16]}); put the original back")
     if state is not None:
         trainer.load_state_dict(state, run.state_path)
     elapsed_before = float(state.get("seconds", 0.0)) if state else 0.0
