@@ -11,12 +11,10 @@ from facegan.config import from_dict
 from facegan.errors import FaceganError
 from facegan.recognition.config import AdversarialConfig, RecogConfig
 from facegan.recognition.training import RecogTrainer, load_identity_data, train_recogniser
-from facegan.run import EXPORT_WEIGHTS_NAME, Run
+from facegan.run import Run
 from tests.recognition.identities import save_identity_dataset
+from tests.recognition.tiny import config_for, export_weights, logged_losses
 
-TINY = {"backbone": {"width": 4, "embedding_size": 16, "blocks": [1, 1, 1, 1]}, "batch_size": 8,
-        "optimizer": {"warmup_steps": 2}, "runtime": {"tensorboard": False, "device": "cpu"}, "schedule": {"log_steps": 1},
-        "calibration_images": 4}
 AT = {"eps": 8.0, "steps": 2}
 
 
@@ -25,16 +23,7 @@ def shapes(tmp_path_factory):
     return save_identity_dataset(tmp_path_factory.mktemp("recog_at") / "shapes", num_identities=6, per_identity=5)
 
 
-def config_for(data, out, **updates) -> RecogConfig:
-    return from_dict(RecogConfig, {**TINY, "data": [str(data)], "out": str(out), "steps": 4, **updates})
 
-
-def _weights(run_dir) -> bytes:
-    return (Run(run_dir).export_dir / EXPORT_WEIGHTS_NAME).read_bytes()
-
-
-def _losses(run_dir) -> list[float]:
-    return [line["loss"] for line in Run(run_dir).read_stats()]
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 4.0), ("linf", 8.0), ("l2", 50.0)])
@@ -61,7 +50,7 @@ def test_the_perturbed_batch_stays_within_the_budget_and_the_pixel_range(shapes,
 def test_adversarial_training_changes_the_weights_and_logs_clean_and_adversarial_figures(shapes, tmp_path):
     train_recogniser(config_for(shapes, tmp_path / "plain"))
     train_recogniser(config_for(shapes, tmp_path / "at", adversarial=AT))
-    assert _weights(tmp_path / "plain") != _weights(tmp_path / "at")
+    assert export_weights(tmp_path / "plain") != export_weights(tmp_path / "at")
     plain, at = Run(tmp_path / "plain").read_stats(), Run(tmp_path / "at").read_stats()
     assert "clean_loss" not in plain[0] and {"loss", "accuracy", "clean_loss", "clean_accuracy"} <= set(at[0])
     # Step 1 sees the same batch and weights in both runs: the clean loss is the plain run's loss, the trained one higher.
@@ -71,8 +60,8 @@ def test_adversarial_training_changes_the_weights_and_logs_clean_and_adversarial
 def test_eps_zero_trains_bit_for_bit_as_without_adversarial_training(shapes, tmp_path):
     train_recogniser(config_for(shapes, tmp_path / "plain"))
     train_recogniser(config_for(shapes, tmp_path / "zero", adversarial={"eps": 0.0, "steps": 7, "norm": "l2", "step_size": 3.0}))
-    assert _weights(tmp_path / "plain") == _weights(tmp_path / "zero")
-    assert _losses(tmp_path / "plain") == _losses(tmp_path / "zero")
+    assert export_weights(tmp_path / "plain") == export_weights(tmp_path / "zero")
+    assert logged_losses(tmp_path / "plain") == logged_losses(tmp_path / "zero")
     assert "clean_loss" not in Run(tmp_path / "zero").read_stats()[0]
 
 
@@ -80,8 +69,8 @@ def test_two_plus_two_adversarial_steps_equal_four_bit_for_bit(shapes, tmp_path)
     train_recogniser(config_for(shapes, tmp_path / "straight", adversarial=AT))
     train_recogniser(config_for(shapes, tmp_path / "resumed", steps=2, adversarial=AT))
     train_recogniser(config_for(shapes, tmp_path / "resumed", adversarial=AT), resume=True)
-    assert _weights(tmp_path / "straight") == _weights(tmp_path / "resumed")
-    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+    assert export_weights(tmp_path / "straight") == export_weights(tmp_path / "resumed")
+    assert logged_losses(tmp_path / "straight") == logged_losses(tmp_path / "resumed")
     state = torch.load(Run(tmp_path / "resumed").state_path, weights_only=True)
     assert isinstance(state["rng_adversarial"], torch.Tensor)
 

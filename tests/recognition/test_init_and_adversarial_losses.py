@@ -8,17 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facegan.config import from_dict
 from facegan.errors import FaceganError
-from facegan.recognition.config import AdversarialConfig, RecogConfig
+from facegan.recognition.config import AdversarialConfig
 from facegan.recognition.export import load_recogniser_export
 from facegan.recognition.training import RecogTrainer, load_identity_data, train_recogniser
-from facegan.run import EXPORT_WEIGHTS_NAME, Run
+from facegan.run import Run
 from tests.recognition.identities import save_identity_dataset
+from tests.recognition.tiny import TINY, config_for, export_weights, logged_losses
 
-TINY = {"backbone": {"width": 4, "embedding_size": 16, "blocks": [1, 1, 1, 1]}, "batch_size": 8,
-        "optimizer": {"warmup_steps": 2}, "runtime": {"tensorboard": False, "device": "cpu"}, "schedule": {"log_steps": 1},
-        "calibration_images": 4}
 AT = {"eps": 4.0, "steps": 2}
 
 
@@ -35,16 +32,7 @@ def base(shapes, tmp_path_factory):
     return out
 
 
-def config_for(data, out, **updates) -> RecogConfig:
-    return from_dict(RecogConfig, {**TINY, "data": [str(data)], "out": str(out), "steps": 4, **updates})
 
-
-def _weights(run_dir) -> bytes:
-    return (Run(run_dir).export_dir / EXPORT_WEIGHTS_NAME).read_bytes()
-
-
-def _losses(run_dir) -> list[float]:
-    return [line["loss"] for line in Run(run_dir).read_stats()]
 
 
 def test_init_loads_the_exported_network_and_imprints_the_head(shapes, base):
@@ -74,7 +62,7 @@ def test_init_loads_the_exported_network_and_imprints_the_head(shapes, base):
 def test_a_run_from_init_records_it_and_differs_from_a_fresh_one(shapes, base, tmp_path):
     train_recogniser(config_for(shapes, tmp_path / "fresh"))
     train_recogniser(config_for(shapes, tmp_path / "tuned", init=str(base)))
-    assert _weights(tmp_path / "fresh") != _weights(tmp_path / "tuned")
+    assert export_weights(tmp_path / "fresh") != export_weights(tmp_path / "tuned")
     version = load_recogniser_export(base).version
     export = json.loads((Run(tmp_path / "tuned").export_dir / "config.json").read_text())
     assert export["init"]["version"] == version and export["init"]["path"] == str(Run(base).export_dir.resolve())
@@ -83,7 +71,7 @@ def test_a_run_from_init_records_it_and_differs_from_a_fresh_one(shapes, base, t
     assert "init" not in json.loads((Run(tmp_path / "fresh").export_dir / "config.json").read_text())
     assert "init" not in Run(tmp_path / "fresh").read_run_info()
     # Starting near a trained network, the first losses are lower than from random weights.
-    assert _losses(tmp_path / "tuned")[0] < _losses(tmp_path / "fresh")[0]
+    assert logged_losses(tmp_path / "tuned")[0] < logged_losses(tmp_path / "fresh")[0]
 
 
 def test_init_resumes_bit_for_bit_even_after_the_init_export_is_gone(shapes, base, tmp_path):
@@ -93,8 +81,8 @@ def test_init_resumes_bit_for_bit_even_after_the_init_export_is_gone(shapes, bas
     train_recogniser(config_for(shapes, tmp_path / "resumed", steps=2, init=str(copy), adversarial=AT))
     shutil.rmtree(copy)  # the checkpoint holds the weights: resuming never reads --init again
     train_recogniser(config_for(shapes, tmp_path / "resumed", init=str(copy), adversarial=AT), resume=True)
-    assert _weights(tmp_path / "straight") == _weights(tmp_path / "resumed")
-    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+    assert export_weights(tmp_path / "straight") == export_weights(tmp_path / "resumed")
+    assert logged_losses(tmp_path / "straight") == logged_losses(tmp_path / "resumed")
     export = json.loads((Run(tmp_path / "resumed").export_dir / "config.json").read_text())
     assert export["init"]["version"] == load_recogniser_export(base).version
 
@@ -167,7 +155,7 @@ def test_loss_options_train_record_and_resume_bit_for_bit(shapes, tmp_path):
     train_recogniser(config_for(shapes, tmp_path / "straight", adversarial=trades))
     train_recogniser(config_for(shapes, tmp_path / "resumed", steps=2, adversarial=trades))
     train_recogniser(config_for(shapes, tmp_path / "resumed", adversarial=trades), resume=True)
-    assert _weights(tmp_path / "straight") == _weights(tmp_path / "resumed")
+    assert export_weights(tmp_path / "straight") == export_weights(tmp_path / "resumed")
     stats = Run(tmp_path / "straight").read_stats()
     assert {"loss", "drift", "clean_loss", "clean_accuracy"} <= set(stats[0])
     export = json.loads((Run(tmp_path / "straight").export_dir / "config.json").read_text())
@@ -178,7 +166,7 @@ def test_loss_options_train_record_and_resume_bit_for_bit(shapes, tmp_path):
     train_recogniser(config_for(shapes, tmp_path / "mixed", adversarial={**AT, "clean_weight": 0.25}))
     mixed = json.loads((Run(tmp_path / "mixed").export_dir / "config.json").read_text())["adversarial_training"]
     assert mixed["clean_weight"] == 0.25 and mixed["description"].endswith(", clean weight 0.25")
-    assert _weights(tmp_path / "mixed") != _weights(tmp_path / "straight")
+    assert export_weights(tmp_path / "mixed") != export_weights(tmp_path / "straight")
 
 
 @pytest.mark.parametrize("values, message", [
