@@ -220,6 +220,11 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def stale_process(pid: int) -> bool:
+    """True when `pid` is not this process and no process with that id runs here."""
+    return pid != os.getpid() and not _process_alive(pid)
+
+
 def stale_siblings(target: str | os.PathLike, kind: str) -> list[Path]:
     """Hidden siblings of `target` of this kind that processes of this host left and no longer run.
 

@@ -83,3 +83,28 @@ def test_a_new_server_work_folder_removes_those_of_killed_servers(tmp_path, monk
     folder = new_work_dir()
     assert folder.parent == tmp_path and folder.name.startswith(".facegan-serve.work-") and oct(folder.stat().st_mode & 0o777) == "0o700"
     assert not os.path.exists(killed)
+
+
+def test_training_removes_the_half_written_checkpoint_of_a_killed_run_and_nothing_else(tmp_path, live_writer):
+    """kill -9 during a checkpoint write leaves `.state.pt.tmp-PID`; the next run on that folder (holding its lock) removes it."""
+    from facegan.recognition.training import train_recogniser
+    from facegan.run import Run
+    from tests.recognition.identities import save_identity_dataset
+    from tests.recognition.tiny import config_for
+
+    data = save_identity_dataset(tmp_path / "shapes", num_identities=4, per_identity=4)
+    train_recogniser(config_for(data, tmp_path / "run", steps=2))
+    checkpoints = Run(tmp_path / "run").state_path.parent
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    stale = checkpoints / f".state.pt.tmp-{dead}"
+    stale_export = Run(tmp_path / "run").export_dir / f".model.safetensors.tmp-{dead}-0123abcd"
+    live = checkpoints / f".state.pt.tmp-{live_writer}"
+    link = checkpoints / f".notes.tmp-{dead}"
+    for path in (stale, stale_export, live):
+        path.write_bytes(b"half a checkpoint")
+    link.symlink_to(tmp_path / "shapes")
+    user_file = checkpoints / "my.tmp-notes.txt"
+    user_file.write_text("mine")
+    train_recogniser(config_for(data, tmp_path / "run", steps=3), resume=True)
+    assert not stale.exists() and not stale_export.exists()
+    assert live.exists() and link.is_symlink() and user_file.read_text() == "mine"

@@ -42,7 +42,7 @@ from facegan.run import Run, is_export_folder
 from facegan.training.checkpoint import save_state
 # The GAN loop's run machinery, reused as is: stats accumulation without host syncs, the Ctrl-C flag,
 # device and bf16 choice, and the clean-up of temp files after a failed write.
-from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_temp_files
+from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_stale_temp_files, remove_temp_files
 from facegan.training.loop import LogCallback, ProgressCallback, StopCallback, resolve_device, use_bf16
 
 logger = logging.getLogger("facegan.training")
@@ -529,6 +529,7 @@ def train_recogniser(config: RecogConfig, *, resume: bool = False, progress: Pro
     run.check_can_train_into()
     created = not run.path.exists()
     lock = run.lock().acquire()
+    remove_stale_temp_files(run.path)  # a half-written checkpoint of a killed earlier run
     setup_done = [False]
     try:
         with StopFlag() as stop:

@@ -37,7 +37,7 @@ from facegan.repair.config import REPAIR_KIND, RESUME_LOCKED_FIELDS, RepairConfi
 from facegan.repair.model import PatchDiscriminator, RepairNet, composite
 from facegan.run import Run, is_export_folder
 from facegan.training.checkpoint import save_state
-from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_temp_files
+from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_stale_temp_files, remove_temp_files
 from facegan.training.loop import LogCallback, ProgressCallback, StopCallback, resolve_device
 
 logger = logging.getLogger("facegan.training")
@@ -303,6 +303,7 @@ def train_repair(config: RepairConfig, *, resume: bool = False, progress: Progre
     run.check_can_train_into()
     created = not run.path.exists()
     lock = run.lock().acquire()
+    remove_stale_temp_files(run.path)  # a half-written checkpoint of a killed earlier run
     setup_done = [False]
     try:
         with StopFlag() as stop:

@@ -16,7 +16,7 @@ from facegan.run import Run
 
 logger = logging.getLogger("facegan.training")
 
-__all__ = ["StopFlag", "accumulate_stats", "mean_stats", "remove_empty_run", "remove_temp_files"]
+__all__ = ["StopFlag", "accumulate_stats", "mean_stats", "remove_empty_run", "remove_stale_temp_files", "remove_temp_files"]
 
 
 class StopFlag:
@@ -94,3 +94,31 @@ def remove_temp_files(folder: Path) -> None:
             path.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Temp files (`.NAME.tmp-PID`, `.NAME.tmp-PID-HEX`) that a writer killed with SIGKILL left in a run folder, e.g. a
+    half-written checkpoint. Call it holding the run's lock (one writer per run): only files of processes that no
+    longer run are removed, never a link or a folder. Returns what was removed."""
+    import re
+
+    from facegan.files import stale_process
+
+    pattern = re.compile(r"\..+\.tmp-(?P<pid>\d{1,10})(-[0-9a-f]{8})?")
+    removed = []
+    try:
+        candidates = list(folder.rglob(".*.tmp-*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        match = pattern.fullmatch(path.name)
+        if match is None or not stale_process(int(match["pid"])):
+            continue
+        try:
+            if path.is_symlink() or not path.is_file():
+                continue
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed

@@ -30,7 +30,7 @@ from facegan.models.export import latents_for_seeds, render, save_export
 from facegan.provenance.record import COMPOSITE, TRAINED, Provenance
 from facegan.run import Run
 from facegan.training.augment import DiffAugment
-from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_temp_files
+from facegan.training.control import StopFlag, accumulate_stats, mean_stats, remove_empty_run, remove_stale_temp_files, remove_temp_files
 from facegan.training.checkpoint import load_state, save_state
 from facegan.training.config import TrainConfig
 from facegan.training.distributed import (
@@ -451,6 +451,8 @@ def train(
     is_rank0 = int(os.environ.get("RANK", "0")) == 0
     created = not run.path.exists()
     lock = run.lock().acquire() if is_rank0 else None
+    if lock is not None:
+        remove_stale_temp_files(run.path)  # a half-written checkpoint of a killed earlier run
     setup_done = [False]
     try:
         # The handlers stay until train() returns: torchrun forwards a Ctrl-C that may land after the loop ended.
