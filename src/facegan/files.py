@@ -278,3 +278,14 @@ def check_format_version(record: dict, config_path: str | os.PathLike, folder: s
         by = f", facegan {made_by:.40}" if isinstance(made_by, str) else ""
         raise FaceganError(f"{folder} was made by a newer facegan ({kind} format {version}{by}); upgrade facegan (this one reads format {current})")
     return version
+
+
+def read_text_option(path: str | os.PathLike, max_bytes: int, option: str, expected: str) -> str:
+    """A small UTF-8 text file named by a command-line option, or one FaceganError line naming the option
+    (`expected` says what the file should hold, e.g. "its first line must be USER:PASS")."""
+    try:
+        return read_regular_file(path, max_bytes).decode("utf-8")
+    except ReadRefused as refused:
+        raise FaceganError(f"{option}: {refused}") from None
+    except UnicodeDecodeError:
+        raise FaceganError(f"{option} {path} is not UTF-8 text; {expected}") from None

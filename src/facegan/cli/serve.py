@@ -56,20 +56,14 @@ def resolve_auth(auth: str | None, auth_file: str | None, environ) -> str | None
     import sys
 
     from facegan.errors import FaceganError
-    from facegan.files import ReadRefused, read_regular_file
+    from facegan.files import read_text_option
 
     if auth is not None:
         print("note: a password given with --auth can be read by other users of this machine (ps); "
               f"use --auth-file FILE or ${AUTH_ENV} instead", file=sys.stderr)
         return auth
     if auth_file is not None:
-        try:
-            text = read_regular_file(auth_file, MAX_AUTH_FILE_BYTES).decode("utf-8")
-        except ReadRefused as refused:
-            raise FaceganError(f"--auth-file: {refused}") from None
-        except UnicodeDecodeError:
-            raise FaceganError(f"--auth-file {auth_file} is not UTF-8 text; its first line must be USER:PASS") from None
-        lines = text.splitlines()
+        lines = read_text_option(auth_file, MAX_AUTH_FILE_BYTES, "--auth-file", "its first line must be USER:PASS").splitlines()
         if not lines or not lines[0].strip():
             raise FaceganError(f"--auth-file {auth_file} is empty; its first line must be USER:PASS")
         return lines[0]

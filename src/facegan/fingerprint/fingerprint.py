@@ -318,7 +318,7 @@ def _load_weights(module: nn.Module, payload: bytes, path: Path) -> dict[str, st
 
 def load_fingerprint(path: str | os.PathLike) -> Fingerprint:
     """Open a fingerprint folder (or its fingerprint.json); every way it can be wrong is one FaceganError."""
-    from facegan.files import ReadRefused, read_regular_file
+    from facegan.files import ReadRefused, check_format_version, read_regular_file
 
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise FaceganError(f"a fingerprint must be given as a folder path, got {path!r:.60}")
@@ -340,11 +340,7 @@ def load_fingerprint(path: str | os.PathLike) -> Fingerprint:
         raise FaceganError(f"{config_path} is damaged (not JSON); {RETRAIN_HINT}") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_MARKER:
         raise FaceganError(f"{config_path} is not a facegan fingerprint (format {metadata.get('format') if isinstance(metadata, dict) else None!r:.40})")
-    version = metadata.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise FaceganError(f"{config_path} has no valid format_version; {RETRAIN_HINT}")
-    if version > FORMAT_VERSION:
-        raise FaceganError(f"{path} was made by a newer facegan (fingerprint format {version}); upgrade facegan (this one reads {FORMAT_VERSION})")
+    check_format_version(metadata, config_path, path, "fingerprint", FORMAT_VERSION, RETRAIN_HINT)
     bits = metadata.get("bits")
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
         raise FaceganError(f"{config_path} says bits {bits!r:.20}, not a whole number from {MIN_BITS} to {MAX_BITS}; {RETRAIN_HINT}")

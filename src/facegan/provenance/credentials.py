@@ -181,15 +181,10 @@ def load_c2pa_config(path: str | os.PathLike) -> dict[str, str | None]:
     """A TOML or JSON settings file: `cert`, `key` (paths, relative to the file) and optionally `tsa_url`."""
     import tomllib
 
-    from facegan.files import ReadRefused, read_regular_file
+    from facegan.files import read_text_option
 
     path = Path(path)
-    try:
-        text = read_regular_file(path, MAX_PEM_BYTES).decode("utf-8")
-    except ReadRefused as error:
-        raise FaceganError(f"--c2pa-config: {error}") from None
-    except UnicodeDecodeError:
-        raise FaceganError(f"--c2pa-config {path} is not UTF-8 text; give a TOML or JSON file") from None
+    text = read_text_option(path, MAX_PEM_BYTES, "--c2pa-config", "give a TOML or JSON file")
     try:
         settings = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, RecursionError) as error:
