@@ -14,6 +14,9 @@
 
 Everything is reused when present under --out (delete a sub-folder to redo that part).
 
+GAN-fp now trains with the fingerprint loss (`train --fingerprint`'s default); GAN-fp-data is the data alone, which is
+what the figures below measured as "GAN-fp" (this script has not been rerun with the loss yet; README).
+
 Measured 2026-12-03 on 2 heavily shared CPU cores (--threads 1), --kimg 50 --num 500:
 default codec (format 2: 32 bits, key-only pattern on an 8x8 grid, 1400 steps, PSNR 32.0 dB): encoded real faces
 held out of the codec's training: bit accuracy 0.794 clean / 0.792 JPEG 75 (detected 55 % / 60 %; all 100 encoded:
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, default=50.0, help="GAN training length, each")
     parser.add_argument("--num", type=int, default=500, help="generated faces per generator for the tables and FD")
     parser.add_argument("--fpr", type=float, default=0.01)
+    parser.add_argument("--fingerprint-every", type=int, default=None, help="GAN-fp's fingerprint.every (default: the config's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-fingerprint")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -84,17 +88,28 @@ def main() -> None:
     marked = FaceDataset.load(marked_path) if (marked_path / "manifest.json").is_file() else None
     if marked is None or marked.manifest.get("fingerprint", {}).get("id") != fingerprint.id:
         marked = fingerprint_dataset(dataset, fingerprint, marked_path)
-    runs = {"fp": (out / "gan-fp", marked), "plain": (out / "gan-plain", dataset)}
+    # GAN-fp learns the key from the data and the fingerprint loss (`train --fingerprint`'s default); GAN-fp-data from
+    # the data alone (fingerprint.weight=0, Yu et al.'s recipe); GAN-plain never saw the key.
+    loss_settings = {"path": str(fp_path.resolve())}
+    if args.fingerprint_every:
+        loss_settings["every"] = args.fingerprint_every
+    runs = {"fp": (out / "gan-fp", marked, loss_settings), "fp-data": (out / "gan-fp-data", marked, {}),
+            "plain": (out / "gan-plain", dataset, {})}
     train_seconds = {}
-    for name, (run, data) in runs.items():
+    for name, (run, data, fingerprint_loss) in runs.items():
         summary_path = run / "summary.json"
+        if (run / "config.json").is_file():
+            saved = json.loads((run / "config.json").read_text()).get("fingerprint") or {}
+            if {key: saved.get(key) for key in fingerprint_loss} != fingerprint_loss or bool(saved.get("path")) != bool(fingerprint_loss):
+                raise SystemExit(f"error: {run} was trained with other fingerprint-loss settings ({saved}); delete it to redo it")
         if not summary_path.is_file() or json.loads(summary_path.read_text()).get("kimg", 0) < args.kimg - 1e-9:
             config = resolve_config("default", {"data": str(data.path), "out": str(run), "kimg": args.kimg, "seed": args.seed,
+                                                "fingerprint": fingerprint_loss,
                                                 "schedule": {"snapshot_kimg": 1e6, "checkpoint_kimg": 10.0},
                                                 "runtime": {"tensorboard": False, "num_threads": args.threads}})
             train(config, resume=(run / "config.json").is_file(), progress=False)
         train_seconds[name] = json.loads(summary_path.read_text()).get("seconds")
-    generated = {name: load_generator(run).sample(range(args.num)) for name, (run, _) in runs.items()}
+    generated = {name: load_generator(run).sample(range(args.num)) for name, (run, _, _) in runs.items()}
 
     # ---- 3. robustness table
     real = np.array(dataset.images)
@@ -103,6 +118,7 @@ def main() -> None:
     holdout = real[np.sort(order[:holdout_count])] if holdout_count else real
     sets = {
         "GAN-fp": generated["fp"],
+        "GAN-fp-data": generated["fp-data"],
         "real-enc-holdout": fingerprint.encode(holdout),
         "real-enc-all": fingerprint.encode(real),
         "real-never": real,
@@ -117,13 +133,13 @@ def main() -> None:
     threshold = detect(real[:1], fingerprint, fpr=args.fpr)
     print(f"\nfingerprint {fingerprint.id[:16]}: {fingerprint.bits} bits; detected when >= {threshold.threshold} bits match "
           f"(exact FPR {threshold.exact_fpr:.4f} <= {args.fpr:g}); GANs: default preset, {args.kimg:g} kimg, seed {args.seed}")
-    print(f"images: GAN-fp {args.num} generated | real-enc-holdout {len(holdout)} encoded real faces the codec never trained on | "
+    print(f"images: GAN-fp {args.num} generated (data + fingerprint loss) | GAN-fp-data {args.num} (data alone) | real-enc-holdout {len(holdout)} encoded real faces the codec never trained on | "
           f"real-enc-all {len(real)} | FPR columns: real-never {len(real)} never-encoded real faces, GAN-plain {args.num} generated")
-    header = f"{'transform':<11}" + "".join(f"{name + ' acc':>22}{'det':>7}" for name in ("GAN-fp", "real-enc-holdout", "real-enc-all")) \
+    header = f"{'transform':<11}" + "".join(f"{name + ' acc':>22}{'det':>7}" for name in ("GAN-fp", "GAN-fp-data", "real-enc-holdout", "real-enc-all")) \
         + f"{'real-never acc':>22}{'FPR':>7}{'GAN-plain acc':>22}{'FPR':>7}"
     print(header)
     for transform, row in table.items():
-        cells = "".join(f"{row[name]['bit_accuracy']:22.3f}{row[name]['detection_rate']:7.3f}" for name in ("GAN-fp", "real-enc-holdout", "real-enc-all"))
+        cells = "".join(f"{row[name]['bit_accuracy']:22.3f}{row[name]['detection_rate']:7.3f}" for name in ("GAN-fp", "GAN-fp-data", "real-enc-holdout", "real-enc-all"))
         cells += f"{row['real-never']['bit_accuracy']:22.3f}{row['real-never']['detection_rate']:7.3f}"
         cells += f"{row['GAN-plain']['bit_accuracy']:22.3f}{row['GAN-plain']['detection_rate']:7.3f}"
         print(f"{transform:<11}{cells}")
@@ -133,10 +149,12 @@ def main() -> None:
 
     # ---- 4. FD cost
     fd = {}
-    for name, (run, _) in runs.items():
+    for name, (run, _, _) in runs.items():
         result = evaluate(run, dataset.path, num=args.num, features="face", metrics=("fd",), seed=10_000, progress=False)
         fd[name] = result.metrics["fd"]
-    print(f"FD (face features, {args.num} generated vs {len(real)} plain real faces): fingerprinted {fd['fp']:.4f}, plain {fd['plain']:.4f}")
+    print(f"FD (face features, {args.num} generated vs {len(real)} plain real faces): fingerprinted {fd['fp']:.4f} "
+          f"(data alone {fd['fp-data']:.4f}), plain {fd['plain']:.4f}")
+    print(f"data alone: FD_fp-data / FD_plain = {fd['fp-data'] / fd['plain']:.3f}")
     ratio = fd["fp"] / fd["plain"]
     print(f"ratio = {ratio:.3f}  (FD_fp / FD_plain; 1 = no quality cost)")
     print(f"total {time.time() - started:.0f} s (GAN training {train_seconds})")

@@ -123,6 +123,16 @@ def ensure_marked_training_set(folder: Path, train_set, fingerprint_steps: int |
     return fingerprint, ensure_fingerprinted(train_set, fingerprint)
 
 
+def default_gan_config(folder: Path, marked_train, kimg: float):
+    """The demo's default GAN: the default preset on the fingerprinted training faces, with the fingerprint loss
+    (its decoder reading the generated faces) toward the key they carry; `make demo-repair` trains the same."""
+    from facegan.training.config import resolve_config
+
+    return resolve_config("default", {"data": str(marked_train.path), "out": str(folder / "default"), "kimg": kimg,
+                                      "fingerprint": {"path": str(folder / "fingerprint")},
+                                      "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}})
+
+
 def detect_fingerprints(folder: Path, fingerprint, generator, control, marked_train, real, num: int) -> dict:
     """`facegan detect` on the demo's images: the fingerprinted GAN's faces (clean and after JPEG 75), the
     DP GAN's (never fingerprinted: a negative control), real faces never encoded, and the encoded training faces."""
@@ -329,8 +339,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
           f"{measured.get('jpeg75_bit_accuracy', float('nan')):.3f} after JPEG 75, PSNR {measured.get('psnr', float('nan')):.1f} dB; "
           f"training faces fingerprinted in {marked_train.path}")
     print(f"[3/{STEPS}] training the default GAN for {kimg:g} kimg on the CPU, on the fingerprinted faces")
-    summaries = {"default": ensure_trained(resolve_config("default", {
-        "data": str(marked_train.path), "out": str(runs["default"].path), "kimg": kimg, "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}}), progress)}
+    summaries = {"default": ensure_trained(default_gan_config(folder, marked_train, kimg), progress)}
     print(f"[4/{STEPS}] differential privacy: pretraining for {dp_kimg:g} kimg on a public half ({len(public_set)} faces), "
           f"then DP fine-tuning (epsilon {dp_epsilon:g}) on the private half ({len(private_set)} faces)")
     public_run = Run(folder / "dp-public")

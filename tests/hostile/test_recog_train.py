@@ -159,7 +159,7 @@ def test_recog_train_with_adversarial_options_trains_and_records_them(shapes, tm
     out = tmp_path / "run"
     assert main(_train([shapes], out, "--adversarial-eps", "4/255", "--adversarial-steps", "2", "--adversarial-norm", "linf")) == 0
     assert Run(out).read_config()["adversarial"] == {"eps": 4.0, "steps": 2, "norm": "linf", "step_size": None, "loss": "madry",
-                                                     "clean_weight": 0.0, "beta": 6.0}
+                                                     "clean_weight": 0.0, "beta": 6.0, "impersonation_weight": 1.0}
     assert json.loads((Run(out).export_dir / "config.json").read_text())["adversarial_training"]["description"] == \
         "PGD-AT linf eps 4 (0..255), 2 steps"
 
@@ -252,7 +252,7 @@ def test_recog_train_resume_refuses_adversarial_options_of_a_plain_run(recog_run
 
 def test_recog_train_refuses_an_unknown_adversarial_loss(shapes, tmp_path, capsys):
     line = refused(_train([shapes], tmp_path / "run", "--adversarial-eps", "4", "--adversarial-loss", "free"), capsys)
-    assert "unknown loss 'free' for --adversarial-loss; choose madry or trades" in line
+    assert "unknown loss 'free' for --adversarial-loss; choose madry, trades, trades-impersonation" in line
 
 
 @pytest.mark.parametrize("extra, message", [

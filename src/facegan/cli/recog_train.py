@@ -48,12 +48,15 @@ def register(verbs) -> None:
     adversarial.add_argument("--adversarial-norm", default=None, metavar="linf|l2", help="threat model (default: linf)")
     adversarial.add_argument("--adversarial-step-size", default=None, metavar="STEP",
                              help="PGD step on the 0..255 scale, e.g. 1/255 (default: 2.5 * eps / steps)")
-    adversarial.add_argument("--adversarial-loss", default=None, metavar="madry|trades",
-                             help="madry: train on the perturbed batch (default); trades: clean loss + beta * embedding drift")
+    adversarial.add_argument("--adversarial-loss", default=None, metavar="madry|trades|trades-impersonation",
+                             help="madry: train on the perturbed batch (default); trades: clean loss + beta * embedding drift; "
+                                  "trades-impersonation: trades with half of each batch attacked toward another identity")
     adversarial.add_argument("--adversarial-clean-weight", type=float, default=None, metavar="W",
                              help="madry: weight of the clean loss in the update, 0..1 (default: 0)")
     adversarial.add_argument("--adversarial-beta", type=float, default=None, metavar="BETA",
-                             help="trades: weight of the drift term 1 - cos(clean, perturbed embedding) (default: 6)")
+                             help="trades, trades-impersonation: weight of the drift term 1 - cos(clean, perturbed embedding) (default: 6)")
+    adversarial.add_argument("--adversarial-impersonation-weight", type=float, default=None, metavar="W",
+                             help="trades-impersonation: weight of the similarity-rise term relative to beta (default: 1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set optimizer.kind=sgd --set optimizer.lr=0.1 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -95,7 +98,8 @@ def build_recog_config(args: argparse.Namespace):
         # Without a budget PGD-AT is off and these would be silently ignored (as `facegan attack` refuses --quality without jpeg).
         for option, value in (("--adversarial-steps", args.adversarial_steps), ("--adversarial-step-size", args.adversarial_step_size),
                               ("--adversarial-norm", args.adversarial_norm), ("--adversarial-loss", args.adversarial_loss),
-                              ("--adversarial-clean-weight", args.adversarial_clean_weight), ("--adversarial-beta", args.adversarial_beta)):
+                              ("--adversarial-clean-weight", args.adversarial_clean_weight), ("--adversarial-beta", args.adversarial_beta),
+                              ("--adversarial-impersonation-weight", args.adversarial_impersonation_weight)):
             if value is not None:
                 raise FaceganError(f"{option} is an option of adversarial training, which is off (no --adversarial-eps); "
                                    f"give --adversarial-eps, e.g. 4/255, or drop {option}")
@@ -117,9 +121,10 @@ def _adversarial_updates(args: argparse.Namespace) -> dict:
         from facegan.recognition.config import ADVERSARIAL_LOSSES
 
         if args.adversarial_loss not in ADVERSARIAL_LOSSES:
-            raise FaceganError(f"unknown loss {args.adversarial_loss!r:.40} for --adversarial-loss; choose madry or trades")
+            raise FaceganError(f"unknown loss {args.adversarial_loss!r:.40} for --adversarial-loss; choose {', '.join(ADVERSARIAL_LOSSES)}")
         updates["loss"] = args.adversarial_loss
-    for key, value in (("clean_weight", args.adversarial_clean_weight), ("beta", args.adversarial_beta)):
+    for key, value in (("clean_weight", args.adversarial_clean_weight), ("beta", args.adversarial_beta),
+                       ("impersonation_weight", args.adversarial_impersonation_weight)):
         if value is not None:
             updates[key] = value
     if args.adversarial_eps is not None or args.adversarial_step_size is not None:

@@ -67,7 +67,8 @@ def register(commands) -> None:
                         help="measure FD/KID (face space) every KIMG during training, log them and keep the best export in export-best/")
     parser.add_argument("--fingerprint", default=None, metavar="FP",
                         help="train on a copy of --data with this learned fingerprint in every image (made once beside it as "
-                        "DATA-fp<id>); the generator reproduces the key and the export records it (`facegan detect`)")
+                        "DATA-fp<id>) and teach the generator its key through the fingerprint's decoder (--set fingerprint.weight=0: "
+                        "the data alone); the export records it (`facegan detect`)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -203,6 +204,7 @@ def _fingerprint_data(args: argparse.Namespace, config):
     if not config.data:
         raise FaceganError("--fingerprint needs --data DATASET (the images to fingerprint)")
     fingerprint = load_fingerprint(args.fingerprint)
+    config.fingerprint.path = os.path.abspath(args.fingerprint)  # the fingerprint loss reads its decoder (fingerprint.weight=0: off)
     if args.dry_run:
         config.data = str(fingerprinted_path(config.data, fingerprint.id))
         return config

@@ -19,7 +19,8 @@ MIN_RESOLUTION, MAX_RESOLUTION = 32, 112
 NUM_STAGES = 4
 MAX_SEED = 2**32  # RNG seeds are derived as seed * 1_000_003 + k, which must stay within 64 bits
 ADVERSARIAL_NORMS = ("linf", "l2")  # facegan.attacks.budget.NORMS, spelled here so that validating a config imports no torch
-ADVERSARIAL_LOSSES = ("madry", "trades")
+ADVERSARIAL_LOSSES = ("madry", "trades", "trades-impersonation")
+TRADES_LOSSES = ("trades", "trades-impersonation")  # the losses weighed by beta, trained on the clean loss
 DEFAULT_TRADES_BETA = 6.0
 MAX_PIXEL = 255.0
 
@@ -106,15 +107,21 @@ class AdversarialConfig:
     """Threat model: `linf` (per-pixel bound) or `l2` (bound on the whole perturbation)."""
     step_size: float | None = None
     """PGD step on the 0..255 scale (default: 2.5 * eps / steps, as Madry et al.)."""
-    loss: Literal["madry", "trades"] = "madry"
+    loss: Literal["madry", "trades", "trades-impersonation"] = "madry"
     """`madry`: the attack raises the margin-head loss and the update minimises it on the perturbed batch (mixed with
     the clean loss by `clean_weight`); `trades`: TRADES's split (Zhang et al. 2019) on what verification thresholds,
     the attack moves each embedding away from its clean one (raising 1 - cos) and the update minimises the clean
-    margin-head loss + beta * (1 - cos(clean embedding, perturbed embedding))."""
+    margin-head loss + beta * (1 - cos(clean embedding, perturbed embedding)); `trades-impersonation`: the same, but the
+    attack pulls the first half of each batch toward another identity's clean embedding in the batch (an impersonation
+    attempt) instead of away from its own, and beta * impersonation_weight weighs that similarity's rise over the
+    clean image's."""
     clean_weight: float = 0.0
     """`madry` only: the update minimises clean_weight * clean loss + (1 - clean_weight) * perturbed loss (0 = Madry's)."""
     beta: float = DEFAULT_TRADES_BETA
-    """`trades` only: weight of the embedding-drift term (Zhang et al.: 6 on CIFAR-10)."""
+    """`trades`, `trades-impersonation` only: weight of the embedding-drift term (Zhang et al.: 6 on CIFAR-10)."""
+    impersonation_weight: float = 1.0
+    """`trades-impersonation` only: weight of the similarity-rise term relative to beta (0 = the targeted attack only
+    chooses the perturbations whose drift is penalised)."""
 
     @property
     def enabled(self) -> bool:
@@ -128,14 +135,19 @@ class AdversarialConfig:
         if self.step_size is not None:
             check_range("--adversarial-step-size", self.step_size, 0, MAX_PIXEL, min_open=True, hint="a step on the 0..255 pixel scale")
         if self.loss not in ADVERSARIAL_LOSSES:
-            raise FaceganError(f"unknown loss {self.loss!r:.40} for --adversarial-loss; choose madry or trades")
+            raise FaceganError(f"unknown loss {self.loss!r:.40} for --adversarial-loss; choose {', '.join(ADVERSARIAL_LOSSES)}")
         check_range("--adversarial-clean-weight", self.clean_weight, 0, 1, max_open=True,
                     hint="the share of the clean loss in the update, e.g. 0.5")
         check_range("--adversarial-beta", self.beta, 0, 1000, min_open=True, hint="the weight of TRADES's drift term, e.g. 6")
         if self.loss == "madry" and self.beta != DEFAULT_TRADES_BETA:
             raise FaceganError("--adversarial-beta weighs TRADES's drift term; Madry's loss has none "
                                "(pass --adversarial-loss trades, or mix in the clean loss with --adversarial-clean-weight)")
-        if self.loss == "trades" and self.clean_weight:
+        check_range("--adversarial-impersonation-weight", self.impersonation_weight, 0, 100,
+                    hint="the weight of the similarity-rise term relative to --adversarial-beta, e.g. 1")
+        if self.loss != "trades-impersonation" and self.impersonation_weight != 1.0:
+            raise FaceganError("--adversarial-impersonation-weight weighs the similarity-rise term of --adversarial-loss "
+                               "trades-impersonation; pass that loss or drop the weight")
+        if self.loss in TRADES_LOSSES and self.clean_weight:
             raise FaceganError("--adversarial-clean-weight mixes the clean loss into Madry's; TRADES always trains on the clean loss "
                                "(weigh its drift term with --adversarial-beta), so drop one of them")
 
@@ -144,7 +156,9 @@ class AdversarialConfig:
         if not self.enabled:
             return "none"
         step = "" if self.step_size is None else f", step {self.step_size:g}"
-        method = f"TRADES-cosine (beta {self.beta:g})" if self.loss == "trades" else "PGD-AT"
+        methods = {"trades": f"TRADES-cosine (beta {self.beta:g})",
+                   "trades-impersonation": f"TRADES-cosine + impersonation (beta {self.beta:g}, rise weight {self.impersonation_weight:g})"}
+        method = methods.get(self.loss, "PGD-AT")
         mixed = f", clean weight {self.clean_weight:g}" if self.loss == "madry" and self.clean_weight else ""
         return f"{method} {self.norm} eps {self.eps:g} (0..255), {self.steps} steps{step}{mixed}"
 

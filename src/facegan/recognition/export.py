@@ -94,6 +94,8 @@ def adversarial_training_metadata(config: "RecogConfig") -> dict[str, Any] | Non
               "step_size": step_size, "random_start": True, "scale": "0..255", "description": adversarial.describe()}
     if adversarial.loss == "trades":
         record.update(method="trades-cosine", beta=adversarial.beta)
+    elif adversarial.loss == "trades-impersonation":
+        record.update(method="trades-cosine-impersonation", beta=adversarial.beta, impersonation_weight=adversarial.impersonation_weight)
     elif adversarial.clean_weight:
         record["clean_weight"] = adversarial.clean_weight
     return record

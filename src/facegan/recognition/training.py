@@ -11,7 +11,8 @@ margin-head loss, and the update is made on it (Madry et al.'s PGD adversarial t
 `RecogTrainer.adversarial_batch`). A step then costs about steps + 0.7 plain steps (CPU, 1 thread, 32 px: 2.1x with
 1 PGD step, 3.6-3.8x with 3, 7.2-7.3x with 7, at widths 8 and 32); eps 0 trains bit for bit as without it.
 `adversarial.clean_weight` mixes the clean loss in, `adversarial.loss = "trades"` trains on the clean loss plus beta times
-the embedding drift the attack maximises. `init` (`--init`) starts from a recogniser export's weights (fine-tuning; see
+the embedding drift the attack maximises; "trades-impersonation" attacks half of each batch toward another identity
+instead (see `RecogTrainer.impersonation_targets`). `init` (`--init`) starts from a recogniser export's weights (fine-tuning; see
 `RecogTrainer.initialise_from`); a resume takes them from the checkpoint instead.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ from facegan.config import from_dict, to_dict
 from facegan.data.dataset import FaceDataset
 from facegan.errors import DivergenceError, FaceganError
 from facegan.recognition.backbone import EmbeddingNet
-from facegan.recognition.config import RECOGNISER_KIND, RESUME_LOCKED_FIELDS, RecogConfig, check_architecture
+from facegan.recognition.config import RECOGNISER_KIND, RESUME_LOCKED_FIELDS, TRADES_LOSSES, RecogConfig, check_architecture
 from facegan.recognition.heads import MarginHead
 from facegan.run import Run, is_export_folder
 from facegan.training.checkpoint import save_state
@@ -256,7 +257,8 @@ class RecogTrainer:
         With adversarial training on, `loss`/`accuracy` are those of the perturbed batch the update is made on, and
         `clean_loss`/`clean_accuracy` those of the same batch before the attack. With `adversarial.clean_weight` the
         update is on the weighted sum of both (`loss` is that sum); with `adversarial.loss` "trades" `loss` is the
-        clean margin loss + beta * `drift`, the mean 1 - cos(clean embedding, perturbed embedding).
+        clean margin loss + beta * `drift`, the mean 1 - cos(clean embedding, perturbed embedding); "trades-impersonation"
+        adds beta * impersonation_weight * `similarity_rise`, the mean rise of the targeted half's similarity to its targets.
         """
         x, classes = self.next_batch()
         for group in self.optimizer.param_groups:
@@ -264,7 +266,7 @@ class RecogTrainer:
         self.net.train()
         extra: dict[str, torch.Tensor] = {}
         adversarial = self.config.adversarial
-        if adversarial.enabled and (adversarial.loss == "trades" or adversarial.clean_weight > 0):
+        if adversarial.enabled and (adversarial.loss in TRADES_LOSSES or adversarial.clean_weight > 0):
             loss, accuracy, extra = self._clean_and_adversarial_loss(x, classes)
         else:
             if adversarial.enabled:
@@ -294,10 +296,19 @@ class RecogTrainer:
         clean, perturbed = embeddings.chunk(2)
         clean_logits = self.head(clean, classes)
         clean_loss = F.cross_entropy(clean_logits, classes)
-        if adversarial.loss == "trades":
+        if adversarial.loss in TRADES_LOSSES:
             drift = (1.0 - F.cosine_similarity(clean, perturbed, dim=1)).mean()
             loss = clean_loss + adversarial.beta * drift
             extra = {**extra, "drift": drift.detach()}
+            if adversarial.loss == "trades-impersonation":
+                targets, targeted = self.impersonation_targets(classes)
+                # Only the perturbed image is pushed away from its target: the clean similarity is the baseline and the
+                # target a fixed point, so the term cannot pull clean images of different people together.
+                goal = clean.detach()[targets]  # (B, D)
+                rise = F.cosine_similarity(perturbed, goal, dim=1) - F.cosine_similarity(clean.detach(), goal, dim=1)
+                rise = (rise.clamp(min=0) * targeted).sum() / targeted.sum().clamp(min=1)
+                loss = loss + adversarial.beta * adversarial.impersonation_weight * rise
+                extra["similarity_rise"] = rise.detach()
             accuracy = (self.head(perturbed.detach(), classes).argmax(1) == classes).float().mean()
         else:
             perturbed_logits = self.head(perturbed, classes)
@@ -341,6 +352,15 @@ class RecogTrainer:
             if adversarial.loss == "trades":
                 def objective(pixels: torch.Tensor) -> torch.Tensor:  # (B,): descending it moves each embedding away
                     return F.cosine_similarity(embed(pixels), clean_embeddings, dim=1)
+            elif adversarial.loss == "trades-impersonation":
+                targets, targeted = self.impersonation_targets(classes)
+                goal = clean_embeddings[targets]  # (B, D): another identity's clean embedding for the targeted half
+
+                def objective(pixels: torch.Tensor) -> torch.Tensor:  # (B,): targeted half toward its goal, the rest away
+                    embeddings = embed(pixels)
+                    away = F.cosine_similarity(embeddings, clean_embeddings, dim=1)
+                    toward = -F.cosine_similarity(embeddings, goal, dim=1)
+                    return torch.where(targeted, toward, away)
             else:
                 def objective(pixels: torch.Tensor) -> torch.Tensor:  # (B,): descending it raises each sample's loss
                     return -F.cross_entropy(self.head(embed(pixels), classes), classes, reduction="none")
@@ -354,6 +374,18 @@ class RecogTrainer:
                 module.track_running_stats = True
         x_adv = (perturbed.detach() / 127.5 - 1.0).contiguous(memory_format=self.memory_format)
         return x_adv, {"clean_loss": clean_loss, "clean_accuracy": clean_accuracy}
+
+    @staticmethod
+    def impersonation_targets(classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For "trades-impersonation": each sample's target index in the batch (the sample half a batch on) and whether
+        it is attacked toward it (the first half, where the target is another identity). (B,) int64, (B,) bool.
+
+        Batches are drawn in shuffled order, so the sample half a batch on is a random one; a same-class partner (rare
+        with hundreds of identities) is attacked away from its own embedding instead, as the second half is."""
+        count = len(classes)
+        targets = (torch.arange(count, device=classes.device) + count // 2) % count
+        targeted = (torch.arange(count, device=classes.device) < count // 2) & (classes[targets] != classes)
+        return targets, targeted
 
     def initialise_from(self, source: str, data: IdentityData) -> dict[str, Any]:
         """Start from a recogniser export's embedding network; imprint the head's class centres from its embeddings.

@@ -51,7 +51,8 @@ logger = logging.getLogger("facegan.training")
 
 # Fields that define what is being learned: a resumed run must agree with the saved run on all of them.
 # "data" is compared by the dataset's content hash, not by how its path was spelled.
-RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema", "privacy", "identity")
+RESUME_LOCKED_FIELDS = ("data", "preset", "batch_size", "seed", "model", "loss", "optimizer", "augment", "ema", "privacy", "identity",
+                        "fingerprint")
 
 ProgressCallback = Callable[[float, float], None]
 """progress(kimg_done, kimg_total), called once before the first step and after every step (rank 0 only)."""
@@ -369,6 +370,10 @@ def make_trainer(config: TrainConfig, dataset: FaceDataset, device: torch.device
         from facegan.training.identity import install_identity
 
         install_identity(trainer)
+    if config.fingerprint.enabled:
+        from facegan.training.fingerprint_loss import install_fingerprint_loss
+
+        install_fingerprint_loss(trainer, dataset)
     if setup_trainer is not None:
         setup_trainer(trainer)
     return trainer
@@ -478,6 +483,8 @@ def _train_locked(run: Run, config: TrainConfig, resume: bool, progress: Progres
     state = None
     expected_hash = None
     resumed_from_scratch = False
+    if config.fingerprint.path:  # absolute, as the data: a run resumes from any folder
+        config.fingerprint.path = os.path.abspath(os.path.expanduser(config.fingerprint.path))
     if resume:
         if not run.has_config():
             raise FaceganError(f"nothing to resume in {run.path} (no run config); start it without --resume")

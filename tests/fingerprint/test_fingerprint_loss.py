@@ -1,0 +1,81 @@
+"""The fingerprint loss of `train --fingerprint`: the generator learns the key through the frozen decoder."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from facegan.cli.main import main
+from facegan.data.dataset import FaceDataset
+from facegan.fingerprint.apply import ensure_fingerprinted
+from facegan.models.export import load_generator
+from tests.fingerprint.test_integration import TINY
+
+
+@pytest.fixture
+def marked16(faces16, tiny_fingerprint, tmp_path):
+    return ensure_fingerprinted(FaceDataset.load(FaceDataset.load(faces16).save(tmp_path / "faces16")), tiny_fingerprint)
+
+
+def _train(data, out, fingerprint_path, *extra, kimg="0.128"):
+    argv = ["train", "--data", str(data), "--out", str(out), "--kimg", kimg, *TINY, "--set", "ema.enabled=false", *extra]
+    if fingerprint_path is not None:
+        argv += ["--set", f"fingerprint.path={fingerprint_path}"]
+    assert main(argv) == 0
+
+
+def test_the_loss_puts_the_key_in_generated_faces_and_the_data_alone_does_not_yet(marked16, tiny_fingerprint, tiny_fingerprint_path, tmp_path):
+    # 48 steps of batch 8: far too short for a GAN to pick the key up from the data, long enough for the loss to teach it.
+    _train(marked16.path, tmp_path / "with", tiny_fingerprint_path, "--set", "fingerprint.weight=5", "--set", "fingerprint.every=1",
+           "--set", "fingerprint.lr=0.005", kimg="0.384")
+    _train(marked16.path, tmp_path / "without", tiny_fingerprint_path, "--set", "fingerprint.weight=0", kimg="0.384")
+    with_loss = tiny_fingerprint.bit_accuracy(load_generator(tmp_path / "with").sample(range(64))).mean()
+    data_only = tiny_fingerprint.bit_accuracy(load_generator(tmp_path / "without").sample(range(64))).mean()
+    assert with_loss > 0.9 and data_only < 0.75, (with_loss, data_only)
+    export = json.loads((tmp_path / "with" / "export" / "config.json").read_text())
+    assert export["fingerprint_loss"] == {"fingerprint": tiny_fingerprint.id, "bits": tiny_fingerprint.bits, "weight": 5.0, "every": 1,
+                                          "distort": True}
+    assert "fingerprint_loss" not in json.loads((tmp_path / "without" / "export" / "config.json").read_text())
+    stats = [json.loads(line) for line in (tmp_path / "with" / "stats.jsonl").read_text().splitlines()]
+    assert all("fp_loss" in line and 0 <= line["fp_bit_accuracy"] <= 1 for line in stats if "loss_d" in line)
+
+
+def test_a_run_with_the_loss_resumes_with_its_state_and_path_from_another_folder(marked16, tiny_fingerprint_path, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    monkeypatch.chdir(tiny_fingerprint_path.parent)
+    _train(marked16.path, run, tiny_fingerprint_path.name, kimg="0.032")  # a relative path: saved absolute
+    saved = json.loads((run / "config.json").read_text())["fingerprint"]
+    assert saved["path"] == str(tiny_fingerprint_path) and saved["weight"] > 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", str(run), "--resume", "--kimg", "0.064", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["kimg"] >= 0.064
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("fingerprint.weight=-1", "fingerprint.weight must be at least 0"),
+    ("fingerprint.every=0", "fingerprint.every must be at least 1"),
+    ("fingerprint.lr=nan", "is not a finite number"),
+    ("fingerprint.path=PLAIN", "carries no fingerprint"),  # a folder that is not a fingerprint: refused by its loader
+])
+def test_bad_fingerprint_loss_settings_are_one_line(setting, message, faces16, tiny_fingerprint_path, tmp_path):
+    setting = setting.replace("PLAIN", str(tiny_fingerprint_path))
+    argv = ["train", "--data", str(faces16), "--out", str(tmp_path / "run"), "--kimg", "0.016", *TINY, "--set", setting]
+    process = subprocess.run([sys.executable, "-m", "facegan", *argv], capture_output=True, text=True, timeout=120)
+    lines = process.stderr.strip().splitlines()
+    assert process.returncode == 2 and len(lines) == 1 and message in lines[0], process.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_generator_learns_the_fingerprint_of_a_larger_model_resolution(tiny_fingerprint, tmp_path):
+    """A 32 px generator with a 16 px fingerprint: the loss reads its faces downscaled, as `detect` does."""
+    from facegan.fingerprint.fingerprint import fingerprint_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(60, 200, size=(32, 32, 32, 1), dtype=np.uint8)
+    plain = FaceDataset.load(FaceDataset(images, {"source": "noise", "resolution": 32, "channels": 1}).save(tmp_path / "plain32"))
+    marked = fingerprint_dataset(plain, tiny_fingerprint, tmp_path / "marked32")
+    _train(marked.path, tmp_path / "run", tiny_fingerprint.path, "--set", "fingerprint.every=1", kimg="0.016")
+    assert json.loads((tmp_path / "run" / "export" / "config.json").read_text())["fingerprint_loss"]["bits"] == tiny_fingerprint.bits
