@@ -56,3 +56,25 @@ class TrainerExtension:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from the whole resume checkpoint (called before the trainer restores its own entries)."""
+
+
+class StatSums:
+    """Detached 0-d tensors summed per name between log ticks; `means()` is the only host sync (then resets)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        names = list(self.sums)
+        values = torch.stack([self.sums[name] for name in names]).tolist()
+        stats = {name: round(value / self.count, 5) for name, value in zip(names, values)}
+        self.sums, self.count = {}, 0
+        return stats

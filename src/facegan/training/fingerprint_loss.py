@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from facegan.errors import FaceganError
 from facegan.training.distributed import average_gradients
-from facegan.training.extensions import TrainerExtension
+from facegan.training.extensions import StatSums, TrainerExtension
 
 if TYPE_CHECKING:
     from facegan.data.dataset import FaceDataset
@@ -67,8 +67,7 @@ class FingerprintLoss(TrainerExtension):
         optim = config.optimizer
         fused = trainer.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(trainer.G.parameters(), lr=self.settings.lr, betas=(optim.beta1, optim.beta2), fused=fused)
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.stats = StatSums()
 
     def before_step(self, trainer: Trainer) -> None:
         if trainer.num_steps % self.settings.every:
@@ -95,18 +94,10 @@ class FingerprintLoss(TrainerExtension):
         average_gradients(trainer.G, trainer.context)
         self.optimizer.step()
         bits_right = ((logits.detach() > 0).float() == target).float().mean()
-        for name, value in (("fp_loss", loss.detach()), ("fp_bit_accuracy", bits_right)):
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
-        self.count += 1
+        self.stats.add({"fp_loss": loss.detach(), "fp_bit_accuracy": bits_right})
 
     def extra_stats(self, trainer: Trainer) -> dict[str, float]:
-        if not self.count:
-            return {}
-        names = list(self.sums)
-        values = torch.stack([self.sums[name] for name in names]).tolist()
-        stats = {name: round(value / self.count, 5) for name, value in zip(names, values)}
-        self.sums, self.count = {}, 0
-        return stats
+        return self.stats.means()
 
     def export_metadata(self, trainer: Trainer) -> dict[str, Any]:
         settings = self.settings

@@ -28,7 +28,7 @@ from torch import nn
 from facegan.errors import FaceganError
 from facegan.training.config import TrainConfig
 from facegan.training.distributed import average_gradients
-from facegan.training.extensions import TrainerExtension
+from facegan.training.extensions import StatSums, TrainerExtension
 
 if TYPE_CHECKING:
     from facegan.data.dataset import FaceDataset
@@ -185,8 +185,7 @@ class IdentityLoss(TrainerExtension):
         optim = config.optimizer
         fused = trainer.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(trainer.G.parameters(), lr=self.identity.lr, betas=(optim.beta1, optim.beta2), fused=fused)
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.stats = StatSums()
 
     def before_step(self, trainer: Trainer) -> None:
         if trainer.num_steps % self.identity.every:
@@ -205,18 +204,10 @@ class IdentityLoss(TrainerExtension):
         (loss * identity.weight).backward()
         average_gradients(trainer.G, trainer.context)
         self.optimizer.step()
-        for name, value in (("id_loss", loss.detach()), ("id_same", same), ("id_diff", different)):
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
-        self.count += 1
+        self.stats.add({"id_loss": loss.detach(), "id_same": same, "id_diff": different})
 
     def extra_stats(self, trainer: Trainer) -> dict[str, float]:
-        if not self.count:
-            return {}
-        names = list(self.sums)
-        values = torch.stack([self.sums[name] for name in names]).tolist()
-        stats = {name: round(value / self.count, 5) for name, value in zip(names, values)}
-        self.sums, self.count = {}, 0
-        return stats
+        return self.stats.means()
 
     def export_metadata(self, trainer: Trainer) -> dict[str, Any]:
         return {"identity": {"mode": "split-latent", "identity_dim": self.identity.identity_dim,
