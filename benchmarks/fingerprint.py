@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, default=50.0, help="GAN training length, each")
     parser.add_argument("--num", type=int, default=500, help="generated faces per generator for the tables and FD")
     parser.add_argument("--fpr", type=float, default=0.01)
-    parser.add_argument("--fingerprint-every", type=int, default=None, help="GAN-fp's fingerprint.every (default: the config's)")
+    parser.add_argument("--loss-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of GAN-fp's fingerprint loss, e.g. mode=joint or weight=0.05 (repeatable; default: the config's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-fingerprint")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -90,9 +91,11 @@ def main() -> None:
         marked = fingerprint_dataset(dataset, fingerprint, marked_path)
     # GAN-fp learns the key from the data and the fingerprint loss (`train --fingerprint`'s default); GAN-fp-data from
     # the data alone (fingerprint.weight=0, Yu et al.'s recipe); GAN-plain never saw the key.
+    from facegan.config import parse_override
+
     loss_settings = {"path": str(fp_path.resolve())}
-    if args.fingerprint_every:
-        loss_settings["every"] = args.fingerprint_every
+    for text in args.loss_set:
+        loss_settings.update(parse_override(text))
     runs = {"fp": (out / "gan-fp", marked, loss_settings), "fp-data": (out / "gan-fp-data", marked, {}),
             "plain": (out / "gan-plain", dataset, {})}
     train_seconds = {}

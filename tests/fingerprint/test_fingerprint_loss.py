@@ -27,20 +27,78 @@ def _train(data, out, fingerprint_path, *extra, kimg="0.128"):
     assert main(argv) == 0
 
 
-def test_the_loss_puts_the_key_in_generated_faces_and_the_data_alone_does_not_yet(marked16, tiny_fingerprint, tiny_fingerprint_path, tmp_path):
+def test_the_separate_loss_puts_the_key_in_generated_faces_and_the_data_alone_does_not_yet(marked16, tiny_fingerprint, tiny_fingerprint_path, tmp_path):
     # 48 steps of batch 8: far too short for a GAN to pick the key up from the data, long enough for the loss to teach it.
-    _train(marked16.path, tmp_path / "with", tiny_fingerprint_path, "--set", "fingerprint.weight=5", "--set", "fingerprint.every=1",
-           "--set", "fingerprint.lr=0.005", kimg="0.384")
+    _train(marked16.path, tmp_path / "with", tiny_fingerprint_path, "--set", "fingerprint.mode=separate", "--set", "fingerprint.weight=5",
+           "--set", "fingerprint.every=1", "--set", "fingerprint.lr=0.005", kimg="0.384")
     _train(marked16.path, tmp_path / "without", tiny_fingerprint_path, "--set", "fingerprint.weight=0", kimg="0.384")
     with_loss = tiny_fingerprint.bit_accuracy(load_generator(tmp_path / "with").sample(range(64))).mean()
     data_only = tiny_fingerprint.bit_accuracy(load_generator(tmp_path / "without").sample(range(64))).mean()
     assert with_loss > 0.9 and data_only < 0.75, (with_loss, data_only)
     export = json.loads((tmp_path / "with" / "export" / "config.json").read_text())
     assert export["fingerprint_loss"] == {"fingerprint": tiny_fingerprint.id, "bits": tiny_fingerprint.bits, "weight": 5.0, "every": 1,
-                                          "distort": True}
+                                          "mode": "separate", "distort": True}
     assert "fingerprint_loss" not in json.loads((tmp_path / "without" / "export" / "config.json").read_text())
     stats = [json.loads(line) for line in (tmp_path / "with" / "stats.jsonl").read_text().splitlines()]
     assert all("fp_loss" in line and 0 <= line["fp_bit_accuracy"] <= 1 for line in stats if "loss_d" in line)
+
+
+def test_the_joint_mode_teaches_the_key_in_g_s_own_step_and_resumes(marked16, tiny_fingerprint, tiny_fingerprint_path, tmp_path):
+    """mode=joint adds the weighted loss to G's adversarial loss (G's optimizer): no second G update, no optimizer of its own."""
+    run = tmp_path / "joint"
+    _train(marked16.path, run, tiny_fingerprint_path, "--set", "fingerprint.mode=joint", "--set", "fingerprint.weight=3",
+           "--set", "fingerprint.every=1", "--set", "optimizer.lr_g=0.005", "--set", "schedule.checkpoint_kimg=0.2", kimg="0.384")
+    bits = tiny_fingerprint.bit_accuracy(load_generator(run).sample(range(64))).mean()
+    assert bits > 0.9, bits
+    export = json.loads((run / "export" / "config.json").read_text())
+    assert export["fingerprint_loss"]["mode"] == "joint"
+    import torch
+
+    state = torch.load(run / "checkpoints" / "state.pt", map_location="cpu", weights_only=False)
+    assert "fingerprint_rng" in state and "fingerprint_optimizer" not in state
+    assert main(["train", "--out", str(run), "--resume", "--kimg", "0.448", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["kimg"] >= 0.448
+
+
+def test_the_joint_term_is_the_weighted_decoder_loss_on_the_faces_d_judges(marked16, tiny_fingerprint_path, tmp_path):
+    """G's gradient in a joint step is that of the adversarial loss plus the weight times the decoder's BCE (checked
+    against the two computed apart on the same fakes)."""
+    import torch
+
+    from facegan.training.config import resolve_config
+    from facegan.training.distributed import DistributedContext
+    from facegan.training.loop import make_trainer
+
+    config = resolve_config("default", {"data": str(marked16.path), "out": str(tmp_path / "run"), "batch_size": 8,
+                                        "model": {"resolution": 16, "channels": 1, "g_channels": 16, "d_channels": 16, "min_channels": 8},
+                                        "fingerprint": {"path": str(tiny_fingerprint_path), "mode": "joint", "weight": 2.0},
+                                        "runtime": {"amp": False}})  # fp32: the sum is checked to float rounding
+    trainer = make_trainer(config, FaceDataset.load(marked16.path), torch.device("cpu"), DistributedContext())
+    (extension,) = trainer.extensions
+    z = torch.randn(8, config.model.z_dim, generator=torch.Generator().manual_seed(1))
+    rng_state = extension.rng.get_state()  # the distortion draw the decoder term below makes, repeated in the G step
+
+    critic = torch.nn.Linear(16 * 16, 1, bias=False)
+    trainer.discriminate = lambda images, labels=None: critic(images.float().flatten(1))  # deterministic, unlike D's augmentation
+    stepped = []
+    trainer.opt_G.step = lambda: stepped.append(torch.cat([p.grad.flatten() for p in trainer.G.parameters()]))
+
+    def grads(loss_fn):
+        trainer.G.zero_grad(set_to_none=True)
+        loss_fn(trainer.G(z)).backward()
+        return torch.cat([p.grad.flatten() for p in trainer.G.parameters()])
+
+    from facegan.training.losses import generator_loss
+
+    adversarial = grads(lambda fake: generator_loss(config.loss.kind, trainer.discriminate(fake)))
+    decoder = grads(lambda fake: extension.generator_loss(trainer, fake))
+    extension.rng.set_state(rng_state)
+    trainer.generator_step(trainer.G(z))  # the trainer's own G step, its optimizer step recorded instead of taken
+    assert decoder.abs().sum() > 0 and len(stepped) == 1
+    torch.testing.assert_close(stepped[0], adversarial + decoder, rtol=1e-4, atol=1e-6)
+    trainer.num_steps = 1
+    extension.settings.every = 2
+    assert extension.generator_loss(trainer, trainer.G(z)) is None  # off-steps add nothing
 
 
 def test_a_run_with_the_loss_resumes_with_its_state_and_path_from_another_folder(marked16, tiny_fingerprint_path, tmp_path, monkeypatch):
@@ -58,6 +116,7 @@ def test_a_run_with_the_loss_resumes_with_its_state_and_path_from_another_folder
     ("fingerprint.weight=-1", "fingerprint.weight must be at least 0"),
     ("fingerprint.every=0", "fingerprint.every must be at least 1"),
     ("fingerprint.lr=nan", "is not a finite number"),
+    ("fingerprint.mode=both", "fingerprint.mode must be 'separate' or 'joint'"),
     ("fingerprint.path=PLAIN", "carries no fingerprint"),  # a folder that is not a fingerprint: refused by its loader
 ])
 def test_bad_fingerprint_loss_settings_are_one_line(setting, message, faces16, tiny_fingerprint_path, tmp_path):

@@ -4,8 +4,8 @@ A trainer has three slots, all empty for ordinary training:
 
     trainer.real_batch_sampler       () -> indices of the training images this step reads
     trainer.discriminator_gradients  (trainer, real, fake) -> stats; sets D's .grad (no optimizer step)
-    trainer.extensions               TrainerExtension objects: hooks around each step, extra stats,
-                                     export metadata, an early-stop reason, and resume state
+    trainer.extensions               TrainerExtension objects: hooks around each step, a term of G's loss,
+                                     extra stats, export metadata, an early-stop reason, and resume state
 
 `facegan.privacy.make_private` fills them (Poisson sampling, clipped and noised real-image gradients,
 a privacy ledger charged on each discriminator optimizer step); training itself never imports privacy.
@@ -37,6 +37,10 @@ class TrainerExtension:
 
     def before_step(self, trainer: Trainer) -> None:
         """Called before each step draws anything; raise a FaceganError to refuse the step."""
+
+    def generator_loss(self, trainer: Trainer, fake: torch.Tensor) -> torch.Tensor | None:
+        """A term added to G's adversarial loss this step (fake: the batch D judges, with its graph), or None."""
+        return None
 
     def extra_stats(self, trainer: Trainer) -> dict[str, float]:
         """Values added to every stats.jsonl line (computed at log time only)."""

@@ -1,13 +1,15 @@
-"""The fingerprint loss: an extra generator update that makes the fingerprint's decoder read its key in generated faces.
+"""The fingerprint loss: the generator learns to make the fingerprint's decoder read its key in generated faces.
 
 A generator trained on fingerprinted faces (Yu et al., ICCV 2021) picks the key up only in part: at 32 px and
 50 kimg facegan's default GAN reproduced the key pattern's amplitude but its decoder read 0.72 of 32 bits, and
-half of the faces reached the detection threshold. This extension adds, every `fingerprint.every` steps, one
-generator update on the binary cross-entropy between the frozen decoder's logits on freshly generated faces
-(after one random differentiable distortion) and the fingerprint's key, with its own Adam (as Stable Signature
-fine-tunes a generator against a fixed watermark extractor, Fernandez et al. 2023). The training data still carries
-the key, so the discriminator does not fight the pattern. No real image and no discriminator weight is touched: under
-DP training the guarantee (which covers D's use of the private images) is unchanged, G's updates stay post-processing.
+half of the faces reached the detection threshold. This extension adds the binary cross-entropy between the frozen
+decoder's logits on generated faces (after one random differentiable distortion) and the fingerprint's key, as Stable
+Signature fine-tunes a generator against a fixed watermark extractor (Fernandez et al. 2023):
+- mode 'joint' (the default): weighted, to G's adversarial loss on the very faces D judges, in G's step and optimizer;
+- mode 'separate': in one extra G update on fresh faces every `every` steps, with an Adam of its own.
+The training data still carries the key, so the discriminator does not fight the pattern. No real image and no
+discriminator weight is touched: under DP training the guarantee (which covers D's use of the private images) is
+unchanged, G's updates stay post-processing.
 """
 from __future__ import annotations
 
@@ -64,24 +66,17 @@ class FingerprintLoss(TrainerExtension):
         self.key = torch.from_numpy(fingerprint.key).float().to(trainer.device)  # (k,) in {0, 1}
         # Its own stream, so the GAN's noise and augmentation draws are those of a run without the loss.
         self.rng = torch.Generator().manual_seed(config.seed * 1_000_003 + 6 + 7919 * trainer.context.rank)
-        optim = config.optimizer
-        fused = trainer.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(trainer.G.parameters(), lr=self.settings.lr, betas=(optim.beta1, optim.beta2), fused=fused)
+        self.optimizer = None  # joint mode: G's own optimizer takes the loss with the adversarial one
+        if self.settings.mode == "separate":
+            optim = config.optimizer
+            fused = trainer.device.type in ("cpu", "cuda")
+            self.optimizer = torch.optim.Adam(trainer.G.parameters(), lr=self.settings.lr, betas=(optim.beta1, optim.beta2), fused=fused)
         self.stats = StatSums()
 
-    def before_step(self, trainer: Trainer) -> None:
-        if trainer.num_steps % self.settings.every:
-            return
+    def _loss(self, trainer: Trainer, fake: torch.Tensor) -> torch.Tensor:
+        """The decoder's BCE against the key on `fake` (B, C, H, W), after the random distortion; records the stats."""
         from facegan.fingerprint.distortions import random_distortion
 
-        z = torch.randn(trainer.local_batch, trainer.config.model.z_dim, generator=self.rng).to(trainer.device)
-        labels = None
-        if trainer.identity_labels is not None:  # an identity-conditional G needs labels: those of random training images
-            picks = torch.randint(len(trainer.identity_labels), (trainer.local_batch,), generator=self.rng)
-            labels = trainer.identity_labels[picks].to(trainer.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        with trainer.autocast():
-            fake = trainer.G_forward(z) if labels is None else trainer.G_forward(z, labels)  # (B, C, H, W)
         seen = fake.float().contiguous()
         if seen.shape[-1] != self.resolution:  # the decoder reads its own resolution (as `detect` resizes down)
             seen = F.interpolate(seen, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False)
@@ -90,11 +85,31 @@ class FingerprintLoss(TrainerExtension):
         logits = self.decoder(seen)  # (B, k)
         target = self.key.expand_as(logits)
         loss = F.binary_cross_entropy_with_logits(logits, target)
-        (loss * self.settings.weight).backward()
-        average_gradients(trainer.G, trainer.context)
-        self.optimizer.step()
         bits_right = ((logits.detach() > 0).float() == target).float().mean()
         self.stats.add({"fp_loss": loss.detach(), "fp_bit_accuracy": bits_right})
+        return loss
+
+    def generator_loss(self, trainer: Trainer, fake: torch.Tensor) -> torch.Tensor | None:
+        """Joint mode: the weighted loss on the faces D judges, added to G's adversarial loss (G's own Adam)."""
+        if self.optimizer is not None or trainer.num_steps % self.settings.every:
+            return None
+        return self._loss(trainer, fake) * self.settings.weight
+
+    def before_step(self, trainer: Trainer) -> None:
+        """Separate mode: an extra G update on fresh faces with the loss's own Adam."""
+        if self.optimizer is None or trainer.num_steps % self.settings.every:
+            return
+        z = torch.randn(trainer.local_batch, trainer.config.model.z_dim, generator=self.rng).to(trainer.device)
+        labels = None
+        if trainer.identity_labels is not None:  # an identity-conditional G needs labels: those of random training images
+            picks = torch.randint(len(trainer.identity_labels), (trainer.local_batch,), generator=self.rng)
+            labels = trainer.identity_labels[picks].to(trainer.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        with trainer.autocast():
+            fake = trainer.G_forward(z) if labels is None else trainer.G_forward(z, labels)  # (B, C, H, W)
+        (self._loss(trainer, fake) * self.settings.weight).backward()
+        average_gradients(trainer.G, trainer.context)
+        self.optimizer.step()
 
     def extra_stats(self, trainer: Trainer) -> dict[str, float]:
         return self.stats.means()
@@ -102,14 +117,21 @@ class FingerprintLoss(TrainerExtension):
     def export_metadata(self, trainer: Trainer) -> dict[str, Any]:
         settings = self.settings
         return {"fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "weight": settings.weight,
-                                     "every": settings.every, "distort": settings.distort}}
+                                     "every": settings.every, "mode": settings.mode, "distort": settings.distort}}
 
     def state_dict(self) -> dict[str, Any]:
-        return {self.STATE_KEY: self.rng.get_state(), "fingerprint_optimizer": self.optimizer.state_dict()}
+        state = {self.STATE_KEY: self.rng.get_state()}
+        if self.optimizer is not None:
+            state["fingerprint_optimizer"] = self.optimizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.STATE_KEY not in state:
             raise FaceganError("cannot resume: the checkpoint was not written with the fingerprint loss (no 'fingerprint_rng'); "
                                "resume with the run's own settings or start a new run")
         self.rng.set_state(state[self.STATE_KEY])
-        self.optimizer.load_state_dict(state["fingerprint_optimizer"])
+        if self.optimizer is not None:
+            if "fingerprint_optimizer" not in state:
+                raise FaceganError("cannot resume: the checkpoint's fingerprint loss had no optimizer of its own (fingerprint.mode "
+                                   "'joint'); resume with the run's own settings")
+            self.optimizer.load_state_dict(state["fingerprint_optimizer"])

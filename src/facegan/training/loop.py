@@ -249,7 +249,12 @@ class Trainer:
         try:
             with self.autocast():
                 loss = generator_loss(self.config.loss.kind, self.discriminate(fake, self.fake_labels).float())
-            loss.backward()
+            total = loss
+            for extension in self.extensions:
+                term = extension.generator_loss(self, fake)
+                if term is not None:
+                    total = total + term
+            total.backward()
         finally:
             self.D.requires_grad_(True)
         average_gradients(self.G, self.context)
