@@ -10,6 +10,16 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_configure(config):
+    """In the xdist controller (or a plain run), import ART once before any worker does: on a fresh home its
+    `art.config` writes ~/.art/config.json at import, and two workers doing that at once can leave one of them
+    with a NameError (seen on a fresh machine: the collection of tests/attacks/test_reference_parity.py failed)."""
+    import importlib.util
+
+    if not hasattr(config, "workerinput") and importlib.util.find_spec("art") is not None:
+        import art.config  # noqa: F401
+
+
 def _builtin_faces(size: int) -> np.ndarray:
     from PIL import Image
     from skimage import data

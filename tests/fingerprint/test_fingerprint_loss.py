@@ -138,3 +138,24 @@ def test_the_generator_learns_the_fingerprint_of_a_larger_model_resolution(tiny_
     marked = fingerprint_dataset(plain, tiny_fingerprint, tmp_path / "marked32")
     _train(marked.path, tmp_path / "run", tiny_fingerprint.path, "--set", "fingerprint.every=1", kimg="0.016")
     assert json.loads((tmp_path / "run" / "export" / "config.json").read_text())["fingerprint_loss"]["bits"] == tiny_fingerprint.bits
+
+
+def test_the_joint_loss_composes_with_dp_training_and_costs_no_epsilon(marked16, tiny_fingerprint, tiny_fingerprint_path, tiny_config, tmp_path):
+    """A DP run with the fingerprint loss: one accountant step per D step, the same epsilon as without the loss (the
+    loss reads generated faces only), and the export records both."""
+    from facegan import train
+    from tests.privacy.helpers import private_config
+
+    epsilons = {}
+    for name, weight in (("with", 3.0), ("without", 0.0)):
+        run = tmp_path / name
+        config = private_config(tiny_config, marked16.path, run, kimg=0.064, noise_multiplier=1.0,
+                                fingerprint={"path": str(tiny_fingerprint_path), "weight": weight})
+        result = train(config, progress=False)
+        export = json.loads((run / "export" / "config.json").read_text())
+        assert result.num_steps == export["dp"]["steps"] == 8
+        epsilons[name] = export["dp"]["epsilon"]
+        assert ("fingerprint_loss" in export) == (weight > 0)
+    assert epsilons["with"] == epsilons["without"] > 0
+    stats = [json.loads(line) for line in (tmp_path / "with" / "stats.jsonl").read_text().splitlines()]
+    assert any("fp_bit_accuracy" in line for line in stats)
