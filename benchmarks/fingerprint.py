@@ -1,32 +1,23 @@
 """Learned fingerprints (Yu et al., ICCV 2021) on the built-in faces: does a GAN trained on marked faces carry the key?
 
-1. A codec (default 32 bits, format 2's key-only pattern on an 8x8 grid) trained on the 100 built-in LFW faces at 32 px (or taken with --fingerprint FP).
-2. Two generators, facegan's `default` preset, same seed and kimg: one on the fingerprinted dataset, one on the plain one.
+1. A codec (default: 32 bits, format 2's key-only pattern on a 16x16 grid at PSNR 40 dB) trained on the 100 built-in
+   LFW faces at 32 px (or taken with --fingerprint FP), and the faces fingerprinted with it.
+2. Three generators, facegan's `default` preset, same seed and kimg: GAN-fp on the fingerprinted faces with the
+   fingerprint loss (`train --fingerprint`'s default; --loss-set KEY=VALUE changes its settings), GAN-fp-data on the
+   same faces without it (Yu et al.'s data alone), GAN-plain on the plain faces.
 3. Robustness table, bit accuracy and detection rate at FPR 1 % under each evaluation transform, for
-   - N faces from the fingerprinted generator,
+   - N faces from each fingerprinted generator,
    - the real faces encoded by the codec alone (the 20 held out of the codec's training, and all 100),
-   and the false-positive rate on real faces that never went through the encoder and on N faces of the
-   un-fingerprinted generator.
+   and the false-positive rate on real faces that never went through the encoder and on N faces of GAN-plain.
 4. The FD cost of the fingerprint: facegan's FD (face features) of each generator against the plain real faces;
-   `ratio = FD_fp / FD_plain`.
+   `ratio = FD_fp / FD_plain`, the mean over the training seeds --seed and --fd-seeds (GAN-fp and GAN-plain are
+   trained once per seed: one seed's FD moves by about 10 %).
 
-    .venv/bin/python benchmarks/fingerprint.py [--kimg 50] [--num 500] [--fingerprint FP] [--out runs/bench-fingerprint]
+    .venv/bin/python benchmarks/fingerprint.py [--kimg 50] [--num 500] [--fd-seeds 1,2] [--fingerprint FP] [--out runs/bench-fingerprint]
 
 Everything is reused when present under --out (delete a sub-folder to redo that part).
 
-GAN-fp now trains with the fingerprint loss (`train --fingerprint`'s default); GAN-fp-data is the data alone, which is
-what the figures below measured as "GAN-fp" (this script has not been rerun with the loss yet; README).
-
-Measured 2026-12-03 on 2 heavily shared CPU cores (--threads 1), --kimg 50 --num 500:
-default codec (format 2: 32 bits, key-only pattern on an 8x8 grid, 1400 steps, PSNR 32.0 dB): encoded real faces
-held out of the codec's training: bit accuracy 0.794 clean / 0.792 JPEG 75 (detected 55 % / 60 %; all 100 encoded:
-0.917, 90 %); faces of the GAN trained on the fingerprinted faces: bit accuracy 0.731, detected 50.4 % at FPR 1 %
-(JPEG 75: 0.730 / 48.2 %); false positives: never-encoded real faces 1.0 % (1 of 100; 0-2 % over the transforms),
-the un-fingerprinted GAN's faces 0.2 % (1 of 500) at an exact FPR of 0.38 %; ratio = 0.975 (FD_fp / FD_plain).
-Format 1 (--set pattern_grid=0, 48 bits) measured 0.613 / 8.6 % on the GAN's faces, ratio 1.066; format 2 at 48 bits
-0.650 / 34.6 %; with a 16x16 grid 0.565 / 4.8 % (while reading 0.978 on encoded faces). The targets (GAN bit
-accuracy >= 0.95, detection >= 95 %) are not reached at 50 kimg (resumed to 100 kimg: 0.749 / 54.8 %); the GAN reproduces the
-key pattern (94 % of its amplitude at 50 kimg), the decoder reads a smooth pattern on faces only so well.
+{{MEASURED}}
 """
 from __future__ import annotations
 
