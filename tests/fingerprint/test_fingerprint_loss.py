@@ -112,6 +112,17 @@ def test_a_run_with_the_loss_resumes_with_its_state_and_path_from_another_folder
     assert json.loads((run / "summary.json").read_text())["kimg"] >= 0.064
 
 
+def test_a_run_saved_before_fingerprint_mode_resumes_with_the_separate_update_it_was_trained_with(marked16, tiny_fingerprint_path, tmp_path):
+    run = tmp_path / "old"
+    _train(marked16.path, run, tiny_fingerprint_path, "--set", "fingerprint.mode=separate", "--set", "fingerprint.every=4",
+           "--set", "fingerprint.weight=1", kimg="0.032")
+    config = json.loads((run / "config.json").read_text())
+    del config["fingerprint"]["mode"]  # as the previous release wrote it
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--out", str(run), "--resume", "--kimg", "0.064", "--no-progress"]) == 0
+    assert json.loads((run / "export" / "config.json").read_text())["fingerprint_loss"]["mode"] == "separate"
+
+
 @pytest.mark.parametrize("setting, message", [
     ("fingerprint.weight=-1", "fingerprint.weight must be at least 0"),
     ("fingerprint.every=0", "fingerprint.every must be at least 1"),

@@ -400,6 +400,9 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     if saved.get("kind") == "repair":  # written by facegan.repair, likewise above this layer
         raise FaceganError(f"{run_dir} is a face-repair run (facegan repair train), not a GAN run; "
                            f"resume it with `facegan repair train --out {run_dir} --resume`")
+    fingerprint = saved.get("fingerprint")
+    if isinstance(fingerprint, dict) and "mode" not in fingerprint:  # saved before fingerprint.mode: the separate update was all
+        saved = {**saved, "fingerprint": {**fingerprint, "mode": "separate"}}
     return from_dict(TrainConfig, saved)
 
 
