@@ -91,7 +91,7 @@ def main() -> None:
         marked = fingerprint_dataset(dataset, fingerprint, marked_path)
     # GAN-fp learns the key from the data and the fingerprint loss (`train --fingerprint`'s default); GAN-fp-data from
     # the data alone (fingerprint.weight=0, Yu et al.'s recipe); GAN-plain never saw the key.
-    from facegan.config import parse_override
+    from facegan.config import parse_override, to_dict
 
     loss_settings = {"path": str(fp_path.resolve())}
     for text in args.loss_set:
@@ -105,7 +105,9 @@ def main() -> None:
         if (run / "config.json").is_file():
             saved_config = json.loads((run / "config.json").read_text())
             saved = saved_config.get("fingerprint") or {}
-            if {key: saved.get(key) for key in fingerprint_loss} != fingerprint_loss or bool(saved.get("path")) != bool(fingerprint_loss):
+            # All the loss's settings as this run would resolve them now (defaults included), not only those given.
+            wanted = to_dict(resolve_config("default", {"fingerprint": fingerprint_loss}).fingerprint)
+            if {key: saved.get(key) for key in wanted} != wanted:
                 raise SystemExit(f"error: {run} was trained with other fingerprint-loss settings ({saved}); delete it to redo it")
             if saved_config.get("seed") != seed:
                 raise SystemExit(f"error: {run} was trained with seed {saved_config.get('seed')}, not {seed}; delete it to redo it")
