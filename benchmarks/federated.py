@@ -63,7 +63,8 @@ def main() -> None:
                 config = resolve_config("default", {"data": str(data), "out": str(run), "kimg": args.kimg,
                                                     "schedule": {"snapshot_kimg": 1000, "checkpoint_kimg": 1000},
                                                     "runtime": {"tensorboard": False}})
-                train(config)
+                if train(config).interrupted:
+                    raise SystemExit(f"error: training {run} was interrupted; delete it and run the benchmark again")
             else:
                 options = {"iid": {}, "identity": {}, "secagg": {"secure_aggregation": True},
                            "client-dp": {"dp_epsilon": args.dp_epsilon, "dp_level": "client"}}[name]

@@ -39,7 +39,8 @@ def main() -> None:
             config = resolve_config(preset, {"data": str(dataset.path), "out": str(run), "kimg": 10_000, "seed": args.seed,
                                              "schedule": {"max_minutes": args.minutes, "snapshot_kimg": 20, "checkpoint_kimg": 20},
                                              "runtime": {"tensorboard": False}})
-            train(config, progress=True)
+            if train(config, progress=True).interrupted:
+                raise SystemExit(f"error: training {run} was interrupted; delete it and run the benchmark again")
         summary = json.loads((run / "summary.json").read_text())
         result = evaluate(run, dataset.path, num=args.num, features=args.features, metrics=("fd", "kid", "prdc"), progress=False)
         result.save(run / "metrics.json")

@@ -116,7 +116,8 @@ def run_facegan(folder: Path, workdir: Path, size: int, batch_size: int, num_ima
         "runtime": {"tensorboard": False},
     })
     start = time.perf_counter()
-    train(config, progress=False)
+    if train(config, progress=False).interrupted:
+        raise SystemExit("error: the timed training was interrupted; its time would not be a measurement")
     return prepare_seconds, time.perf_counter() - start
 
 
