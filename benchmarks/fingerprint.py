@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default); 1 leaves a shared machine room")
     args = parser.parse_args()
+    if any(seed < 0 for seed in args.fd_seeds):
+        parser.error("--fd-seeds takes whole numbers of at least 0")
     if args.threads:
         import torch
 
@@ -106,8 +108,9 @@ def main() -> None:
             saved_config = json.loads((run / "config.json").read_text())
             saved = saved_config.get("fingerprint") or {}
             # All the loss's settings as this run would resolve them now (defaults included), not only those given.
-            wanted = to_dict(resolve_config("default", {"fingerprint": fingerprint_loss}).fingerprint)
-            if {key: saved.get(key) for key in wanted} != wanted:
+            # (A run without the loss only needs to have had none: its other settings never acted.)
+            wanted = to_dict(resolve_config("default", {"fingerprint": fingerprint_loss}).fingerprint) if fingerprint_loss else {"path": ""}
+            if {key: saved.get(key, "") for key in wanted} != wanted:
                 raise SystemExit(f"error: {run} was trained with other fingerprint-loss settings ({saved}); delete it to redo it")
             if saved_config.get("seed") != seed:
                 raise SystemExit(f"error: {run} was trained with seed {saved_config.get('seed')}, not {seed}; delete it to redo it")
@@ -194,4 +197,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from facegan.errors import FaceganError
+
+    try:
+        main()
+    except FaceganError as error:  # a bad option (a negative seed, an unknown loss setting): one line, as the CLI does
+        raise SystemExit(f"error: {error}") from None
