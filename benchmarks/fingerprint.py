@@ -124,7 +124,29 @@ def main() -> None:
         return json.loads(summary_path.read_text()).get("seconds")
 
     train_seconds = {name: ensure_gan(run, data, fingerprint_loss, args.seed) for name, (run, data, fingerprint_loss) in runs.items()}
+
+    def ensure_embedded(plain_run: Path) -> Path:
+        """`facegan fingerprint embed` (its defaults) on a plain GAN: the key put in after training, by the fine-tune alone."""
+        from facegan.cli.main import main as facegan_cli
+        from facegan.models.export import export_hash
+
+        target = plain_run.with_name(plain_run.name.replace("gan-plain", "gan-embed"))
+        config_path = target / "config.json"
+        if config_path.is_file():
+            record = json.loads(config_path.read_text())
+            embedded = record.get("fingerprint_embed") or {}
+            if embedded.get("source_export") == export_hash(plain_run) and (record.get("fingerprint") or {}).get("id") == fingerprint.id:
+                return target
+            raise SystemExit(f"error: {target} was embedded from another generator or fingerprint; delete it to redo it")
+        if facegan_cli(["fingerprint", "embed", str(plain_run), "--fingerprint", str(fp_path), "--out", str(target), "--no-progress"]):
+            raise SystemExit(f"error: `facegan fingerprint embed` on {plain_run} failed")
+        return target
+
+    embed_started = time.time()
+    runs_embed = {args.seed: ensure_embedded(runs["plain"][0])}
+    train_seconds["embed"] = round(time.time() - embed_started, 1)
     generated = {name: load_generator(run).sample(range(args.num)) for name, (run, _, _) in runs.items()}
+    generated["embed"] = load_generator(runs_embed[args.seed]).sample(range(args.num))
 
     # ---- 3. robustness table
     real = np.array(dataset.images)
@@ -134,6 +156,7 @@ def main() -> None:
     sets = {
         "GAN-fp": generated["fp"],
         "GAN-fp-data": generated["fp-data"],
+        "GAN-embed": generated["embed"],
         "real-enc-holdout": fingerprint.encode(holdout),
         "real-enc-all": fingerprint.encode(real),
         "real-never": real,
@@ -148,13 +171,14 @@ def main() -> None:
     threshold = detect(real[:1], fingerprint, fpr=args.fpr)
     print(f"\nfingerprint {fingerprint.id[:16]}: {fingerprint.bits} bits; detected when >= {threshold.threshold} bits match "
           f"(exact FPR {threshold.exact_fpr:.4f} <= {args.fpr:g}); GANs: default preset, {args.kimg:g} kimg, seed {args.seed}")
-    print(f"images: GAN-fp {args.num} generated (data + fingerprint loss) | GAN-fp-data {args.num} (data alone) | real-enc-holdout {len(holdout)} encoded real faces the codec never trained on | "
+    print(f"images: GAN-fp {args.num} generated (`train --fingerprint`: marked data + the fingerprint loss) | GAN-fp-data {args.num} (data alone) | "
+          f"GAN-embed {args.num} (`fingerprint embed` on GAN-plain) | real-enc-holdout {len(holdout)} encoded real faces the codec never trained on | "
           f"real-enc-all {len(real)} | FPR columns: real-never {len(real)} never-encoded real faces, GAN-plain {args.num} generated")
-    header = f"{'transform':<11}" + "".join(f"{name + ' acc':>22}{'det':>7}" for name in ("GAN-fp", "GAN-fp-data", "real-enc-holdout", "real-enc-all")) \
+    header = f"{'transform':<11}" + "".join(f"{name + ' acc':>22}{'det':>7}" for name in ("GAN-fp", "GAN-fp-data", "GAN-embed", "real-enc-holdout", "real-enc-all")) \
         + f"{'real-never acc':>22}{'FPR':>7}{'GAN-plain acc':>22}{'FPR':>7}"
     print(header)
     for transform, row in table.items():
-        cells = "".join(f"{row[name]['bit_accuracy']:22.3f}{row[name]['detection_rate']:7.3f}" for name in ("GAN-fp", "GAN-fp-data", "real-enc-holdout", "real-enc-all"))
+        cells = "".join(f"{row[name]['bit_accuracy']:22.3f}{row[name]['detection_rate']:7.3f}" for name in ("GAN-fp", "GAN-fp-data", "GAN-embed", "real-enc-holdout", "real-enc-all"))
         cells += f"{row['real-never']['bit_accuracy']:22.3f}{row['real-never']['detection_rate']:7.3f}"
         cells += f"{row['GAN-plain']['bit_accuracy']:22.3f}{row['GAN-plain']['detection_rate']:7.3f}"
         print(f"{transform:<11}{cells}")
@@ -167,11 +191,13 @@ def main() -> None:
         return evaluate(run, dataset.path, num=args.num, features="face", metrics=("fd",), seed=10_000, progress=False).metrics["fd"]
 
     fd = {name: fd_of(run) for name, (run, _, _) in runs.items()}
+    fd["embed"] = fd_of(runs_embed[args.seed])
     print(f"FD (face features, {args.num} generated vs {len(real)} plain real faces), seed {args.seed}: fingerprinted {fd['fp']:.4f} "
-          f"(data alone {fd['fp-data']:.4f}), plain {fd['plain']:.4f}")
+          f"(data alone {fd['fp-data']:.4f}, embedded {fd['embed']:.4f}), plain {fd['plain']:.4f}")
     print(f"data alone: FD_fp-data / FD_plain = {fd['fp-data'] / fd['plain']:.3f}")
     # One training seed's FD moves by about 10 % on these 100 faces: the cost is the mean over --fd-seeds.
     fd_by_seed = {args.seed: (fd["fp"], fd["plain"])}
+    embed_by_seed = {args.seed: fd["embed"]}
     for seed in args.fd_seeds:
         if seed == args.seed:
             continue
@@ -181,15 +207,22 @@ def main() -> None:
             run = run.with_name(f"{run.name}-seed{seed}")
             train_seconds[f"{name}-seed{seed}"] = ensure_gan(run, data, fingerprint_loss, seed)
             pair.append(fd_of(run))
+            if name == "plain":
+                embed_by_seed[seed] = fd_of(ensure_embedded(run))
         fd_by_seed[seed] = tuple(pair)
     for seed, (fp_fd, plain_fd) in fd_by_seed.items():
-        print(f"  seed {seed}: FD fingerprinted {fp_fd:.4f}, plain {plain_fd:.4f}, ratio {fp_fd / plain_fd:.3f}")
-    ratio = float(np.mean([fp_fd for fp_fd, _ in fd_by_seed.values()]) / np.mean([plain_fd for _, plain_fd in fd_by_seed.values()]))
+        print(f"  seed {seed}: FD fingerprinted {fp_fd:.4f}, embedded {embed_by_seed[seed]:.4f}, plain {plain_fd:.4f}, "
+              f"ratios {fp_fd / plain_fd:.3f}, {embed_by_seed[seed] / plain_fd:.3f}")
+    plain_mean = np.mean([plain_fd for _, plain_fd in fd_by_seed.values()])
+    embed_ratio = float(np.mean(list(embed_by_seed.values())) / plain_mean)
+    ratio = float(np.mean([fp_fd for fp_fd, _ in fd_by_seed.values()]) / plain_mean)
+    print(f"embedded: FD_embed / FD_plain = {embed_ratio:.3f}  (`fingerprint embed` on each plain GAN, the mean over the same seeds)")
     print(f"ratio = {ratio:.3f}  (mean FD_fp / mean FD_plain over {len(fd_by_seed)} training seed(s); 1 = no quality cost)")
     print(f"total {time.time() - started:.0f} s (GAN training {train_seconds})")
     results = {"fingerprint": {"id": fingerprint.id, "bits": fingerprint.bits, "measured": fingerprint.metadata.get("measured")},
                "threshold": threshold.threshold, "exact_fpr": threshold.exact_fpr, "kimg": args.kimg, "num": args.num,
                "table": table, "psnr": psnr, "fd": fd, "fd_by_seed": {str(seed): list(pair) for seed, pair in fd_by_seed.items()},
+               "embed_fd_by_seed": {str(seed): value for seed, value in embed_by_seed.items()}, "embed_ratio": embed_ratio,
                "ratio": ratio, "train_seconds": train_seconds}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     if args.json:

@@ -123,14 +123,15 @@ def ensure_marked_training_set(folder: Path, train_set, fingerprint_steps: int |
     return fingerprint, ensure_fingerprinted(train_set, fingerprint)
 
 
-def default_gan_config(folder: Path, marked_train, kimg: float):
-    """The demo's default GAN: the default preset on the fingerprinted training faces, with the fingerprint loss
-    (its decoder reading the generated faces) toward the key they carry; `make demo-repair` trains the same."""
+def default_gan_config(folder: Path, marked_train, kimg: float, tune_steps: int | None = None):
+    """The demo's default GAN: the default preset on the fingerprinted training faces, its export fine-tuned toward
+    the key they carry when training ends (`fingerprint.mode=tune`; `tune_steps`: None = the default's); `make
+    demo-repair` trains the same."""
     from facegan.training.config import resolve_config
 
+    fingerprint = {"path": str(folder / "fingerprint"), **({"tune_steps": tune_steps} if tune_steps is not None else {})}
     return resolve_config("default", {"data": str(marked_train.path), "out": str(folder / "default"), "kimg": kimg,
-                                      "fingerprint": {"path": str(folder / "fingerprint")},
-                                      "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}})
+                                      "fingerprint": fingerprint, "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}})
 
 
 def detect_fingerprints(folder: Path, fingerprint, generator, control, marked_train, real, num: int) -> dict:
@@ -306,7 +307,7 @@ def _synth_line(dataset) -> str:
 def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int = 32, kimg: float = 50.0,
              dp_kimg: float = 30.0, dp_epsilon: float = 10.0, num_eval: int = 1000, progress: bool = True,
              recognition: "RecognitionPlan | None | bool" = None, dp_finetune_kimg: float = DP_FINETUNE["kimg"],
-             fingerprint_steps: int | None = None, num_detect: int = 500) -> Path:
+             fingerprint_steps: int | None = None, num_detect: int = 500, fingerprint_tune_steps: int | None = None) -> Path:
     """Run the main job; returns the demo folder. `recognition`: steps 8-9 with this plan (None: the
     default plan; False: skip them, as `--no-recognition` does).
 
@@ -339,7 +340,7 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
           f"{measured.get('jpeg75_bit_accuracy', float('nan')):.3f} after JPEG 75, PSNR {measured.get('psnr', float('nan')):.1f} dB; "
           f"training faces fingerprinted in {marked_train.path}")
     print(f"[3/{STEPS}] training the default GAN for {kimg:g} kimg on the CPU, on the fingerprinted faces")
-    summaries = {"default": ensure_trained(default_gan_config(folder, marked_train, kimg), progress)}
+    summaries = {"default": ensure_trained(default_gan_config(folder, marked_train, kimg, fingerprint_tune_steps), progress)}
     print(f"[4/{STEPS}] differential privacy: pretraining for {dp_kimg:g} kimg on a public half ({len(public_set)} faces), "
           f"then DP fine-tuning (epsilon {dp_epsilon:g}) on the private half ({len(private_set)} faces)")
     public_run = Run(folder / "dp-public")

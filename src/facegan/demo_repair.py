@@ -37,6 +37,7 @@ class RepairPlan:
     repair_batch_size: int = 16
     gan_kimg: float = 50.0  # the default GAN of `make demo`: reused when that demo ran
     fingerprint_steps: int | None = None  # its training faces carry `make demo`'s learned fingerprint (made when missing)
+    fingerprint_tune_steps: int | None = None  # the fine-tune of its export toward the key (None: the default's)
     projection_steps: int = 150
     projection_starts: int = 2
     edit_identities: int = 150
@@ -205,7 +206,7 @@ def run_repair_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", si
     gan_run = Run(folder / "default")
     print(f"[4/{STEPS}] repair by masked GAN inversion with the default GAN ({gan_run.path}; trained for {plan.gan_kimg:g} kimg when missing)")
     _, marked_train = ensure_marked_training_set(folder, train_set, plan.fingerprint_steps, progress)
-    ensure_trained(default_gan_config(folder, marked_train, plan.gan_kimg), progress)
+    ensure_trained(default_gan_config(folder, marked_train, plan.gan_kimg, plan.fingerprint_tune_steps), progress)
     strip_path, strip_scores = projection_strip(gan_run, repair_run, holdout_set, plan, folder, progress)
 
     edit_run = Run(folder / "edit-gan")

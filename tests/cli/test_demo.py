@@ -6,7 +6,7 @@ from facegan.demo import RecognitionPlan, run_demo
 
 def test_demo_writes_everything_and_reuses_it(tmp_path, capsys):
     out, data = tmp_path / "runs", tmp_path / "data" / "faces16"
-    run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, num_detect=16, progress=False, recognition=False)
+    run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, fingerprint_tune_steps=10, num_detect=16, progress=False, recognition=False)
     for name in ("grid.png", "grid-dp.png", "interpolation.png", "reals.png", "summary.txt",
                  "default/report.html", "dp/report.html", "default/metrics.json", "dp/audit.json", "default/loss_curves.png"):
         assert (out / name).is_file(), name
@@ -29,12 +29,12 @@ def test_demo_writes_everything_and_reuses_it(tmp_path, capsys):
     first = capsys.readouterr().out
 
     mtimes = {name: (out / name).stat().st_mtime for name in ("default/metrics.json", "dp/audit.json", "default/export/model.safetensors")}
-    run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, num_detect=16, progress=False, recognition=False)
+    run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, fingerprint_tune_steps=10, num_detect=16, progress=False, recognition=False)
     assert "reusing finished run" in capsys.readouterr().out and "reusing" not in first
     assert all((out / name).stat().st_mtime == mtime for name, mtime in mtimes.items())  # nothing measured or trained twice
 
     (out / "default" / "metrics.json").write_text("{garbage")  # a broken result is measured again, not a traceback
-    run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, num_detect=16, progress=False, recognition=False)
+    run_demo(str(out), str(data), size=16, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, fingerprint_tune_steps=10, num_detect=16, progress=False, recognition=False)
     assert json.loads((out / "default" / "metrics.json").read_text())["metrics"]["fd"] >= 0
 
 
@@ -45,7 +45,7 @@ def test_demo_recognition_part_writes_synthetic_people_a_recogniser_and_four_ver
     plan = RecognitionPlan(id_kimg=0.064, recog_steps=2, recog_batch_size=8, folds=2, pairs_per_fold=2, min_distance=0.0,
                            synth_train={"identities": 4, "per_identity": 3, "seed": 0},
                            synth_test={"identities": 4, "per_identity": 3, "seed": 1000})
-    run_demo(str(out), str(data), size=32, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, num_detect=16, progress=False, recognition=plan)
+    run_demo(str(out), str(data), size=32, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, fingerprint_tune_steps=10, num_detect=16, progress=False, recognition=plan)
     base = out / "recognition"
     synth = FaceDataset.load(base / "synth-test")
     assert synth.identity_names == ["s00000", "s00001", "s00002", "s00003"] and len(synth) == 12
@@ -61,6 +61,6 @@ def test_demo_recognition_part_writes_synthetic_people_a_recogniser_and_four_ver
 
     capsys.readouterr()
     before = (base / "verification" / "facegan" / "verification.json").stat().st_mtime
-    run_demo(str(out), str(data), size=32, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, num_detect=16, progress=False, recognition=plan)
+    run_demo(str(out), str(data), size=32, kimg=0.064, dp_kimg=0.064, dp_finetune_kimg=0.032, num_eval=32, fingerprint_steps=20, fingerprint_tune_steps=10, num_detect=16, progress=False, recognition=plan)
     assert "reusing finished recogniser run" in capsys.readouterr().out
     assert (base / "verification" / "facegan" / "verification.json").stat().st_mtime == before

@@ -5,7 +5,7 @@ import json
 
 from facegan.demo_repair import RepairPlan, run_repair_demo
 
-TINY = RepairPlan(repair_steps=3, repair_batch_size=4, gan_kimg=0.064, fingerprint_steps=20, projection_steps=2, projection_starts=1,
+TINY = RepairPlan(repair_steps=3, repair_batch_size=4, gan_kimg=0.064, fingerprint_steps=20, fingerprint_tune_steps=10, projection_steps=2, projection_starts=1,
                   edit_identities=20, edit_per_identity=5, edit_kimg=0.064, edit_seeds=(0, 1), edit_strengths=(-1.0, 0.0, 1.0),
                   edit_samples=200, classifier_steps=3,
                   edits=(("Black_Hair", ("Eyeglasses",)),))

@@ -104,7 +104,7 @@ def test_the_joint_term_is_the_weighted_decoder_loss_on_the_faces_d_judges(marke
 def test_a_run_with_the_loss_resumes_with_its_state_and_path_from_another_folder(marked16, tiny_fingerprint_path, tmp_path, monkeypatch):
     run = tmp_path / "run"
     monkeypatch.chdir(tiny_fingerprint_path.parent)
-    _train(marked16.path, run, tiny_fingerprint_path.name, kimg="0.032")  # a relative path: saved absolute
+    _train(marked16.path, run, tiny_fingerprint_path.name, "--set", "fingerprint.tune_steps=20", kimg="0.032")  # a relative path: saved absolute
     saved = json.loads((run / "config.json").read_text())["fingerprint"]
     assert saved["path"] == str(tiny_fingerprint_path) and saved["weight"] > 0
     monkeypatch.chdir(tmp_path)
@@ -127,7 +127,10 @@ def test_a_run_saved_before_fingerprint_mode_resumes_with_the_separate_update_it
     ("fingerprint.weight=-1", "fingerprint.weight must be at least 0"),
     ("fingerprint.every=0", "fingerprint.every must be at least 1"),
     ("fingerprint.lr=nan", "is not a finite number"),
-    ("fingerprint.mode=both", "fingerprint.mode must be 'separate' or 'joint'"),
+    ("fingerprint.mode=both", "fingerprint.mode must be 'tune', 'joint' or 'separate'"),
+    ("fingerprint.tune_steps=0", "fingerprint.tune_steps must be at least 1"),
+    ("fingerprint.tune_consistency=-1", "fingerprint.tune_consistency must be at least 0"),
+    ("fingerprint.tune_lr=0", "fingerprint.tune_lr"),
     ("fingerprint.path=PLAIN", "carries no fingerprint"),  # a folder that is not a fingerprint: refused by its loader
 ])
 def test_bad_fingerprint_loss_settings_are_one_line(setting, message, faces16, tiny_fingerprint_path, tmp_path):
@@ -147,8 +150,11 @@ def test_the_generator_learns_the_fingerprint_of_a_larger_model_resolution(tiny_
     images = rng.integers(60, 200, size=(32, 32, 32, 1), dtype=np.uint8)
     plain = FaceDataset.load(FaceDataset(images, {"source": "noise", "resolution": 32, "channels": 1}).save(tmp_path / "plain32"))
     marked = fingerprint_dataset(plain, tiny_fingerprint, tmp_path / "marked32")
-    _train(marked.path, tmp_path / "run", tiny_fingerprint.path, "--set", "fingerprint.every=1", kimg="0.016")
-    assert json.loads((tmp_path / "run" / "export" / "config.json").read_text())["fingerprint_loss"]["bits"] == tiny_fingerprint.bits
+    for mode in ("joint", "tune"):  # the tune reads its faces downscaled too
+        _train(marked.path, tmp_path / mode, tiny_fingerprint.path, "--set", f"fingerprint.mode={mode}", "--set", "fingerprint.tune_steps=20",
+               kimg="0.016")
+        record = json.loads((tmp_path / mode / "export" / "config.json").read_text())["fingerprint_loss"]
+        assert record["bits"] == tiny_fingerprint.bits and record["mode"] == mode
 
 
 def test_the_joint_loss_composes_with_dp_training_and_costs_no_epsilon(marked16, tiny_fingerprint, tiny_fingerprint_path, tiny_config, tmp_path):
@@ -161,7 +167,7 @@ def test_the_joint_loss_composes_with_dp_training_and_costs_no_epsilon(marked16,
     for name, weight in (("with", 3.0), ("without", 0.0)):
         run = tmp_path / name
         config = private_config(tiny_config, marked16.path, run, kimg=0.064, noise_multiplier=1.0,
-                                fingerprint={"path": str(tiny_fingerprint_path), "weight": weight})
+                                fingerprint={"path": str(tiny_fingerprint_path), "weight": weight, "mode": "joint"})
         result = train(config, progress=False)
         export = json.loads((run / "export" / "config.json").read_text())
         assert result.num_steps == export["dp"]["steps"] == 8

@@ -30,7 +30,8 @@ def data16(faces16, tmp_path):
 
 def test_train_with_a_fingerprint_records_it_and_marks_its_images(data16, tiny_fingerprint_path, tiny_fingerprint, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(data16.path), "--out", str(run), "--kimg", "0.032", "--fingerprint", str(tiny_fingerprint_path), *TINY]) == 0
+    assert main(["train", "--data", str(data16.path), "--out", str(run), "--kimg", "0.032", "--fingerprint", str(tiny_fingerprint_path), *TINY,
+                 "--set", "fingerprint.tune_steps=20"]) == 0
     marked = FaceDataset.load(fingerprinted_path(data16.path, tiny_fingerprint.id))
     assert marked.manifest["fingerprint"]["id"] == tiny_fingerprint.id and marked.manifest["parent_hash"] == data16.content_hash
     config = json.loads((run / "config.json").read_text())

@@ -67,8 +67,8 @@ def register(commands) -> None:
                         help="measure FD/KID (face space) every KIMG during training, log them and keep the best export in export-best/")
     parser.add_argument("--fingerprint", default=None, metavar="FP",
                         help="train on a copy of --data with this learned fingerprint in every image (made once beside it as "
-                        "DATA-fp<id>) and teach the generator its key through the fingerprint's decoder (--set fingerprint.weight=0: "
-                        "the data alone); the export records it (`facegan detect`)")
+                        "DATA-fp<id>), and when training ends fine-tune the export so that the fingerprint's decoder reads its key "
+                        "(fingerprint.tune_*; --set fingerprint.weight=0: the data alone); the export records it (`facegan detect`)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -224,8 +224,9 @@ class FingerprintLossConfig:
     Yu et al. (2021) let a GAN pick the key up from fingerprinted training faces alone; at 32 px and 50 kimg
     facegan's generator then carried it in half of its faces. With `path` set, the fingerprint's (frozen) decoder
     also reads the generated faces, after a random differentiable distortion, and its binary cross-entropy against
-    the key joins G's loss (the idea of Fernandez et al.'s Stable Signature, 2023). It reads no real image and leaves
-    the discriminator alone, so it composes with DP training (post-processing).
+    the key is minimised (the idea of Fernandez et al.'s Stable Signature, 2023): by default ('tune') in a fine-tune
+    of the finished generator that also keeps each face close to the untuned one's. It reads no real image and
+    leaves the discriminator alone, so it composes with DP training (post-processing).
     """
 
     path: str = ""
@@ -234,17 +235,27 @@ class FingerprintLossConfig:
     """Weight of the decoder's binary cross-entropy against the key (0: off, the data alone). In 'joint' mode it sets the
     trade between the key and face quality: with the default codec (16x16 grid, 32 dB) a 50 kimg GAN on the built-in
     faces read 0.968 of 32 bits at 0.025, at 1.26 times an unmarked GAN's FD (three seeds; README). In 'separate' mode
-    its own Adam normalises the step: above 0 the weight matters little."""
+    its own Adam normalises the step: above 0 the weight matters little. In 'tune' mode only 0 (off) or not matters:
+    `tune_consistency` sets the trade."""
     every: int = 1
     """Apply the loss every this many steps (lazy, like R1; 'separate' mode was measured at 4)."""
-    mode: str = "joint"
-    """'joint': the weighted loss is added to G's adversarial loss on the faces D judges, in G's own step and optimizer
-    (Stable Signature's sum; the adversarial loss then holds quality while the key is learned). 'separate': an extra G
-    update on fresh faces with the loss's own Adam (`lr`); at the same bit accuracy it cost more FD (README)."""
+    mode: str = "tune"
+    """'tune': the GAN trains on the marked faces alone, and when training ends its export is fine-tuned toward the key
+    with a consistency term to the untuned faces (`tune_*`; Stable Signature's recipe; the checkpoint keeps the untuned
+    weights, so a resumed run trains on and is tuned again). 'joint': the weighted loss is added to G's adversarial loss
+    on the faces D judges, in G's own step and optimizer. 'separate': an extra G update on fresh faces with the loss's
+    own Adam (`lr`). At the same bit accuracy both cost more FD than 'tune' (README)."""
     lr: float = 2e-4
     """Learning rate of the separate updates (their own Adam, so the GAN's moments are not shared)."""
     distort: bool = True
     """Pass the generated faces through one random differentiable distortion (JPEG, resize, crop, blur, noise) first."""
+    tune_steps: int = 1500
+    """'tune' mode: fine-tuning steps (of `batch_size` latents each) on the finished generator."""
+    tune_consistency: float = 100.0
+    """'tune' mode: weight of the mean squared difference (model units) from the untuned generator's face for the same
+    latent; higher keeps the faces closer and reads fewer bits."""
+    tune_lr: float = 1e-4
+    """'tune' mode: learning rate of the fine-tune's Adam (betas 0, 0.99)."""
 
     @property
     def enabled(self) -> bool:
@@ -256,8 +267,11 @@ class FingerprintLossConfig:
         check_range("fingerprint.weight", self.weight, 0, 1e6, hint="0 turns the fingerprint loss off")
         check_range("fingerprint.every", self.every, 1, 1_000_000)
         check_range("fingerprint.lr", self.lr, 0, 1, min_open=True)
-        if self.mode not in ("separate", "joint"):
-            raise FaceganError(f"fingerprint.mode must be 'separate' or 'joint', got {self.mode!r:.40}")
+        if self.mode not in ("tune", "joint", "separate"):
+            raise FaceganError(f"fingerprint.mode must be 'tune', 'joint' or 'separate', got {self.mode!r:.40}")
+        check_range("fingerprint.tune_steps", self.tune_steps, 1, 10_000_000)
+        check_range("fingerprint.tune_consistency", self.tune_consistency, 0, 1e9)
+        check_range("fingerprint.tune_lr", self.tune_lr, 0, 1, min_open=True)
 
 
 @dataclass

@@ -5,16 +5,18 @@ A trainer has three slots, all empty for ordinary training:
     trainer.real_batch_sampler       () -> indices of the training images this step reads
     trainer.discriminator_gradients  (trainer, real, fake) -> stats; sets D's .grad (no optimizer step)
     trainer.extensions               TrainerExtension objects: hooks around each step, a term of G's loss,
-                                     extra stats, export metadata, an early-stop reason, and resume state
+                                     extra stats, export metadata, an early-stop reason, resume state, and a
+                                     replacement for the finished export
 
 `facegan.privacy.make_private` fills them (Poisson sampling, clipped and noised real-image gradients,
 a privacy ledger charged on each discriminator optimizer step); training itself never imports privacy.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
+from torch import nn
 
 if TYPE_CHECKING:
     from facegan.training.loop import Trainer
@@ -49,6 +51,13 @@ class TrainerExtension:
     def export_metadata(self, trainer: Trainer) -> dict[str, Any]:
         """Entries added to the export's config.json."""
         return {}
+
+    def final_export(self, trainer: Trainer, module: nn.Module, written: dict[str, Any],
+                     should_stop: Callable[[], bool]) -> tuple[nn.Module | None, dict[str, Any]] | None:
+        """When training has ended (not interrupted): a module to export instead of `module` (the trained one, left as it
+        is) and entries for the export's config.json; (None, {"doing": what}) when stopped on the way; None keeps the
+        export. `written`: the export's config.json as last written."""
+        return None
 
     def should_stop(self, trainer: Trainer) -> str | None:
         """A reason to end training before the kimg target, or None."""

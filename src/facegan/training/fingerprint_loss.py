@@ -5,7 +5,9 @@ A generator trained on fingerprinted faces (Yu et al., ICCV 2021) picks the key 
 half of the faces reached the detection threshold. This extension adds the binary cross-entropy between the frozen
 decoder's logits on generated faces (after one random differentiable distortion) and the fingerprint's key, as Stable
 Signature fine-tunes a generator against a fixed watermark extractor (Fernandez et al. 2023):
-- mode 'joint' (the default): weighted, to G's adversarial loss on the very faces D judges, in G's step and optimizer;
+- mode 'tune' (the default): not during training; the finished export is fine-tuned toward the key with a consistency
+  term to its untuned faces (`facegan.training.fingerprint_tune`, Stable Signature's own recipe);
+- mode 'joint': weighted, to G's adversarial loss on the very faces D judges, in G's step and optimizer;
 - mode 'separate': in one extra G update on fresh faces every `every` steps, with an Adam of its own.
 The training data still carries the key, so the discriminator does not fight the pattern. No real image and no
 discriminator weight is touched: under DP training the guarantee (which covers D's use of the private images) is
@@ -60,6 +62,7 @@ class FingerprintLoss(TrainerExtension):
         config = trainer.config
         self.settings = config.fingerprint
         self.fingerprint_id = fingerprint.id
+        self.fingerprint = fingerprint
         self.bits = fingerprint.bits
         self.resolution = fingerprint.resolution
         self.decoder = fingerprint.decoder.to(trainer.device).eval().requires_grad_(False)
@@ -91,7 +94,7 @@ class FingerprintLoss(TrainerExtension):
 
     def generator_loss(self, trainer: Trainer, fake: torch.Tensor) -> torch.Tensor | None:
         """Joint mode: the weighted loss on the faces D judges, added to G's adversarial loss (G's own Adam)."""
-        if self.optimizer is not None or trainer.num_steps % self.settings.every:
+        if self.settings.mode != "joint" or trainer.num_steps % self.settings.every:
             return None
         return self._loss(trainer, fake) * self.settings.weight
 
@@ -116,8 +119,46 @@ class FingerprintLoss(TrainerExtension):
 
     def export_metadata(self, trainer: Trainer) -> dict[str, Any]:
         settings = self.settings
+        if settings.mode == "tune":  # until `final_export` replaces it: the trained, untuned generator
+            return {"fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "mode": "tune", "tuned": False,
+                                         "distort": settings.distort, **self._tune_settings(trainer).to_dict()}}
         return {"fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "weight": settings.weight,
                                      "every": settings.every, "mode": settings.mode, "distort": settings.distort}}
+
+    def _tune_settings(self, trainer: Trainer) -> Any:
+        from facegan.training.fingerprint_tune import TuneSettings
+
+        settings = self.settings
+        return TuneSettings(steps=settings.tune_steps, consistency=settings.tune_consistency, lr=settings.tune_lr,
+                            batch_size=trainer.config.batch_size, distort=settings.distort, seed=trainer.config.seed)
+
+    def final_export(self, trainer: Trainer, module: Any, written: dict[str, Any], should_stop: Any) -> Any:
+        """'tune' mode: the finished generator fine-tuned toward the key (once per finished kimg: a resume that trains
+        no further keeps the tuned export)."""
+        import logging
+
+        from facegan.training.fingerprint_tune import tune_generator
+
+        if self.settings.mode != "tune":
+            return None
+        recorded = written.get("fingerprint_loss")
+        kimg = trainer.num_images_seen / 1000
+        if isinstance(recorded, dict) and recorded.get("tuned") is True and recorded.get("fingerprint") == self.fingerprint_id \
+                and written.get("kimg") == kimg:
+            return None
+        log = logging.getLogger("facegan.training")
+        settings = self._tune_settings(trainer)
+        log.info("fingerprint: fine-tuning the export toward the key (%d steps, consistency %g)", settings.steps, settings.consistency)
+        tuned, record = tune_generator(module, self.fingerprint, trainer.config.model.z_dim, settings, should_stop=should_stop,
+                                       bf16=trainer.bf16)
+        if tuned is None:
+            return None, {"doing": "fine-tuning the export toward the fingerprint's key"}
+        measured = record["measured"]
+        log.info("fingerprint: tuned in %.0f s; on %d new latents the decoder reads %.3f of %d bits (untuned %.3f), "
+                 "PSNR %.1f dB to the untuned faces", record["seconds"], measured["num_images"], measured["bit_accuracy"], self.bits,
+                 measured["untuned_bit_accuracy"], measured["psnr_vs_untuned"])
+        return tuned, {"fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "mode": "tune", "tuned": True,
+                                            **record}}
 
     def state_dict(self) -> dict[str, Any]:
         state = {self.STATE_KEY: self.rng.get_state()}
