@@ -2,11 +2,12 @@
 
 1. A codec (default: 32 bits, format 2's key-only pattern on a 16x16 grid at PSNR 32 dB) trained on the 100 built-in
    LFW faces at 32 px (or taken with --fingerprint FP), and the faces fingerprinted with it.
-2. Three generators, facegan's `default` preset, same seed and kimg: GAN-fp on the fingerprinted faces with the
-   fingerprint loss (`train --fingerprint`'s default; --loss-set KEY=VALUE changes its settings), GAN-fp-data on the
-   same faces without it (Yu et al.'s data alone), GAN-plain on the plain faces.
+2. Three generators, facegan's `default` preset, same seed and kimg: GAN-fp on the fingerprinted faces, its export
+   fine-tuned toward the key when training ends (`train --fingerprint`'s default; --loss-set KEY=VALUE changes its
+   settings, e.g. mode=joint), GAN-fp-data on the same faces without it (Yu et al.'s data alone), GAN-plain on the
+   plain faces; and GAN-embed, `facegan fingerprint embed` (its defaults) on GAN-plain.
 3. Robustness table, bit accuracy and detection rate at FPR 1 % under each evaluation transform, for
-   - N faces from each fingerprinted generator,
+   - N faces from each fingerprinted generator (GAN-fp, GAN-fp-data, GAN-embed),
    - the real faces encoded by the codec alone (the 20 held out of the codec's training, and all 100),
    and the false-positive rate on real faces that never went through the encoder and on N faces of GAN-plain.
 4. The FD cost of the fingerprint: facegan's FD (face features) of each generator against the plain real faces;
@@ -18,13 +19,13 @@
 Everything is reused when present under --out (delete a sub-folder to redo that part).
 
 Measured 2026-12-04 on 2 CPU cores (--threads 2), --kimg 50 --num 500 --fd-seeds 1,2, the defaults (16x16 grid,
-32 dB, joint fingerprint loss at weight 0.025): codec read 0.981 / 0.980 (clean / JPEG 75) on its 20 held-out faces;
-GAN-fp 0.968 / 0.963, detected 100 % / 100 % at FPR 1 % (>= 24 of 32 bits, exact FPR 0.35 %); GAN-fp-data 0.617,
-5.8 %; false positives: GAN-plain 0.4 % / 0.0 %, never-encoded real faces 0 % (GAN-plain cropped to 80 %: 3.2 %);
-FD with the loss 0.1215 / 0.1044 / 0.1015 over seeds 0-2, unmarked 0.0922 / 0.0889 / 0.0796: ratio = 1.256 (target
-<= 1.10 not met). The same with a 40 dB codec and weight 0.035 (--fingerprint of a codec trained with --set
-target_psnr=40, --loss-set weight=0.035): 0.944 / 0.929, 100 % / 99.8 %, ratio = 1.194. The previous release's codec
-(8x8 grid) without the loss: GAN bit accuracy 0.731, detected 50.4 %, ratio 0.975 (README).
+32 dB; the tune: 1500 steps, consistency 100, lr 1e-4, bf16): codec read 0.981 / 0.980 (clean / JPEG 75) on its 20
+held-out faces; GAN-fp 0.965 / 0.957, detected 100 % / 100 % at FPR 1 % (>= 24 of 32 bits, exact FPR 0.35 %);
+GAN-embed 0.959 / 0.942, 100 % / 100 %; GAN-fp-data 0.617, 5.8 %; false positives: GAN-plain 0.4 % / 0.0 %,
+never-encoded real faces 0 % (GAN-plain cropped to 80 %: 3.2 %). FD over seeds 0-2: unmarked 0.0922 / 0.0889 /
+0.0796, GAN-embed 0.1005 / 0.0927 / 0.0910 (FD_embed / FD_plain = 1.090), GAN-fp 0.1064 / 0.1003 / 0.1056: ratio =
+1.198 (target <= 1.10: met by `fingerprint embed`, not by `train --fingerprint`). The previous release's joint loss
+(--loss-set mode=joint): 0.968 / 0.963, ratio = 1.256. Total 1644 s.
 """
 from __future__ import annotations
 

@@ -131,6 +131,7 @@ def test_a_run_saved_before_fingerprint_mode_resumes_with_the_separate_update_it
     ("fingerprint.tune_steps=0", "fingerprint.tune_steps must be at least 1"),
     ("fingerprint.tune_consistency=-1", "fingerprint.tune_consistency must be at least 0"),
     ("fingerprint.tune_lr=0", "fingerprint.tune_lr"),
+    ("fingerprint.tune_schedule=linear", "fingerprint.tune_schedule must be 'cosine' or 'constant'"),
     ("fingerprint.path=PLAIN", "carries no fingerprint"),  # a folder that is not a fingerprint: refused by its loader
 ])
 def test_bad_fingerprint_loss_settings_are_one_line(setting, message, faces16, tiny_fingerprint_path, tmp_path):

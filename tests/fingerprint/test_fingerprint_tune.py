@@ -43,7 +43,7 @@ def test_tune_mode_fine_tunes_the_finished_export_and_the_checkpoint_keeps_the_t
     export = json.loads((run / "export" / "config.json").read_text())
     record = export["fingerprint_loss"]
     assert record["mode"] == "tune" and record["tuned"] is True and record["fingerprint"] == tiny_fingerprint.id
-    assert record["steps"] == 150 and record["consistency"] == 1.0 and record["batch_size"] == 8
+    assert record["steps"] == 150 and record["consistency"] == 1.0 and record["batch_size"] == 8 and record["schedule"] == "cosine"
     tuned = load_generator(run)
     bits = tiny_fingerprint.bit_accuracy(tuned.sample(range(64))).mean()
     assert bits > 0.9, bits
@@ -99,11 +99,13 @@ def test_tune_leaves_the_original_alone_and_consistency_trades_bits_for_closenes
     loose, tight = results[1.0], results[100.0]
     assert loose["bit_accuracy"] > 0.9 and loose["untuned_bit_accuracy"] < 0.75, loose
     assert tight["psnr_vs_untuned"] > loose["psnr_vs_untuned"] + 3 and tight["bit_accuracy"] < loose["bit_accuracy"], results
-    # Deterministic: the same settings give the same weights.
+    # Deterministic: the same settings give the same weights; the schedule changes them.
     settings = TuneSettings(steps=20, consistency=10.0, lr=0.003, batch_size=8, seed=3)
     a, _ = tune_generator(generator.module, tiny_fingerprint, generator.z_dim, settings)
     b, _ = tune_generator(generator.module, tiny_fingerprint, generator.z_dim, settings)
     assert all(torch.equal(value, b.state_dict()[name]) for name, value in a.state_dict().items())
+    constant, _ = tune_generator(generator.module, tiny_fingerprint, generator.z_dim, TuneSettings(**{**settings.__dict__, "schedule": "constant"}))
+    assert any(not torch.equal(value, constant.state_dict()[name]) for name, value in a.state_dict().items())
 
 
 def test_tune_mode_composes_with_dp_training_and_costs_no_epsilon(marked16, tiny_fingerprint, tiny_fingerprint_path, tiny_config, tmp_path):
@@ -179,6 +181,7 @@ def test_embed_bad_input_is_one_line(faces16, tiny_fingerprint_path, tmp_path):
         ([*base, "--out", str(tmp_path / "n"), "--lr", "0"], "--lr must be above 0"),
         ([*base, "--out", str(tmp_path / "n"), "--lr", "inf"], "--lr"),
         ([*base, "--out", str(tmp_path / "n"), "--batch-size", "0"], "--batch-size"),
+        ([*base, "--out", str(tmp_path / "n"), "--schedule", "linear"], "--schedule"),
         ([*base, "--out", str(tmp_path / "n"), "--device", "tpu9"], "device"),
         (["fingerprint", "embed", str(tmp_path / "nothing"), "--fingerprint", str(tiny_fingerprint_path), "--out", str(tmp_path / "n")],
          "nothing"),
@@ -190,3 +193,24 @@ def test_embed_bad_input_is_one_line(faces16, tiny_fingerprint_path, tmp_path):
         lines = process.stderr.strip().splitlines()
         assert process.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], (argv, process.stderr)
     assert (full / "keep.txt").read_text() == "mine" and not (tmp_path / "n").exists()
+
+
+def test_embed_writes_a_whole_export_or_nothing(faces16, tmp_path):
+    """The export is written beside --out and renamed into place; a folder filled meanwhile is left as it is."""
+    from facegan.cli.fingerprint import _write_embedded
+    from facegan.errors import FaceganError
+
+    _train(faces16, tmp_path / "plain", kimg="0.016")
+    generator = load_generator(tmp_path / "plain")
+    metadata = {"preset": "default"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _write_embedded(empty, generator.module, generator.config, metadata)
+    assert load_generator(empty).metadata["preset"] == "default"
+    filled = tmp_path / "filled"
+    filled.mkdir()
+    (filled / "theirs.txt").write_text("theirs")
+    with pytest.raises(FaceganError, match="filled by something else"):
+        _write_embedded(filled, generator.module, generator.config, metadata)
+    assert sorted(p.name for p in filled.iterdir()) == ["theirs.txt"]
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]

@@ -95,7 +95,9 @@ def register(commands) -> None:
     embed.add_argument("--steps", default="1500", metavar="N", help="fine-tuning steps (default: 1500, about 2 min on 2 CPU cores at 32 px)")
     embed.add_argument("--consistency", default="100", metavar="W",
                        help="weight of the squared difference from the original's faces (default: 100; higher: closer faces, fewer bits)")
-    embed.add_argument("--lr", default="1e-4", help="learning rate of the fine-tune's Adam (default: 1e-4)")
+    embed.add_argument("--lr", default="2e-4", help="(peak) learning rate of the fine-tune's Adam (default: 2e-4)")
+    embed.add_argument("--schedule", default="cosine", choices=("cosine", "constant"),
+                       help="the learning rate over the steps: cosine (down to 0; default) or constant")
     embed.add_argument("--batch-size", default="64", metavar="B", help="latents per step (default: 64)")
     embed.add_argument("--seed", default="0", metavar="S", help="seed of the latents and distortions drawn")
     embed.add_argument("--no-distort", action="store_true", help="no random distortion before the decoder (less robust)")
@@ -205,7 +207,7 @@ def run_embed(args: argparse.Namespace) -> int:
     import torch
 
     from facegan.fingerprint.fingerprint import load_fingerprint
-    from facegan.models.export import export_hash, load_generator, resolve_export_path, save_export
+    from facegan.models.export import export_hash, load_generator, resolve_export_path
     from facegan.training.fingerprint_tune import TuneSettings, check_tunable, tune_generator
     from facegan.training.loop import bf16_supported
 
@@ -213,7 +215,7 @@ def run_embed(args: argparse.Namespace) -> int:
                             consistency=parse_float("--consistency", args.consistency, 0.0, 1e9),
                             lr=parse_float("--lr", args.lr, 0.0, 1.0),
                             batch_size=parse_int("--batch-size", args.batch_size, 1, 4096),
-                            distort=not args.no_distort, seed=parse_int("--seed", args.seed, 0, 2**63 - 1))
+                            distort=not args.no_distort, seed=parse_int("--seed", args.seed, 0, 2**63 - 1), schedule=args.schedule)
     if settings.lr <= 0:
         raise FaceganError(f"--lr must be above 0, got {args.lr}")
     source_folder = resolve_export_path(args.model)
@@ -249,13 +251,39 @@ def run_embed(args: argparse.Namespace) -> int:
     metadata["fingerprint"] = {"id": fingerprint.id, "bits": fingerprint.bits, "path": str(fingerprint.path)}
     metadata["fingerprint_embed"] = {"source": str(source_folder), "source_export": export_hash(source_folder),
                                      "source_fingerprint": previous.get("id") if isinstance(previous, dict) else None, **record}
-    save_export(out, tuned, generator.config, metadata)
+    _write_embedded(out, tuned, generator.config, metadata)
     measured = record["measured"]
     print(f"written: {out} (fingerprint {fingerprint.id[:16]}, {settings.steps} steps in {record['seconds']:.0f} s)")
     print(f"on {measured['num_images']} new latents: the decoder reads {measured['bit_accuracy']:.3f} of {fingerprint.bits} bits "
           f"(the original {measured['untuned_bit_accuracy']:.3f}), {measured['detection_rate']:.1%} detected at FPR 1 %; "
           f"PSNR {measured['psnr_vs_untuned']:.1f} dB to the original's faces")
     return 0
+
+
+def _write_embedded(out: Path, module, model_config, metadata: dict) -> None:
+    """Write the export beside `out` and rename it into place: `out` holds a whole export or nothing (a kill -9 leaves
+    no half-written folder to refuse later), and a folder filled meanwhile by another command is not touched."""
+    import os
+    import shutil
+
+    from facegan.models.export import save_export
+
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        save_export(staging, module, model_config, metadata)
+        if out.is_dir():
+            try:
+                out.rmdir()  # the empty folder given as --out; fails if something was written there meanwhile
+            except OSError:
+                raise FaceganError(f"--out {out} was filled by something else while the fine-tune ran; nothing was written there") from None
+        try:
+            os.rename(staging, out)
+        except OSError as error:
+            raise FaceganError(f"cannot write the export {out} ({error.strerror or error}); nothing was written there") from None
+    except OSError as error:
+        raise FaceganError(f"cannot write the export {out} ({error.strerror or error}); free some space or choose another --out") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_detect_out(out: str) -> Path:

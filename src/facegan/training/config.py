@@ -254,8 +254,10 @@ class FingerprintLossConfig:
     tune_consistency: float = 100.0
     """'tune' mode: weight of the mean squared difference (model units) from the untuned generator's face for the same
     latent; higher keeps the faces closer and reads fewer bits."""
-    tune_lr: float = 1e-4
-    """'tune' mode: learning rate of the fine-tune's Adam (betas 0, 0.99)."""
+    tune_lr: float = 2e-4
+    """'tune' mode: (peak) learning rate of the fine-tune's Adam (betas 0, 0.99)."""
+    tune_schedule: str = "cosine"
+    """'tune' mode: 'cosine' (the rate falls from tune_lr to 0 over the steps) or 'constant'."""
 
     @property
     def enabled(self) -> bool:
@@ -272,6 +274,8 @@ class FingerprintLossConfig:
         check_range("fingerprint.tune_steps", self.tune_steps, 1, 10_000_000)
         check_range("fingerprint.tune_consistency", self.tune_consistency, 0, 1e9)
         check_range("fingerprint.tune_lr", self.tune_lr, 0, 1, min_open=True)
+        if self.tune_schedule not in ("cosine", "constant"):
+            raise FaceganError(f"fingerprint.tune_schedule must be 'cosine' or 'constant', got {self.tune_schedule!r:.40}")
 
 
 @dataclass

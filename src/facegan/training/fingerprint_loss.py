@@ -130,7 +130,8 @@ class FingerprintLoss(TrainerExtension):
 
         settings = self.settings
         return TuneSettings(steps=settings.tune_steps, consistency=settings.tune_consistency, lr=settings.tune_lr,
-                            batch_size=trainer.config.batch_size, distort=settings.distort, seed=trainer.config.seed)
+                            schedule=settings.tune_schedule, batch_size=trainer.config.batch_size, distort=settings.distort,
+                            seed=trainer.config.seed)
 
     def final_export(self, trainer: Trainer, module: Any, written: dict[str, Any], should_stop: Any) -> Any:
         """'tune' mode: the finished generator fine-tuned toward the key (once per finished kimg: a resume that trains

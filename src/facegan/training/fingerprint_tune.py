@@ -15,6 +15,7 @@ export when training ends (`fingerprint.mode=tune`, the default).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -36,10 +37,11 @@ MEASURE_COUNT = 256
 class TuneSettings:
     steps: int = 1500
     consistency: float = 100.0
-    lr: float = 1e-4
+    lr: float = 2e-4
     batch_size: int = 64
     distort: bool = True
     seed: int = 0
+    schedule: str = "cosine"  # the learning rate: "cosine" (from lr down to 0 over the steps) or "constant"
 
     def validate(self) -> None:
         from facegan.config import check_range
@@ -48,10 +50,12 @@ class TuneSettings:
         check_range("fingerprint.tune_consistency", self.consistency, 0, 1e9)
         check_range("fingerprint.tune_lr", self.lr, 0, 1, min_open=True)
         check_range("fingerprint.tune_batch_size", self.batch_size, 1, 4096)
+        if self.schedule not in ("cosine", "constant"):
+            raise FaceganError(f"fingerprint.tune_schedule must be 'cosine' or 'constant', got {self.schedule!r:.40}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "consistency": self.consistency, "lr": self.lr, "batch_size": self.batch_size,
-                "distort": self.distort, "seed": self.seed}
+        return {"steps": self.steps, "consistency": self.consistency, "lr": self.lr, "schedule": self.schedule,
+                "batch_size": self.batch_size, "distort": self.distort, "seed": self.seed}
 
 
 def check_tunable(module_resolution: int, module_channels: int, fingerprint: Any) -> None:
@@ -116,6 +120,9 @@ def tune_generator(module: nn.Module, fingerprint: Any, z_dim: int, settings: Tu
         loss = bce + settings.consistency * mse
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if settings.schedule == "cosine":  # the last steps, at a small rate, settle the faces back toward the untuned ones
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
         optimizer.step()
         sums += torch.stack([bce.detach(), mse.detach(), ((logits.detach() > 0).float() == target).float().mean()])
         count += 1
