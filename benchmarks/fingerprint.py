@@ -92,21 +92,26 @@ def main() -> None:
     marked = FaceDataset.load(marked_path) if (marked_path / "manifest.json").is_file() else None
     if marked is None or marked.manifest.get("fingerprint", {}).get("id") != fingerprint.id:
         marked = fingerprint_dataset(dataset, fingerprint, marked_path)
-    # GAN-fp learns the key from the data and the fingerprint loss (`train --fingerprint`'s default); GAN-fp-data from
-    # the data alone (fingerprint.weight=0, Yu et al.'s recipe); GAN-plain never saw the key.
+    # GAN-fp learns the key from the fingerprint loss (`train --fingerprint`'s default: trained on the plain faces, its
+    # export tuned; with --loss-set mark_data=true on the marked faces too); GAN-fp-data from the marked data alone
+    # (Yu et al.'s recipe); GAN-plain never saw the key.
     from facegan.config import parse_override, to_dict
+    from facegan.training.loop import load_run_config
 
     loss_settings = {"path": str(fp_path.resolve())}
     for text in args.loss_set:
         loss_settings.update(parse_override(text))
-    runs = {"fp": (out / "gan-fp", marked, loss_settings), "fp-data": (out / "gan-fp-data", marked, {}),
-            "plain": (out / "gan-plain", dataset, {})}
+    resolved_loss = resolve_config("default", {"fingerprint": loss_settings}).fingerprint
+    if not resolved_loss.enabled:
+        raise SystemExit("error: --loss-set weight=0 turns GAN-fp's loss off; GAN-fp-data is the data alone")
+    runs = {"fp": (out / "gan-fp", marked if resolved_loss.mark_data else dataset, loss_settings),
+            "fp-data": (out / "gan-fp-data", marked, {}), "plain": (out / "gan-plain", dataset, {})}
 
     def ensure_gan(run: Path, data, fingerprint_loss: dict, seed: int) -> float | None:
         """Train (or resume, or reuse) one default-preset GAN; its training seconds."""
         summary_path = run / "summary.json"
         if (run / "config.json").is_file():
-            saved_config = json.loads((run / "config.json").read_text())
+            saved_config = to_dict(load_run_config(run))  # a run saved by an earlier facegan reads as it resumes
             saved = saved_config.get("fingerprint") or {}
             # All the loss's settings as this run would resolve them now (defaults included), not only those given.
             # (A run without the loss only needs to have had none: its other settings never acted.)
@@ -172,7 +177,10 @@ def main() -> None:
     threshold = detect(real[:1], fingerprint, fpr=args.fpr)
     print(f"\nfingerprint {fingerprint.id[:16]}: {fingerprint.bits} bits; detected when >= {threshold.threshold} bits match "
           f"(exact FPR {threshold.exact_fpr:.4f} <= {args.fpr:g}); GANs: default preset, {args.kimg:g} kimg, seed {args.seed}")
-    print(f"images: GAN-fp {args.num} generated (`train --fingerprint`: marked data + the fingerprint loss) | GAN-fp-data {args.num} (data alone) | "
+    fp_how = "marked data, export tuned" if resolved_loss.mark_data else "plain data, export tuned"
+    if resolved_loss.mode != "tune":
+        fp_how = f"{'marked' if resolved_loss.mark_data else 'plain'} data, {resolved_loss.mode} loss"
+    print(f"images: GAN-fp {args.num} generated (`train --fingerprint`: {fp_how}) | GAN-fp-data {args.num} (marked data alone) | "
           f"GAN-embed {args.num} (`fingerprint embed` on GAN-plain) | real-enc-holdout {len(holdout)} encoded real faces the codec never trained on | "
           f"real-enc-all {len(real)} | FPR columns: real-never {len(real)} never-encoded real faces, GAN-plain {args.num} generated")
     header = f"{'transform':<11}" + "".join(f"{name + ' acc':>22}{'det':>7}" for name in ("GAN-fp", "GAN-fp-data", "GAN-embed", "real-enc-holdout", "real-enc-all")) \

@@ -116,21 +116,22 @@ def ensure_fingerprint(folder: Path, train_set, steps: int | None, progress: boo
 
 
 def ensure_marked_training_set(folder: Path, train_set, fingerprint_steps: int | None = None, progress: bool = True):
-    """(fingerprint, fingerprinted training faces): what the demo's default GAN trains on (`make demo-repair` reuses it)."""
+    """(fingerprint, fingerprinted training faces): the codec's positive control in the demo's detection (`make demo-repair`
+    reuses the fingerprint)."""
     from facegan.fingerprint.apply import ensure_fingerprinted
 
     fingerprint = ensure_fingerprint(folder / "fingerprint", train_set, fingerprint_steps, progress)
     return fingerprint, ensure_fingerprinted(train_set, fingerprint)
 
 
-def default_gan_config(folder: Path, marked_train, kimg: float, tune_steps: int | None = None):
-    """The demo's default GAN: the default preset on the fingerprinted training faces, its export fine-tuned toward
-    the key they carry when training ends (`fingerprint.mode=tune`; `tune_steps`: None = the default's); `make
-    demo-repair` trains the same."""
+def default_gan_config(folder: Path, train_set, kimg: float, tune_steps: int | None = None):
+    """The demo's default GAN: the default preset on the (plain) training faces, its export fine-tuned toward the
+    fingerprint's key when training ends (`train --fingerprint`'s default, `fingerprint.mode=tune`; `tune_steps`: None =
+    the default's); `make demo-repair` trains the same."""
     from facegan.training.config import resolve_config
 
     fingerprint = {"path": str(folder / "fingerprint"), **({"tune_steps": tune_steps} if tune_steps is not None else {})}
-    return resolve_config("default", {"data": str(marked_train.path), "out": str(folder / "default"), "kimg": kimg,
+    return resolve_config("default", {"data": str(train_set.path), "out": str(folder / "default"), "kimg": kimg,
                                       "fingerprint": fingerprint, "schedule": {"snapshot_kimg": 10.0, "checkpoint_kimg": 5.0}})
 
 
@@ -333,14 +334,14 @@ def run_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", size: int
     runs = {"default": Run(folder / "default"), "dp": Run(folder / "dp")}
     public_set, private_set = ensure_split(train_set, Path(f"{data}-public"), Path(f"{data}-private"), holdout=0.5)
     members = {"default": train_set, "dp": private_set}
-    print(f"[2/{STEPS}] a learned fingerprint (Yu et al. 2021): an encoder writes a key into every training face, a decoder reads it back")
+    print(f"[2/{STEPS}] a learned fingerprint (Yu et al. 2021): an encoder writes a key into a face, a decoder reads it back")
     fingerprint, marked_train = ensure_marked_training_set(folder, train_set, fingerprint_steps, progress)
     measured = fingerprint.metadata.get("measured", {})
     print(f"      {fingerprint.bits} bits; on held-out faces: bit accuracy {measured.get('clean_bit_accuracy', float('nan')):.3f} clean, "
           f"{measured.get('jpeg75_bit_accuracy', float('nan')):.3f} after JPEG 75, PSNR {measured.get('psnr', float('nan')):.1f} dB; "
-          f"training faces fingerprinted in {marked_train.path}")
-    print(f"[3/{STEPS}] training the default GAN for {kimg:g} kimg on the CPU, on the fingerprinted faces")
-    summaries = {"default": ensure_trained(default_gan_config(folder, marked_train, kimg, fingerprint_tune_steps), progress)}
+          f"the training faces as encoded (a control for detection) in {marked_train.path}")
+    print(f"[3/{STEPS}] training the default GAN for {kimg:g} kimg on the CPU, then fine-tuning its export so that the decoder reads the key")
+    summaries = {"default": ensure_trained(default_gan_config(folder, train_set, kimg, fingerprint_tune_steps), progress)}
     print(f"[4/{STEPS}] differential privacy: pretraining for {dp_kimg:g} kimg on a public half ({len(public_set)} faces), "
           f"then DP fine-tuning (epsilon {dp_epsilon:g}) on the private half ({len(private_set)} faces)")
     public_run = Run(folder / "dp-public")

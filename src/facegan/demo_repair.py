@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegan.demo import default_gan_config, ensure_builtin_dataset, ensure_marked_training_set, ensure_split, ensure_trained, ensure_trained_steps, write_summary
+from facegan.demo import default_gan_config, ensure_builtin_dataset, ensure_fingerprint, ensure_split, ensure_trained, ensure_trained_steps, write_summary
 from facegan.errors import FaceganError
 
 STEPS = 5
@@ -205,8 +205,8 @@ def run_repair_demo(out: str = "runs/demo", data: str = "data/builtin-lfw32", si
 
     gan_run = Run(folder / "default")
     print(f"[4/{STEPS}] repair by masked GAN inversion with the default GAN ({gan_run.path}; trained for {plan.gan_kimg:g} kimg when missing)")
-    _, marked_train = ensure_marked_training_set(folder, train_set, plan.fingerprint_steps, progress)
-    ensure_trained(default_gan_config(folder, marked_train, plan.gan_kimg, plan.fingerprint_tune_steps), progress)
+    ensure_fingerprint(folder / "fingerprint", train_set, plan.fingerprint_steps, progress)  # the demo's fingerprint, which its GAN learns
+    ensure_trained(default_gan_config(folder, train_set, plan.gan_kimg, plan.fingerprint_tune_steps), progress)
     strip_path, strip_scores = projection_strip(gan_run, repair_run, holdout_set, plan, folder, progress)
 
     edit_run = Run(folder / "edit-gan")

@@ -1,5 +1,6 @@
 """The main job end to end at tiny lengths: every promised file, the DP guarantee, and reuse on a second run."""
 import json
+from pathlib import Path
 
 from facegan.demo import RecognitionPlan, run_demo
 
@@ -17,9 +18,12 @@ def test_demo_writes_everything_and_reuses_it(tmp_path, capsys):
     assert "Differential privacy" in (out / "dp" / "report.html").read_text()
     export = json.loads((out / "dp" / "export" / "config.json").read_text())
     assert export["init_from"]["path"].endswith("dp-public") and export["init_from"]["overlap_images"] == 0  # DP fine-tuning of a public model
-    # The default GAN trained on fingerprinted faces: its export names the fingerprint, detect.json has every group.
+    # The default GAN trained on plain faces, its export tuned toward the key: the export names the fingerprint, detect.json has every group.
     fingerprint = json.loads((out / "fingerprint" / "fingerprint.json").read_text())
-    assert json.loads((out / "default" / "export" / "config.json").read_text())["fingerprint"]["id"] == fingerprint["id"]
+    default = json.loads((out / "default" / "export" / "config.json").read_text())
+    assert default["fingerprint"]["id"] == fingerprint["id"] and default["fingerprint_loss"]["mark_data"] is False
+    trained_on = json.loads((out / "default" / "config.json").read_text())["data"]
+    assert Path(trained_on).name == "faces16-train"  # the plain training faces, not the encoded copy (faces16-train-fp…)
     detections = json.loads((out / "detect.json").read_text())
     assert set(detections["groups"]) == {"generated", "generated_jpeg75", "control_dp_generated", "real_never_encoded", "real_encoded"}
     assert detections["groups"]["real_never_encoded"]["num_images"] == 100 and "fingerprint (" in summary

@@ -24,6 +24,8 @@ def _train(data, out, fingerprint_path, *extra, kimg="0.128"):
     argv = ["train", "--data", str(data), "--out", str(out), "--kimg", kimg, *TINY, "--set", "ema.enabled=false", *extra]
     if fingerprint_path is not None:
         argv += ["--set", f"fingerprint.path={fingerprint_path}"]
+        if FaceDataset.load(data).manifest.get("fingerprint"):  # trained on the marked faces (Yu et al.'s data) too
+            argv += ["--set", "fingerprint.mark_data=true"]
     assert main(argv) == 0
 
 
@@ -37,7 +39,7 @@ def test_the_separate_loss_puts_the_key_in_generated_faces_and_the_data_alone_do
     assert with_loss > 0.9 and data_only < 0.75, (with_loss, data_only)
     export = json.loads((tmp_path / "with" / "export" / "config.json").read_text())
     assert export["fingerprint_loss"] == {"fingerprint": tiny_fingerprint.id, "bits": tiny_fingerprint.bits, "weight": 5.0, "every": 1,
-                                          "mode": "separate", "distort": True}
+                                          "mode": "separate", "mark_data": True, "distort": True}
     assert "fingerprint_loss" not in json.loads((tmp_path / "without" / "export" / "config.json").read_text())
     stats = [json.loads(line) for line in (tmp_path / "with" / "stats.jsonl").read_text().splitlines()]
     assert all("fp_loss" in line and 0 <= line["fp_bit_accuracy"] <= 1 for line in stats if "loss_d" in line)
@@ -71,7 +73,7 @@ def test_the_joint_term_is_the_weighted_decoder_loss_on_the_faces_d_judges(marke
 
     config = resolve_config("default", {"data": str(marked16.path), "out": str(tmp_path / "run"), "batch_size": 8,
                                         "model": {"resolution": 16, "channels": 1, "g_channels": 16, "d_channels": 16, "min_channels": 8},
-                                        "fingerprint": {"path": str(tiny_fingerprint_path), "mode": "joint", "weight": 2.0},
+                                        "fingerprint": {"path": str(tiny_fingerprint_path), "mode": "joint", "weight": 2.0, "mark_data": True},
                                         "runtime": {"amp": False}})  # fp32: the sum is checked to float rounding
     trainer = make_trainer(config, FaceDataset.load(marked16.path), torch.device("cpu"), DistributedContext())
     (extension,) = trainer.extensions
@@ -132,11 +134,23 @@ def test_a_run_saved_before_fingerprint_mode_resumes_with_the_separate_update_it
     ("fingerprint.tune_consistency=-1", "fingerprint.tune_consistency must be at least 0"),
     ("fingerprint.tune_lr=0", "fingerprint.tune_lr"),
     ("fingerprint.tune_schedule=linear", "fingerprint.tune_schedule must be 'cosine' or 'constant'"),
-    ("fingerprint.path=PLAIN", "carries no fingerprint"),  # a folder that is not a fingerprint: refused by its loader
+    ("fingerprint.mark_data=yes", "fingerprint.mark_data': expected true or false"),
+    ("fingerprint.mark_data=true fingerprint.path=FP", "but the training data carries no fingerprint"),
+    ("fingerprint.path=FP fingerprint.mode=joint fingerprint.mark_data=true fingerprint.weight=0.5 --data MARKED", None),
+    ("fingerprint.path=FP --data MARKED", "the training data carries fingerprint"),  # marked data, mark_data false
 ])
-def test_bad_fingerprint_loss_settings_are_one_line(setting, message, faces16, tiny_fingerprint_path, tmp_path):
-    setting = setting.replace("PLAIN", str(tiny_fingerprint_path))
-    argv = ["train", "--data", str(faces16), "--out", str(tmp_path / "run"), "--kimg", "0.016", *TINY, "--set", setting]
+def test_bad_fingerprint_loss_settings_are_one_line(setting, message, faces16, marked16, tiny_fingerprint_path, tmp_path):
+    argv = ["train", "--data", str(faces16), "--out", str(tmp_path / "run"), "--kimg", "0.016", *TINY]
+    words = setting.replace("MARKED", str(marked16.path)).replace("FP", str(tiny_fingerprint_path)).split()
+    for index, word in enumerate(words):
+        if word.startswith("--"):
+            argv += words[index:]
+            break
+        argv += ["--set", word]
+    process = subprocess.run([sys.executable, "-m", "facegan", *argv], capture_output=True, text=True, timeout=120)
+    if message is None:  # the control: marked data with mark_data set trains
+        assert process.returncode == 0, process.stderr
+        return
     process = subprocess.run([sys.executable, "-m", "facegan", *argv], capture_output=True, text=True, timeout=120)
     lines = process.stderr.strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1 and message in lines[0], process.stderr
@@ -151,8 +165,8 @@ def test_the_generator_learns_the_fingerprint_of_a_larger_model_resolution(tiny_
     images = rng.integers(60, 200, size=(32, 32, 32, 1), dtype=np.uint8)
     plain = FaceDataset.load(FaceDataset(images, {"source": "noise", "resolution": 32, "channels": 1}).save(tmp_path / "plain32"))
     marked = fingerprint_dataset(plain, tiny_fingerprint, tmp_path / "marked32")
-    for mode in ("joint", "tune"):  # the tune reads its faces downscaled too
-        _train(marked.path, tmp_path / mode, tiny_fingerprint.path, "--set", f"fingerprint.mode={mode}", "--set", "fingerprint.tune_steps=20",
+    for mode, data in (("joint", marked), ("tune", plain)):  # the tune reads its faces downscaled too
+        _train(data.path, tmp_path / mode, tiny_fingerprint.path, "--set", f"fingerprint.mode={mode}", "--set", "fingerprint.tune_steps=20",
                kimg="0.016")
         record = json.loads((tmp_path / mode / "export" / "config.json").read_text())["fingerprint_loss"]
         assert record["bits"] == tiny_fingerprint.bits and record["mode"] == mode
@@ -168,7 +182,8 @@ def test_the_joint_loss_composes_with_dp_training_and_costs_no_epsilon(marked16,
     for name, weight in (("with", 3.0), ("without", 0.0)):
         run = tmp_path / name
         config = private_config(tiny_config, marked16.path, run, kimg=0.064, noise_multiplier=1.0,
-                                fingerprint={"path": str(tiny_fingerprint_path), "weight": weight, "mode": "joint"})
+                                fingerprint={"path": str(tiny_fingerprint_path), "weight": weight, "mode": "joint",
+                                             "mark_data": True})
         result = train(config, progress=False)
         export = json.loads((run / "export" / "config.json").read_text())
         assert result.num_steps == export["dp"]["steps"] == 8

@@ -13,7 +13,6 @@ import torch
 
 from facegan.cli.main import main
 from facegan.data.dataset import FaceDataset
-from facegan.fingerprint.apply import ensure_fingerprinted
 from facegan.models.export import load_generator
 from facegan.training.fingerprint_tune import TuneSettings, tune_generator
 from tests.fingerprint.test_integration import TINY
@@ -23,8 +22,8 @@ FAST_TUNE = ["--set", "fingerprint.tune_steps=150", "--set", "fingerprint.tune_l
 
 
 @pytest.fixture
-def marked16(faces16, tiny_fingerprint, tmp_path):
-    return ensure_fingerprinted(FaceDataset.load(FaceDataset.load(faces16).save(tmp_path / "faces16")), tiny_fingerprint)
+def plain16(faces16, tmp_path):
+    return FaceDataset.load(FaceDataset.load(faces16).save(tmp_path / "faces16"))
 
 
 def _train(data, out, *extra, kimg="0.064"):
@@ -36,13 +35,20 @@ def _weights_hash(run):
     return hashlib.sha256((run / "export" / "model.safetensors").read_bytes()).hexdigest()
 
 
+@pytest.mark.parametrize("mark_data", [False, True])
 def test_tune_mode_fine_tunes_the_finished_export_and_the_checkpoint_keeps_the_trained_weights(
-        marked16, tiny_fingerprint, tiny_fingerprint_path, tmp_path):
+        mark_data, plain16, tiny_fingerprint, tiny_fingerprint_path, tmp_path):
+    """`train --fingerprint FP`: on the plain faces by default, on their marked copy with fingerprint.mark_data=true."""
     run = tmp_path / "run"
-    _train(marked16.path, run, "--set", f"fingerprint.path={tiny_fingerprint_path}", *FAST_TUNE)
+    _train(plain16.path, run, "--fingerprint", str(tiny_fingerprint_path), "--set", f"fingerprint.mark_data={str(mark_data).lower()}",
+           *FAST_TUNE)
+    config = json.loads((run / "config.json").read_text())
+    assert FaceDataset.load(config["data"]).manifest.get("fingerprint", {}).get("id") == (tiny_fingerprint.id if mark_data else None)
+    assert config["fingerprint"]["mark_data"] is mark_data
     export = json.loads((run / "export" / "config.json").read_text())
     record = export["fingerprint_loss"]
     assert record["mode"] == "tune" and record["tuned"] is True and record["fingerprint"] == tiny_fingerprint.id
+    assert record["mark_data"] is mark_data and export["fingerprint"]["id"] == tiny_fingerprint.id  # images name it
     assert record["steps"] == 150 and record["consistency"] == 1.0 and record["batch_size"] == 8 and record["schedule"] == "cosine"
     tuned = load_generator(run)
     bits = tiny_fingerprint.bit_accuracy(tuned.sample(range(64))).mean()
@@ -63,7 +69,7 @@ def test_tune_mode_fine_tunes_the_finished_export_and_the_checkpoint_keeps_the_t
     assert export["fingerprint_loss"]["tuned"] is True and export["kimg"] >= 0.096 and _weights_hash(run) != before
 
 
-def test_a_stop_during_the_tune_leaves_the_untuned_export_and_resume_tunes_it(marked16, tiny_fingerprint_path, tmp_path):
+def test_a_stop_during_the_tune_leaves_the_untuned_export_and_resume_tunes_it(plain16, tiny_fingerprint, tiny_fingerprint_path, tmp_path):
     from facegan import train
     from facegan.training.config import resolve_config
 
@@ -74,16 +80,19 @@ def test_a_stop_during_the_tune_leaves_the_untuned_export_and_resume_tunes_it(ma
         calls.append(1)
         return len(calls) > 4 + 20
 
-    config = resolve_config("default", {"data": str(marked16.path), "out": str(run), "kimg": 0.032, "batch_size": 8,
+    config = resolve_config("default", {"data": str(plain16.path), "out": str(run), "kimg": 0.032, "batch_size": 8,
                                         "model": {"g_channels": 16, "d_channels": 16, "min_channels": 8},
                                         "ema": {"enabled": False}, "runtime": {"tensorboard": False, "num_threads": 1},
                                         "fingerprint": {"path": str(tiny_fingerprint_path), "tune_steps": 150, "tune_lr": 0.003}})
     result = train(config, progress=False, should_stop=stop_after_training)
     assert result.interrupted and result.kimg >= 0.032
-    assert json.loads((run / "export" / "config.json").read_text())["fingerprint_loss"]["tuned"] is False
+    untuned = json.loads((run / "export" / "config.json").read_text())
+    # Trained on plain faces and not tuned: the export does not claim the fingerprint its faces do not carry.
+    assert untuned["fingerprint_loss"]["tuned"] is False and "fingerprint" not in untuned
     assert json.loads((run / "summary.json").read_text())["interrupted"] is True
     assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
-    assert json.loads((run / "export" / "config.json").read_text())["fingerprint_loss"]["tuned"] is True
+    tuned = json.loads((run / "export" / "config.json").read_text())
+    assert tuned["fingerprint_loss"]["tuned"] is True and tuned["fingerprint"]["id"] == tiny_fingerprint.id
 
 
 def test_tune_leaves_the_original_alone_and_consistency_trades_bits_for_closeness(tmp_path, tiny_fingerprint, faces16):
@@ -108,7 +117,7 @@ def test_tune_leaves_the_original_alone_and_consistency_trades_bits_for_closenes
     assert any(not torch.equal(value, constant.state_dict()[name]) for name, value in a.state_dict().items())
 
 
-def test_tune_mode_composes_with_dp_training_and_costs_no_epsilon(marked16, tiny_fingerprint, tiny_fingerprint_path, tiny_config, tmp_path):
+def test_tune_mode_composes_with_dp_training_and_costs_no_epsilon(plain16, tiny_fingerprint, tiny_fingerprint_path, tiny_config, tmp_path):
     """The tune reads no image at all: a DP run's epsilon and accountant steps are those of the run without it."""
     from facegan import train
     from tests.privacy.helpers import private_config
@@ -116,7 +125,7 @@ def test_tune_mode_composes_with_dp_training_and_costs_no_epsilon(marked16, tiny
     exports = {}
     for name, weight in (("with", 1.0), ("without", 0.0)):
         run = tmp_path / name
-        config = private_config(tiny_config, marked16.path, run, kimg=0.064, noise_multiplier=1.0,
+        config = private_config(tiny_config, plain16.path, run, kimg=0.064, noise_multiplier=1.0,
                                 fingerprint={"path": str(tiny_fingerprint_path), "weight": weight, "tune_steps": 100, "tune_lr": 0.003,
                                              "tune_consistency": 1.0})
         result = train(config, progress=False)

@@ -31,7 +31,7 @@ def data16(faces16, tmp_path):
 def test_train_with_a_fingerprint_records_it_and_marks_its_images(data16, tiny_fingerprint_path, tiny_fingerprint, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(data16.path), "--out", str(run), "--kimg", "0.032", "--fingerprint", str(tiny_fingerprint_path), *TINY,
-                 "--set", "fingerprint.tune_steps=20"]) == 0
+                 "--set", "fingerprint.tune_steps=20", "--set", "fingerprint.mark_data=true"]) == 0
     marked = FaceDataset.load(fingerprinted_path(data16.path, tiny_fingerprint.id))
     assert marked.manifest["fingerprint"]["id"] == tiny_fingerprint.id and marked.manifest["parent_hash"] == data16.content_hash
     config = json.loads((run / "config.json").read_text())
@@ -75,7 +75,11 @@ def test_prepare_with_a_fingerprint_writes_only_the_marked_dataset(tiny_fingerpr
     (["data", "prepare", "builtin:lfw-subset", "OUT", "--size", "16", "--channels", "3", "--fingerprint", "FP"], "drop --channels"),
     (["data", "prepare", "builtin:lfw-subset", "OUT", "--size", "16", "--fingerprint", "/no/such/fp"], "fingerprint not found"),
     (["train", "--out", "RUN", "--resume", "--fingerprint", "FP"], "resumed run keeps the data"),
-    (["train", "--data", "DATA", "--out", "RUN", "--fingerprint", "FP", "--nproc-per-node", "2"], "fingerprint the data first"),
+    (["train", "--data", "DATA", "--out", "RUN", "--fingerprint", "FP", "--nproc-per-node", "2"], "then `facegan fingerprint embed"),
+    (["train", "--data", "DATA", "--out", "RUN", "--fingerprint", "FP", "--nproc-per-node", "2", "--set", "fingerprint.mark_data=true"],
+     "fingerprint the data first"),
+    (["train", "--data", "DATA", "--out", "RUN", "--fingerprint", "FP", "--set", "fingerprint.weight=0"], "would teach the generator nothing"),
+    (["train", "--out", "RUN", "--fingerprint", "FP", "--set", "fingerprint.mark_data=true"], "needs --data DATASET"),
 ])
 def test_bad_fingerprint_options_are_one_line(argv, message, tiny_fingerprint_path, faces16, tmp_path):
     argv = [str(tiny_fingerprint_path) if item == "FP" else str(tmp_path / "out") if item == "OUT" else str(faces16) if item == "DATA"

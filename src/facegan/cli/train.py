@@ -66,9 +66,10 @@ def register(commands) -> None:
     parser.add_argument("--metric-every", type=float, default=None, metavar="KIMG",
                         help="measure FD/KID (face space) every KIMG during training, log them and keep the best export in export-best/")
     parser.add_argument("--fingerprint", default=None, metavar="FP",
-                        help="train on a copy of --data with this learned fingerprint in every image (made once beside it as "
-                        "DATA-fp<id>), and when training ends fine-tune the export so that the fingerprint's decoder reads its key "
-                        "(fingerprint.tune_*; --set fingerprint.weight=0: the data alone); the export records it (`facegan detect`)")
+                        help="when training ends, fine-tune the export so that this learned fingerprint's decoder reads its key in "
+                        "the faces (fingerprint.tune_*); --set fingerprint.mark_data=true also trains on a copy of --data with the "
+                        "fingerprint in every image (made once beside it as DATA-fp<id>; with fingerprint.weight=0 the marked data "
+                        "alone teaches the key, Yu et al.); the export records it (`facegan detect`)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -192,19 +193,30 @@ def build_config(args: argparse.Namespace):
 
 
 def _fingerprint_data(args: argparse.Namespace, config):
-    """`--fingerprint FP`: point the run at the fingerprinted copy of its data (made now unless it exists)."""
+    """`--fingerprint FP`: the run learns its key; with fingerprint.mark_data, on the fingerprinted copy of its data (made
+    now unless it exists)."""
     from facegan.fingerprint.apply import ensure_fingerprinted, fingerprinted_path
     from facegan.fingerprint.fingerprint import load_fingerprint
 
     if args.resume:
         raise FaceganError("--fingerprint applies when a run starts; a resumed run keeps the data it was trained on")
+    config.fingerprint.validate()
+    mark_data = config.fingerprint.mark_data
+    if mark_data is not True and config.fingerprint.weight == 0:
+        raise FaceganError("--fingerprint with fingerprint.weight=0 and fingerprint.mark_data=false would teach the generator "
+                           "nothing; add --set fingerprint.mark_data=true (the marked data alone) or drop the weight")
     if args.nproc_per_node is not None and args.nproc_per_node > 1:
-        raise FaceganError("--fingerprint with --nproc-per-node: fingerprint the data first (`facegan fingerprint apply DATA "
-                           "--fingerprint FP --out DATA-fp`) and train on that")
-    if not config.data:
-        raise FaceganError("--fingerprint needs --data DATASET (the images to fingerprint)")
+        if mark_data is True:
+            raise FaceganError("--fingerprint with --nproc-per-node: fingerprint the data first (`facegan fingerprint apply DATA "
+                               "--fingerprint FP --out DATA-fp`) and train on that with --set fingerprint.path=FP")
+        raise FaceganError("--fingerprint with --nproc-per-node: train without it, then `facegan fingerprint embed RUN "
+                           "--fingerprint FP --out DIR`")
     fingerprint = load_fingerprint(args.fingerprint)
     config.fingerprint.path = os.path.abspath(args.fingerprint)  # the fingerprint loss reads its decoder (fingerprint.weight=0: off)
+    if mark_data is not True:
+        return config
+    if not config.data:
+        raise FaceganError("--fingerprint with fingerprint.mark_data needs --data DATASET (the images to fingerprint)")
     if args.dry_run:
         config.data = str(fingerprinted_path(config.data, fingerprint.id))
         return config

@@ -222,25 +222,31 @@ class FingerprintLossConfig:
     """Teach the generator the learned fingerprint its training faces carry (`facegan train --fingerprint FP`).
 
     Yu et al. (2021) let a GAN pick the key up from fingerprinted training faces alone; at 32 px and 50 kimg
-    facegan's generator then carried it in half of its faces. With `path` set, the fingerprint's (frozen) decoder
-    also reads the generated faces, after a random differentiable distortion, and its binary cross-entropy against
-    the key is minimised (the idea of Fernandez et al.'s Stable Signature, 2023): by default ('tune') in a fine-tune
-    of the finished generator that also keeps each face close to the untuned one's. It reads no real image and
-    leaves the discriminator alone, so it composes with DP training (post-processing).
+    facegan's generator then carried it in a few of its faces (`mark_data`, weight 0). With `path` set, the
+    fingerprint's (frozen) decoder reads the generated faces, after a random differentiable distortion, and its binary
+    cross-entropy against the key is minimised (the idea of Fernandez et al.'s Stable Signature, 2023): by default
+    ('tune') in a fine-tune of the finished generator that also keeps each face close to the untuned one's, and the
+    GAN trains on the plain faces. It reads no real image and leaves the discriminator alone, so it composes with DP
+    training (post-processing).
     """
 
     path: str = ""
-    """The fingerprint folder (`facegan fingerprint train`) whose key the training data carries; "" = no such loss."""
+    """The fingerprint folder (`facegan fingerprint train`) whose key the generator learns; "" = no such loss."""
+    mark_data: bool = False
+    """Train on faces that carry the key too (Yu et al.'s recipe; `train --fingerprint` makes the marked copy of the
+    data). Off by default: on the built-in faces the tune after training on marked faces cost more FD than the same
+    tune after training on plain faces (README). With weight 0 the marked data alone teaches the key."""
     weight: float = 0.025
     """Weight of the decoder's binary cross-entropy against the key (0: off, the data alone). In 'joint' mode it sets the
     trade between the key and face quality: with the default codec (16x16 grid, 32 dB) a 50 kimg GAN on the built-in
-    faces read 0.968 of 32 bits at 0.025, at 1.26 times an unmarked GAN's FD (three seeds; README). In 'separate' mode
+    faces trained on marked faces read 0.968 of 32 bits at 0.025, at 1.26 times an unmarked GAN's FD (three seeds;
+    README). In 'separate' mode
     its own Adam normalises the step: above 0 the weight matters little. In 'tune' mode only 0 (off) or not matters:
     `tune_consistency` sets the trade."""
     every: int = 1
     """Apply the loss every this many steps (lazy, like R1; 'separate' mode was measured at 4)."""
     mode: str = "tune"
-    """'tune': the GAN trains on the marked faces alone, and when training ends its export is fine-tuned toward the key
+    """'tune': the GAN trains with no fingerprint loss, and when training ends its export is fine-tuned toward the key
     with a consistency term to the untuned faces (`tune_*`; Stable Signature's recipe; the checkpoint keeps the untuned
     weights, so a resumed run trains on and is tuned again). 'joint': the weighted loss is added to G's adversarial loss
     on the faces D judges, in G's own step and optimizer. 'separate': an extra G update on fresh faces with the loss's
@@ -266,6 +272,8 @@ class FingerprintLossConfig:
     def validate(self) -> None:
         if not isinstance(self.path, str):
             raise FaceganError(f"fingerprint.path must be a folder name, got {self.path!r:.40}")
+        if not isinstance(self.mark_data, bool):
+            raise FaceganError(f"fingerprint.mark_data must be true or false, got {self.mark_data!r:.40}")
         check_range("fingerprint.weight", self.weight, 0, 1e6, hint="0 turns the fingerprint loss off")
         check_range("fingerprint.every", self.every, 1, 1_000_000)
         check_range("fingerprint.lr", self.lr, 0, 1, min_open=True)

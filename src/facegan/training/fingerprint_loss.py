@@ -9,7 +9,8 @@ Signature fine-tunes a generator against a fixed watermark extractor (Fernandez 
   term to its untuned faces (`facegan.training.fingerprint_tune`, Stable Signature's own recipe);
 - mode 'joint': weighted, to G's adversarial loss on the very faces D judges, in G's step and optimizer;
 - mode 'separate': in one extra G update on fresh faces every `every` steps, with an Adam of its own.
-The training data still carries the key, so the discriminator does not fight the pattern. No real image and no
+In 'joint' and 'separate' mode the training data should carry the key too (`mark_data`), so that the discriminator does
+not fight the pattern; 'tune' trains on plain faces by default, as Stable Signature does. No real image and no
 discriminator weight is touched: under DP training the guarantee (which covers D's use of the private images) is
 unchanged, G's updates stay post-processing.
 """
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 
 def install_fingerprint_loss(trainer: Trainer, dataset: FaceDataset) -> None:
-    """Add the fingerprint loss when the config asks for it; refuse a fingerprint the training data does not carry."""
+    """Add the fingerprint loss when the config asks for it; refuse training data that does not carry the key when
+    `mark_data` says it does (or carries a fingerprint when it says it does not)."""
     settings = trainer.config.fingerprint
     if not settings.enabled:
         return
@@ -39,11 +41,14 @@ def install_fingerprint_loss(trainer: Trainer, dataset: FaceDataset) -> None:
     fingerprint = load_fingerprint(settings.path)
     carried = dataset.manifest.get("fingerprint")
     carried_id = carried.get("id") if isinstance(carried, dict) else None
-    if carried_id != fingerprint.id:
+    if settings.mark_data and carried_id != fingerprint.id:
         what = f"carries fingerprint {str(carried_id)[:16]}" if carried_id else "carries no fingerprint"
-        raise FaceganError(f"fingerprint.path {settings.path} is fingerprint {fingerprint.id[:16]}, but the training data {what}; "
-                           "the loss teaches the key the training faces carry: train on them with `--fingerprint FP` "
-                           "(or set fingerprint.path=\"\")")
+        raise FaceganError(f"fingerprint.mark_data is set and fingerprint.path {settings.path} is fingerprint {fingerprint.id[:16]}, "
+                           f"but the training data {what}; train on the marked faces with `--fingerprint FP` (or set "
+                           "fingerprint.mark_data=false)")
+    if not settings.mark_data and carried_id is not None:
+        raise FaceganError(f"the training data carries fingerprint {str(carried_id)[:16]} but fingerprint.mark_data is false; "
+                           "set fingerprint.mark_data=true to train on marked faces, or train on the plain faces")
     model = trainer.config.model
     if model.channels != fingerprint.channels:
         raise FaceganError(f"the fingerprint reads {fingerprint.channels}-channel images, the model makes {model.channels}")
@@ -121,9 +126,15 @@ class FingerprintLoss(TrainerExtension):
         settings = self.settings
         if settings.mode == "tune":  # until `final_export` replaces it: the trained, untuned generator
             return {"fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "mode": "tune", "tuned": False,
-                                         "distort": settings.distort, **self._tune_settings(trainer).to_dict()}}
-        return {"fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "weight": settings.weight,
-                                     "every": settings.every, "mode": settings.mode, "distort": settings.distort}}
+                                         "mark_data": settings.mark_data, "distort": settings.distort, **self._tune_settings(trainer).to_dict()}}
+        return {**self._named(), "fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "weight": settings.weight,
+                                                      "every": settings.every, "mode": settings.mode, "mark_data": settings.mark_data,
+                                                      "distort": settings.distort}}
+
+    def _named(self) -> dict[str, Any]:
+        """The export's "fingerprint" entry (which every image's provenance names) once the generator learns the key; the
+        training data's own entry (the same fingerprint, `mark_data`) is replaced by it."""
+        return {"fingerprint": {"id": self.fingerprint_id, "bits": self.bits, "path": str(self.fingerprint.path)}}
 
     def _tune_settings(self, trainer: Trainer) -> Any:
         from facegan.training.fingerprint_tune import TuneSettings
@@ -158,8 +169,8 @@ class FingerprintLoss(TrainerExtension):
         log.info("fingerprint: tuned in %.0f s; on %d new latents the decoder reads %.3f of %d bits (untuned %.3f), "
                  "PSNR %.1f dB to the untuned faces", record["seconds"], measured["num_images"], measured["bit_accuracy"], self.bits,
                  measured["untuned_bit_accuracy"], measured["psnr_vs_untuned"])
-        return tuned, {"fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "mode": "tune", "tuned": True,
-                                            **record}}
+        return tuned, {**self._named(), "fingerprint_loss": {"fingerprint": self.fingerprint_id, "bits": self.bits, "mode": "tune", "tuned": True,
+                                                             "mark_data": self.settings.mark_data, **record}}
 
     def state_dict(self) -> dict[str, Any]:
         state = {self.STATE_KEY: self.rng.get_state()}

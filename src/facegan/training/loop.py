@@ -407,6 +407,9 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     fingerprint = saved.get("fingerprint")
     if isinstance(fingerprint, dict) and "mode" not in fingerprint:  # saved before fingerprint.mode: the separate update was all
         saved = {**saved, "fingerprint": {**fingerprint, "mode": "separate"}}
+    fingerprint = saved.get("fingerprint")
+    if isinstance(fingerprint, dict) and "mark_data" not in fingerprint:  # saved before mark_data: a loss trained on marked faces
+        saved = {**saved, "fingerprint": {**fingerprint, "mark_data": bool(fingerprint.get("path"))}}
     return from_dict(TrainConfig, saved)
 
 
