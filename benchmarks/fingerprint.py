@@ -14,8 +14,11 @@
 4. The FD cost of the fingerprint: facegan's FD (face features) of each generator against the plain real faces;
    `ratio = FD_fp / FD_plain`, the mean over the training seeds --seed and --fd-seeds (GAN-fp and GAN-plain are
    trained once per seed: one seed's FD moves by about 10 %).
+5. With --further-kimg K1,K2,...: does the key outlive more training? GAN-fp's tuned export is put back into its
+   checkpoint and trained on with the fingerprint off (same plain faces, same learning rate), read after each K.
 
-    .venv/bin/python benchmarks/fingerprint.py [--kimg 50] [--num 500] [--fd-seeds 1,2] [--fingerprint FP] [--out runs/bench-fingerprint]
+    .venv/bin/python benchmarks/fingerprint.py [--kimg 50] [--num 500] [--fd-seeds 1,2] [--further-kimg 2,5,10,20,50]
+                                               [--fingerprint FP] [--out runs/bench-fingerprint]
 
 Everything is reused when present under --out (delete a sub-folder to redo that part).
 
@@ -29,7 +32,9 @@ GAN-fp 0.0991 / 0.0934 / 0.0909: ratio = 1.087 (target <= 1.10; per seed 1.07, 1
 mark_data=true (the release before's default, marked data plus the tune): 0.964 / 0.958, FD 0.1063 / 0.1013 / 0.1031,
 ratio = 1.192. The previous release's joint loss (--loss-set mode=joint --loss-set mark_data=true): 0.968 / 0.963,
 ratio = 1.256. Total 768 s with the fingerprint, GAN-plain, GAN-fp-data and GAN-embed reused (GAN-fp: 245-255 s each,
-120-127 s of it the tune).
+120-127 s of it the tune). Further training (--further-kimg 2,5,10,20,50, 149 s): bits 0.950 / 0.928 / 0.869 / 0.743
+/ 0.575, detected 99.8 / 99.6 / 96.0 / 53.0 / 1.8 %: the tuned key lives in the weights and more training on unmarked
+faces washes it out.
 """
 from __future__ import annotations
 
@@ -55,10 +60,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fd-seeds", type=lambda text: [int(part) for part in text.split(",") if part], default=[],
                         metavar="S,S,...", help="also train GAN-fp and GAN-plain with these seeds; the FD ratio is then the mean over all seeds")
+    parser.add_argument("--further-kimg", type=lambda text: sorted({float(part) for part in text.split(",") if part}), default=[],
+                        metavar="K1,K2", help="5. does the key outlive more training? GAN-fp trained on for these kimg with the "
+                        "fingerprint off, from its tuned export (e.g. 2,5,10,20,50)")
     parser.add_argument("--out", default="runs/bench-fingerprint")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default); 1 leaves a shared machine room")
     args = parser.parse_args()
+    if any(not np.isfinite(kimg) or kimg <= 0 for kimg in args.further_kimg):
+        raise SystemExit("error: --further-kimg takes positive kimg, e.g. 2,5,10")
     if any(seed < 0 for seed in args.fd_seeds):
         parser.error("--fd-seeds takes whole numbers of at least 0")
     if args.threads:
@@ -231,15 +241,77 @@ def main() -> None:
     ratio = float(np.mean([fp_fd for fp_fd, _ in fd_by_seed.values()]) / plain_mean)
     print(f"embedded: FD_embed / FD_plain = {embed_ratio:.3f}  (`fingerprint embed` on each plain GAN, the mean over the same seeds)")
     print(f"ratio = {ratio:.3f}  (mean FD_fp / mean FD_plain over {len(fd_by_seed)} training seed(s); 1 = no quality cost)")
+    further = further_training(runs["fp"][0], out / "gan-fp-further", args, fingerprint) if args.further_kimg else {}
     print(f"total {time.time() - started:.0f} s (GAN training {train_seconds})")
     results = {"fingerprint": {"id": fingerprint.id, "bits": fingerprint.bits, "measured": fingerprint.metadata.get("measured")},
                "threshold": threshold.threshold, "exact_fpr": threshold.exact_fpr, "kimg": args.kimg, "num": args.num,
                "table": table, "psnr": psnr, "fd": fd, "fd_by_seed": {str(seed): list(pair) for seed, pair in fd_by_seed.items()},
                "embed_fd_by_seed": {str(seed): value for seed, value in embed_by_seed.items()}, "embed_ratio": embed_ratio,
-               "ratio": ratio, "train_seconds": train_seconds}
+               "ratio": ratio, "train_seconds": train_seconds, "further_training": further}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def further_training(source: Path, target: Path, args, fingerprint) -> dict[str, dict[str, float]]:
+    """5. GAN-fp's tuned export put back into its checkpoint (G and G_ema), the fingerprint turned off, trained on for
+    each of --further-kimg more kimg on the same plain faces at its learning rate: the key's bits after each."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from facegan import train
+    from facegan.fingerprint import detect
+    from facegan.models.export import load_generator
+    from facegan.run import EXPORT_WEIGHTS_NAME, Run
+    from facegan.training.checkpoint import load_state, save_state
+    from facegan.training.loop import load_run_config
+
+    start_kimg = json.loads((source / "summary.json").read_text())["kimg"]
+    if not (target / "config.json").is_file():
+        shutil.rmtree(target, ignore_errors=True)  # a copy that stopped half-made
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial)
+        run = Run(partial)
+        tuned = load_file(run.export_dir / EXPORT_WEIGHTS_NAME)
+        state = load_state(run.state_path)
+        for key in ("G", "G_ema"):
+            if set(state[key]) != set(tuned):
+                raise SystemExit(f"error: {source}'s export and checkpoint hold different generators")
+            state[key] = {name: tuned[name].clone() for name in state[key]}
+        save_state(run.state_path, state)
+        record = json.loads(run.config_path.read_text())
+        record["fingerprint"]["path"] = ""  # the loss off: the further training never sees the key
+        run.config_path.write_text(json.dumps(record, indent=2))
+        partial.rename(target)
+
+    def read(run: Path) -> dict[str, float]:
+        result = detect(load_generator(run).sample(range(args.num)), fingerprint, fpr=args.fpr)
+        return {"bit_accuracy": result.mean_bit_accuracy, "detection_rate": result.detection_rate}
+
+    readings_path = target / "further.json"  # the readings so far, by kimg trained on (a later run reuses them)
+    readings = json.loads(readings_path.read_text()) if readings_path.is_file() else {}
+    results = {"0": read(source)}
+    print(f"\nfurther training of GAN-fp from its tuned export, fingerprint off, same plain faces and learning rate "
+          f"({args.num} faces each):\n  +0 kimg: bit accuracy {results['0']['bit_accuracy']:.3f}, detected "
+          f"{results['0']['detection_rate']:.1%}")
+    for extra in args.further_kimg:
+        config = load_run_config(target)
+        config.out, config.kimg, config.runtime.num_threads = str(target), start_kimg + extra, args.threads
+        trained = json.loads((target / "summary.json").read_text()).get("kimg", 0)
+        if f"{extra:g}" in readings:
+            results[f"{extra:g}"] = readings[f"{extra:g}"]
+        elif trained > config.kimg + 1e-9:
+            raise SystemExit(f"error: {target} has trained past +{extra:g} kimg without reading it there; delete it to redo it")
+        else:
+            if trained < config.kimg - 1e-9 and train(config, resume=True, progress=False).interrupted:
+                raise SystemExit(f"error: training {target} was interrupted; run the benchmark again to resume it")
+            results[f"{extra:g}"] = readings[f"{extra:g}"] = read(target)
+            readings_path.write_text(json.dumps(readings, indent=2))
+        print(f"  +{extra:g} kimg: bit accuracy {results[f'{extra:g}']['bit_accuracy']:.3f}, detected "
+              f"{results[f'{extra:g}']['detection_rate']:.1%}", flush=True)
+    return results
 
 
 if __name__ == "__main__":
