@@ -84,6 +84,22 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output", probe
     return folder
 
 
+def output_folder_entries(out: str | os.PathLike, what: str) -> tuple[Path, list[str]]:
+    """`--out OUT` for a folder facegan is to fill: its absolute path ('.' and '..' resolved, links not followed) and
+    what it holds now (nothing when it does not exist yet). A link, a file or an unreadable folder is one line."""
+    folder = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
+    if os.path.islink(os.path.expanduser(os.fspath(out))) or folder.is_symlink():
+        raise FaceganError(f"--out {out} is a symbolic link; give the real folder path")
+    if not folder.exists():
+        return folder, []
+    if not folder.is_dir():
+        raise FaceganError(f"--out {out} is a file, not a folder; give a new folder path for {what}")
+    try:
+        return folder, os.listdir(folder)
+    except OSError as error:
+        raise FaceganError(f"cannot read the output folder {out}: {error.strerror}") from None
+
+
 def check_writable_target(path: str | os.PathLike, what: str = "output file", probe_with_file: bool = True) -> Path:
     """Refuse (FaceganError, one line) a file path facegan must not write: a folder, a link, a device,
     a FIFO or socket, a path under a file, or one in a folder that is not writable. Returns the path."""

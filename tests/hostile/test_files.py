@@ -120,3 +120,19 @@ def test_read_regular_file_checks_the_size_before_reading(tmp_path):
     (tmp_path / "small.jpg").write_bytes(b"abc")
     (tmp_path / "link.jpg").symlink_to(tmp_path / "small.jpg")  # a link to a regular file is fine
     assert read_regular_file(tmp_path / "link.jpg", 3) == b"abc"
+
+
+def test_output_folder_entries_names_what_an_output_folder_holds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert files.output_folder_entries("new", "the export") == (tmp_path / "new", [])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    assert files.output_folder_entries("full/../full", "the export") == (tmp_path / "full", ["keep.txt"])
+    assert files.output_folder_entries(".", "the export")[0] == tmp_path
+    (tmp_path / "link").symlink_to(tmp_path / "full")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("x")
+    for given, message in (("link", "symbolic link"), ("dangling", "symbolic link"), ("a-file", "is a file, not a folder")):
+        with pytest.raises(FaceganError, match=message):
+            files.output_folder_entries(given, "the export")
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"

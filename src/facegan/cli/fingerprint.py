@@ -181,22 +181,11 @@ def run_apply(args: argparse.Namespace) -> int:
 
 def _check_embed_out(out: str) -> Path:
     """The absolute export folder to write: a new path or an empty folder (an existing export is never replaced)."""
-    import os
+    from facegan.files import check_writable_folder, output_folder_entries
 
-    from facegan.files import check_writable_folder
-
-    folder = Path(os.path.abspath(os.path.expanduser(out)))
-    if Path(out).is_symlink():
-        raise FaceganError(f"--out {out} is a symbolic link; give the real folder path")
-    if folder.exists():
-        if not folder.is_dir():
-            raise FaceganError(f"--out {out} is a file; give a new folder for the fingerprinted export")
-        try:
-            entries = os.listdir(folder)
-        except OSError as error:
-            raise FaceganError(f"cannot read the output folder {out}: {error.strerror}") from None
-        if entries:
-            raise FaceganError(f"--out {out} is not empty; give a new or empty folder (nothing there is replaced)")
+    folder, entries = output_folder_entries(out, "the fingerprinted export")
+    if entries:
+        raise FaceganError(f"--out {out} is not empty; give a new or empty folder (nothing there is replaced)")
     check_writable_folder(folder, "the fingerprinted export")
     return folder
 

@@ -247,28 +247,18 @@ def check_fingerprint_output(out: str | os.PathLike) -> Path:
     An existing fingerprint is never replaced: images and generators marked with it could no longer be
     told apart from unmarked ones once its key and decoder are gone.
     """
-    from facegan.data.dataset import absolute_path
-    from facegan.files import check_writable_folder
+    from facegan.files import check_writable_folder, output_folder_entries
 
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         raise FaceganError(f"the fingerprint output must be a folder path, got {out!r:.60}")
-    folder = absolute_path(out)
-    if folder.is_symlink():
-        raise FaceganError(f"--out {out} is a symbolic link; give the real folder path")
-    if folder.exists():
-        if not folder.is_dir():
-            raise FaceganError(f"--out {out} is a file, not a folder; give a new folder path for the fingerprint")
-        try:
-            entries = os.listdir(folder)
-        except OSError as error:
-            raise FaceganError(f"cannot read the output folder {out}: {error.strerror}") from None
-        if entries:
-            config = _read_config_quietly(folder / CONFIG_NAME)
-            if isinstance(config, dict) and config.get("format") == FORMAT_MARKER:
-                raise FaceganError(f"--out {out} already holds a fingerprint (id {str(config.get('id'))[:16]}); choose a new folder "
-                                   "(a fingerprint is never replaced: what was marked with it could no longer be detected)")
-            raise FaceganError(f"--out {out} exists and is not a fingerprint (it holds {', '.join(sorted(entries)[:3])}"
-                               f"{', ...' if len(entries) > 3 else ''}); choose a new or empty folder")
+    folder, entries = output_folder_entries(out, "the fingerprint")
+    if entries:
+        config = _read_config_quietly(folder / CONFIG_NAME)
+        if isinstance(config, dict) and config.get("format") == FORMAT_MARKER:
+            raise FaceganError(f"--out {out} already holds a fingerprint (id {str(config.get('id'))[:16]}); choose a new folder "
+                               "(a fingerprint is never replaced: what was marked with it could no longer be detected)")
+        raise FaceganError(f"--out {out} exists and is not a fingerprint (it holds {', '.join(sorted(entries)[:3])}"
+                           f"{', ...' if len(entries) > 3 else ''}); choose a new or empty folder")
     check_writable_folder(folder.parent, "the fingerprint")
     return folder
 
