@@ -268,8 +268,9 @@ def further_training(source: Path, target: Path, args, fingerprint) -> dict[str,
     from facegan.training.loop import load_run_config
 
     start_kimg = json.loads((source / "summary.json").read_text())["kimg"]
-    if not (target / "config.json").is_file():
-        shutil.rmtree(target, ignore_errors=True)  # a copy that stopped half-made
+    if target.exists() and not (target / "config.json").is_file():
+        raise SystemExit(f"error: {target} is not a run this benchmark made; move it away to measure further training")
+    if not target.exists():
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(source, partial)

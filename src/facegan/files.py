@@ -88,7 +88,7 @@ def output_folder_entries(out: str | os.PathLike, what: str) -> tuple[Path, list
     """`--out OUT` for a folder facegan is to fill: its absolute path ('.' and '..' resolved, links not followed) and
     what it holds now (nothing when it does not exist yet). A link, a file or an unreadable folder is one line."""
     folder = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
-    if os.path.islink(os.path.expanduser(os.fspath(out))) or folder.is_symlink():
+    if folder.is_symlink():
         raise FaceganError(f"--out {out} is a symbolic link; give the real folder path")
     if not folder.exists():
         return folder, []
