@@ -64,8 +64,8 @@ def ensure_trained(config, progress: bool = True) -> dict:
     run = Run(config.out)
     trained_on = (run.read_run_info() or {}).get("dataset_hash")
     if trained_on is not None and trained_on != FaceDataset.load(config.data).content_hash:
-        raise FaceganError(f"{run.path} was trained on other data (an earlier demo's); remove the demo's runs "
-                           "(`make clean`) and run it again")
+        raise FaceganError(f"{run.path} was trained on other data (an earlier demo's); remove it (`rm -rf {run.path}`) and run "
+                           "the demo again (`make clean` would also remove the venv)")
     summary = run.read_summary()
     if summary is not None:
         done = summary.get("kimg", 0) >= config.kimg - 1e-9 or summary.get("stopped_early")
@@ -94,11 +94,13 @@ def ensure_fingerprint(folder: Path, train_set, steps: int | None, progress: boo
     if folder.exists():
         fingerprint = load_fingerprint(folder)
         if fingerprint.metadata.get("dataset", {}).get("hash") != train_set.content_hash:
-            raise FaceganError(f"{folder} was trained on other faces (an earlier demo's); remove the demo's runs (`make clean`)")
+            raise FaceganError(f"{folder} was trained on other faces (an earlier demo's); remove the demo's runs "
+                               f"(`rm -rf {folder.parent}`; `make clean` also removes the venv)")
         if fingerprint.config.pattern_grid != FingerprintConfig().pattern_grid:
             # Format 1's codec (an image-dependent residual) still reads, but a GAN does not carry its key: make it anew.
             raise FaceganError(f"{folder} holds a fingerprint of an earlier facegan's demo (pattern grid {fingerprint.config.pattern_grid}, "
-                               f"now {FingerprintConfig().pattern_grid}); remove the demo's runs (`make clean`) so the demo trains the current one")
+                               f"now {FingerprintConfig().pattern_grid}); remove the demo's runs (`rm -rf {folder.parent}`, or `make clean`, "
+                               "which also removes the venv) so the demo trains the current one")
         print(f"reusing the fingerprint {folder} ({fingerprint.bits} bits)")
         return fingerprint
     config = FingerprintConfig() if steps is None else FingerprintConfig(steps=steps)
